@@ -1,0 +1,77 @@
+"""A least-recently-used cache of slice embeddings bounded by bytes, not entries."""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Hashable
+from typing import Generic, Protocol, TypeVar
+
+
+class Sized(Protocol):
+    @property
+    def nbytes(self) -> int: ...
+
+
+V = TypeVar("V", bound=Sized)
+
+DEFAULT_BUDGET_BYTES = 1 << 30
+
+
+class EmbeddingCache(Generic[V]):
+    """Maps keys such as (volume id, model, axis, index) to embeddings.
+
+    Adding an entry evicts the least recently used ones until the total fits the budget;
+    an entry larger than the whole budget is not kept. Thread-safe, because the worker
+    fills it while prefetching and serves requests from it.
+    """
+
+    def __init__(self, budget_bytes: int = DEFAULT_BUDGET_BYTES) -> None:
+        if budget_bytes < 0:
+            raise ValueError("The cache budget cannot be negative.")
+        self.budget_bytes = budget_bytes
+        self._entries: OrderedDict[Hashable, V] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+        self.hits = 0
+        self.misses = 0
+
+    def get(self, key: Hashable) -> V | None:
+        with self._lock:
+            value = self._entries.get(key)
+            if value is None:
+                self.misses += 1
+                return None
+            self._entries.move_to_end(key)
+            self.hits += 1
+            return value
+
+    def __contains__(self, key: Hashable) -> bool:
+        with self._lock:
+            return key in self._entries
+
+    def put(self, key: Hashable, value: V) -> None:
+        size = value.nbytes
+        with self._lock:
+            old = self._entries.pop(key, None)
+            if old is not None:
+                self._bytes -= old.nbytes
+            if size > self.budget_bytes:
+                return
+            self._entries[key] = value
+            self._bytes += size
+            while self._bytes > self.budget_bytes:
+                _, evicted = self._entries.popitem(last=False)
+                self._bytes -= evicted.nbytes
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+            self._bytes = 0
+
+    @property
+    def nbytes(self) -> int:
+        return self._bytes
+
+    def __len__(self) -> int:
+        return len(self._entries)

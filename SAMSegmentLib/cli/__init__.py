@@ -1,0 +1,40 @@
+"""The ``samsegment`` command line: one module per subcommand, each with ``register`` and ``run``."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+
+from ..errors import SAMSegmentError
+
+_COMMANDS = ("segment", "models", "download", "demo")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="samsegment", description="Segment Anything for 3D medical volumes.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log what the engine does")
+    subparsers = parser.add_subparsers(dest="command", required=True)
+    for name in _COMMANDS:
+        module = importlib.import_module(f"{__name__}.{name}_command")
+        module.register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    try:
+        return int(args.run(args) or 0)
+    except SAMSegmentError as error:
+        print(f"samsegment: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("samsegment: interrupted; nothing was written.", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

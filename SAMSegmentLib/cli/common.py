@@ -1,0 +1,61 @@
+"""Argument parsing and model loading shared by the subcommands."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..device import DEVICE_CHOICES, select_device
+from ..errors import PromptError
+from ..intensity import PRESETS
+from ..models import PromptableModel, load_model
+from ..prompts import Prompts
+from ..registry import MODELS, get_spec
+from ..volume import Axis, ijk_to_slice
+
+
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", default="litemedsam", choices=sorted(MODELS), help="model (default: litemedsam)")
+    parser.add_argument("--checkpoint", type=Path, help="use this checkpoint file instead of the cached one")
+    parser.add_argument("--device", default="auto", choices=DEVICE_CHOICES, help="compute device (default: auto)")
+    parser.add_argument("--preset", default="auto", choices=PRESETS, help="intensity mapping (default: auto)")
+    parser.add_argument("--modality", default="", help="CT, MR, ... (default: guessed from the voxel values)")
+
+
+def open_model(args: argparse.Namespace) -> PromptableModel:
+    return load_model(get_spec(args.model), select_device(args.device), checkpoint=args.checkpoint)
+
+
+def parse_numbers(text: str, count: int, what: str) -> list[float]:
+    try:
+        values = [float(part) for part in text.split(",")]
+    except ValueError:
+        raise PromptError(f"{what} '{text}' must be {count} comma-separated numbers.") from None
+    if len(values) != count:
+        raise PromptError(f"{what} '{text}' must be {count} comma-separated numbers, got {len(values)}.")
+    return values
+
+
+def parse_prompts(box: str | None, points: list[str], axis: Axis, index: int) -> Prompts:
+    """Prompts given as in-plane voxel indices (ijk order, the slice axis left out) to slice (x, y)."""
+    prompts = Prompts()
+    if box:
+        a0, b0, a1, b1 = parse_numbers(box, 4, "--box")
+        prompts.box = (*_in_plane(axis, index, a0, b0), *_in_plane(axis, index, a1, b1))
+    for text in points:
+        parts = text.split(",")
+        positive = True
+        if len(parts) == 3:
+            sign = parts.pop().strip()
+            if sign not in ("+", "-"):
+                raise PromptError(f"--point '{text}': the third part must be + or -.")
+            positive = sign == "+"
+        a, b = parse_numbers(",".join(parts), 2, "--point")
+        prompts.add_point(*_in_plane(axis, index, a, b), positive=positive)
+    return prompts
+
+
+def _in_plane(axis: Axis, index: int, a: float, b: float) -> tuple[float, float]:
+    # Rebuild full ijk with the slice index in the fixed axis, then take the slice's (x, y).
+    ijk = {Axis.AXIAL: (a, b, index), Axis.CORONAL: (a, index, b), Axis.SAGITTAL: (index, a, b)}[axis]
+    return ijk_to_slice(axis, ijk)[1]

@@ -1,0 +1,79 @@
+"""Map a volume's voxel values to [0, 1] once per volume, so every slice is scaled alike."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .volume import Volume
+
+# (level, width) in Hounsfield units.
+CT_WINDOWS: dict[str, tuple[float, float]] = {
+    "soft_tissue": (40.0, 400.0),
+    "lung": (-600.0, 1500.0),
+    "bone": (400.0, 1800.0),
+    "brain": (40.0, 80.0),
+    "liver": (60.0, 160.0),
+}
+PERCENTILE_PRESET = "percentile"
+AUTO_PRESET = "auto"
+PRESETS = (AUTO_PRESET, *CT_WINDOWS, PERCENTILE_PRESET)
+
+# Lowest and highest percentile kept for MR and other non-CT images.
+_PERCENTILES = (0.5, 99.5)
+# Strided sampling keeps percentile estimation cheap on 512x512x300 volumes.
+_MAX_SAMPLES = 2_000_000
+
+
+@dataclass(frozen=True)
+class IntensityMapping:
+    """A linear map of voxel values onto [0, 1], clipped: ``low`` -> 0, ``high`` -> 1."""
+
+    low: float
+    high: float
+    preset: str
+
+    def apply(self, values: np.ndarray) -> np.ndarray:
+        scaled = (np.asarray(values, dtype=np.float32) - self.low) / (self.high - self.low)
+        return np.clip(scaled, 0.0, 1.0)
+
+    @classmethod
+    def window(cls, level: float, width: float, preset: str = "custom") -> IntensityMapping:
+        if width <= 0:
+            raise ValueError(f"A window width must be positive, got {width}.")
+        return cls(level - width / 2.0, level + width / 2.0, preset)
+
+
+def looks_like_ct(volume: Volume) -> bool:
+    """CT when the modality says so, or when values span air (about -1000 HU) to tissue."""
+    if volume.modality:
+        return volume.modality.upper() == "CT"
+    low, high = np.percentile(_sample(volume.array), [1.0, 99.0])
+    return bool(low <= -500.0 and high >= -200.0 and volume.array.min() >= -3100)
+
+
+def mapping_for(volume: Volume, preset: str = AUTO_PRESET) -> IntensityMapping:
+    """Choose the intensity mapping of ``volume``.
+
+    ``auto`` takes the soft-tissue window for CT and robust percentiles otherwise; a CT
+    window name or ``percentile`` forces that mapping.
+    """
+    if preset == AUTO_PRESET:
+        preset = "soft_tissue" if looks_like_ct(volume) else PERCENTILE_PRESET
+    if preset in CT_WINDOWS:
+        return IntensityMapping.window(*CT_WINDOWS[preset], preset=preset)
+    if preset == PERCENTILE_PRESET:
+        samples = _sample(volume.array)
+        # Background (often exactly 0 in MR) would otherwise pull the low percentile down.
+        foreground = samples[samples != samples.min()]
+        low, high = np.percentile(foreground if foreground.size else samples, _PERCENTILES)
+        if high <= low:
+            low, high = float(samples.min()), float(samples.max())
+        return IntensityMapping(float(low), float(high), preset)
+    raise ValueError(f"Unknown intensity preset '{preset}'. Choose one of: {', '.join(PRESETS)}.")
+
+
+def _sample(array: np.ndarray) -> np.ndarray:
+    step = max(1, int(np.ceil(array.size / _MAX_SAMPLES)))
+    return np.asarray(array).reshape(-1)[::step].astype(np.float32)

@@ -1,0 +1,145 @@
+"""An interactive segmentation session on one volume: embed slices, decode prompts into masks."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .cache import EmbeddingCache
+from .errors import InferenceOutOfMemoryError, PromptError
+from .intensity import AUTO_PRESET, IntensityMapping, mapping_for
+from .models.base import ImageEmbedding, PromptableModel
+from .prompts import Prompts
+from .registry import PromptKind
+from .volume import Axis, Volume
+
+
+@dataclass
+class Prediction:
+    """A mask at the slice's full resolution and what the model thinks of it."""
+
+    mask: np.ndarray  # bool [y, x]
+    score: float  # predicted IoU of the chosen mask
+    scores: np.ndarray  # predicted IoU of every candidate
+    low_res_logits: torch.Tensor  # (L, L) logits of the chosen mask, reusable as a mask prompt
+
+
+class VolumePredictor:
+    """Segment slices of one volume with one model.
+
+    The intensity mapping is fixed when the volume is set, so every slice is scaled alike.
+    Embeddings are kept in a byte-bounded cache keyed by (volume, model, axis, index).
+    """
+
+    def __init__(self, model: PromptableModel, cache: EmbeddingCache[ImageEmbedding] | None = None) -> None:
+        self.model = model
+        self.cache: EmbeddingCache[ImageEmbedding] = cache if cache is not None else EmbeddingCache()
+        self.volume: Volume | None = None
+        self.mapping: IntensityMapping | None = None
+        self.volume_key = ""
+        self.embed_count = 0
+
+    def set_volume(
+        self, volume: Volume, intensity: IntensityMapping | str = AUTO_PRESET, volume_key: str | None = None
+    ) -> None:
+        """Start a session on ``volume``. ``volume_key`` identifies its content for the cache (a new key
+        is made if omitted, so embeddings of an edited volume are never reused by mistake)."""
+        self.volume = volume
+        self.mapping = intensity if isinstance(intensity, IntensityMapping) else mapping_for(volume, intensity)
+        self.volume_key = volume_key or uuid.uuid4().hex
+
+    def _require_volume(self) -> Volume:
+        if self.volume is None:
+            raise RuntimeError("No volume is set: call set_volume() first.")
+        return self.volume
+
+    def slice_image(self, axis: Axis, index: int) -> np.ndarray:
+        """The slice mapped to [0, 1] with the volume's intensity mapping."""
+        volume = self._require_volume()
+        assert self.mapping is not None
+        return self.mapping.apply(volume.slice_2d(axis, index))
+
+    def cache_key(self, axis: Axis, index: int) -> tuple[str, str, str, str, int]:
+        assert self.mapping is not None
+        return (self.volume_key, repr(self.mapping), self.model.spec.name, Axis(axis).value, int(index))
+
+    def is_embedded(self, axis: Axis, index: int) -> bool:
+        return self.cache_key(axis, index) in self.cache
+
+    def embed(self, axis: Axis, index: int) -> ImageEmbedding:
+        """The slice's embedding, computed once and then served from the cache."""
+        axis = Axis(axis)
+        self._require_volume()
+        key = self.cache_key(axis, index)
+        embedding = self.cache.get(key)
+        if embedding is None:
+            image = self.slice_image(axis, index)
+            with _out_of_memory_as_error(self.model.device):
+                embedding = self.model.encode(image)
+            self.embed_count += 1
+            self.cache.put(key, embedding)
+        return embedding
+
+    def predict(
+        self,
+        axis: Axis,
+        index: int,
+        prompts: Prompts,
+        mask_logits: torch.Tensor | None = None,
+        multimask: bool | None = None,
+    ) -> Prediction:
+        """Segment slice ``index`` along ``axis`` from ``prompts``.
+
+        ``mask_logits`` (the ``low_res_logits`` of an earlier prediction) refines that mask
+        with models that take mask prompts. ``multimask`` defaults to the models' advice:
+        several candidates for a single point, one otherwise; the best-scored is returned.
+        """
+        axis = Axis(axis)
+        volume = self._require_volume()
+        slice_hw = volume.slice_shape(axis)
+        volume._check_slice_index(axis, index)
+        prompts.validate(slice_hw, self.model.spec)
+        if mask_logits is not None and not self.model.spec.accepts(PromptKind.MASK):
+            raise PromptError(f"{self.model.spec.name} does not take mask prompts.")
+        if multimask is None:
+            multimask = len(prompts.points) == 1 and prompts.box is None
+        multimask = multimask and self.model.spec.multimask
+        embedding = self.embed(axis, index)
+        with _out_of_memory_as_error(self.model.device):
+            decoded = self.model.decode(
+                embedding,
+                prompts.points_array(),
+                prompts.labels_array(),
+                prompts.clipped_box(slice_hw),
+                mask_logits,
+                multimask,
+            )
+            best = int(torch.argmax(decoded.scores))
+            logits = decoded.low_res_logits[best]
+            full = self.model.upsample_logits(logits, embedding)
+        mask = (full > 0).cpu().numpy()
+        return Prediction(
+            mask=mask,
+            score=float(decoded.scores[best]),
+            scores=decoded.scores.float().cpu().numpy(),
+            low_res_logits=logits,
+        )
+
+
+@contextmanager
+def _out_of_memory_as_error(device: torch.device) -> Iterator[None]:
+    """Turn a device out-of-memory failure into an error that says so, after freeing cached blocks."""
+    try:
+        yield
+    except (torch.OutOfMemoryError, MemoryError) as error:
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+        raise InferenceOutOfMemoryError(
+            f"The {device.type.upper()} ran out of memory while segmenting ({error}). "
+            "Close other GPU programs or switch the device to CPU; nothing was changed."
+        ) from error

@@ -1,0 +1,69 @@
+"""Shared fixtures: synthetic volumes, tiny models, the real LiteMedSAM and the shared CT."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from SAMSegmentLib.volume import Volume
+
+DATA_ENV = "SAMSEGMENT_DATA_DIR"
+_DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "abdomen-ct"
+
+
+def make_ct_phantom(shape: tuple[int, int, int] = (12, 48, 64), seed: int = 0) -> Volume:
+    """A CT-like volume in HU: air outside a soft-tissue body holding a bright ellipsoid 'organ'."""
+    rng = np.random.default_rng(seed)
+    nk, nj, ni = shape
+    k, j, i = np.meshgrid(np.arange(nk), np.arange(nj), np.arange(ni), indexing="ij")
+    body = ((j - nj / 2) / (nj * 0.45)) ** 2 + ((i - ni / 2) / (ni * 0.45)) ** 2 < 1
+    organ = ((k - nk / 2) / (nk * 0.35)) ** 2 + ((j - nj / 2) / (nj * 0.2)) ** 2 + ((i - ni / 2) / (ni * 0.2)) ** 2 < 1
+    array = np.full(shape, -1000.0)
+    array[body] = 30.0
+    array[organ] = 150.0
+    array += rng.normal(0, 5, shape)
+    return Volume(array.astype(np.int16), spacing=(0.8, 0.9, 2.5), origin=(-10.0, 20.0, 5.0), modality="")
+
+
+@pytest.fixture
+def ct_phantom() -> Volume:
+    return make_ct_phantom()
+
+
+@pytest.fixture(scope="session")
+def tiny_sam_model():
+    from tiny_models import tiny_sam
+
+    return tiny_sam()
+
+
+@pytest.fixture(scope="session")
+def tiny_hq_model():
+    pytest.importorskip("segment_anything_hq")
+    from tiny_models import tiny_hq_sam
+
+    return tiny_hq_sam()
+
+
+@pytest.fixture(scope="session")
+def litemedsam():
+    """The real embedded LiteMedSAM on the CPU, loaded once per test session."""
+    import torch
+
+    from SAMSegmentLib.models import load_model
+    from SAMSegmentLib.registry import get_spec
+
+    return load_model(get_spec("litemedsam"), torch.device("cpu"))
+
+
+@pytest.fixture(scope="session")
+def abdomen_ct_dir() -> Path:
+    path = Path(os.environ.get(DATA_ENV, _DEFAULT_DATA))
+    if not (path / "ct.nii.gz").exists():
+        if os.environ.get("CI"):
+            pytest.fail(f"The shared abdominal CT is missing at {path}; set {DATA_ENV}.")
+        pytest.skip(f"shared abdominal CT not found at {path} (set {DATA_ENV})")
+    return path
