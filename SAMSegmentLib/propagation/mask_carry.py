@@ -1,0 +1,171 @@
+"""Propagation for models without memory (LiteMedSAM, SAM, HQ-SAM): carry each finished slice's
+mask to the next slice as its prompt, and stop where the object ends."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+
+from ..predictor import Prediction, VolumePredictor
+from ..prompts import Prompts
+from ..registry import PromptKind
+from ..volume import put_slice
+from .stop_rule import ObjectTrack, StopRule
+from .types import (
+    CancelToken,
+    ObjectResult,
+    ProgressCallback,
+    PropagationRequest,
+    PropagationResult,
+    SliceResult,
+    Stop,
+    step_name,
+)
+
+
+@dataclass
+class _Carry:
+    """What one object passes from one slice to the next in one direction."""
+
+    object_id: str
+    prediction: Prediction
+    track: ObjectTrack
+
+
+class MaskCarryPropagation:
+    """Iterate to get results slice by slice; ``result`` holds the whole volume afterwards.
+
+    All objects advance together, so each slice is embedded once for all of them, and the
+    embedding cache makes the seed slice and every slice of the second direction free of
+    repeated encoder work.
+    """
+
+    def __init__(
+        self,
+        predictor: VolumePredictor,
+        request: PropagationRequest,
+        stop_rule: StopRule | None = None,
+        cancel: CancelToken | None = None,
+        progress: ProgressCallback | None = None,
+    ) -> None:
+        self.predictor = predictor
+        self.request = request
+        self.stop_rule = stop_rule or StopRule()
+        self.cancel = cancel or CancelToken()
+        self.progress = progress
+        volume = predictor._require_volume()
+        shape = volume.array.shape
+        self.result = PropagationResult({o.object_id: ObjectResult(o.object_id, np.zeros(shape, bool))
+                                         for o in request.objects})
+        self._first, self._last = request.bounds(volume.slice_count(request.axis))
+        self._planned = self._planned_slices()
+        self._done = 0
+
+    def _planned_slices(self) -> int:
+        steps = self.request.direction.steps()
+        seed = self.request.seed_index
+        return 1 + (self._last - seed if 1 in steps else 0) + (seed - self._first if -1 in steps else 0)
+
+    def run(self) -> PropagationResult:
+        for _ in self:
+            pass
+        return self.result
+
+    def __iter__(self) -> Iterator[SliceResult]:
+        embeds_before = self.predictor.embed_count
+        try:
+            seeds = yield from self._segment_seed()
+            for step in self.request.direction.steps():
+                yield from self._walk(step, seeds)
+        finally:
+            self.result.embedded_slices = self.predictor.embed_count - embeds_before
+
+    def _tick(self) -> None:
+        self._done += 1
+        if self.progress is not None:
+            self.progress(self._done, self._planned)
+
+    def _segment_seed(self) -> Iterator[SliceResult]:
+        if self.cancel.cancelled:
+            self.result.cancelled = True
+            return []
+        seeds = []
+        axis, index = self.request.axis, self.request.seed_index
+        image = self.predictor.slice_image(axis, index)
+        for item in self.request.objects:
+            prediction = self.predictor.predict(axis, index, item.prompts)
+            outcome = self.result.objects[item.object_id]
+            if not prediction.mask.any():
+                outcome.stops.append(Stop("both", None, "absent: the model found nothing at the prompts"))
+                continue
+            self._accept(item.object_id, index, prediction)
+            seeds.append(_Carry(item.object_id, prediction, self.stop_rule.start(prediction, image)))
+            yield SliceResult(item.object_id, index, prediction.mask, prediction.score)
+        self._tick()
+        return seeds
+
+    def _walk(self, step: int, seeds: list[_Carry]) -> Iterator[SliceResult]:
+        axis = self.request.axis
+        live = [_Carry(s.object_id, s.prediction, s.track.copy()) for s in seeds]
+        last_index = {c.object_id: self.request.seed_index for c in live}
+        index = self.request.seed_index + step
+        while live:
+            if not self._first <= index <= self._last:
+                for carry in live:
+                    self._stop(carry.object_id, step, last_index[carry.object_id], "reached the end of the range")
+                return
+            if self.cancel.cancelled:
+                self.result.cancelled = True
+                for carry in live:
+                    self._stop(carry.object_id, step, last_index[carry.object_id], "cancelled")
+                return
+            image = self.predictor.slice_image(axis, index)
+            still_live = []
+            for carry in live:
+                prediction = self.predictor.predict(axis, index, *self._carried_prompt(carry.prediction))
+                reason = self.stop_rule.check(carry.track, prediction, image)
+                if reason:
+                    self._stop(carry.object_id, step, last_index[carry.object_id], reason)
+                    continue
+                self._accept(carry.object_id, index, prediction)
+                last_index[carry.object_id] = index
+                still_live.append(_Carry(carry.object_id, prediction, carry.track))
+                yield SliceResult(carry.object_id, index, prediction.mask, prediction.score)
+            live = still_live
+            self._tick()
+            index += step
+
+    def _carried_prompt(self, previous: Prediction) -> tuple[Prompts, object]:
+        """The next slice's prompt from the previous mask: a box with a margin, and for models
+        that take them an interior point and the previous logits."""
+        spec = self.predictor.model.spec
+        mask = previous.mask
+        ys, xs = np.nonzero(mask)
+        margin_x, margin_y = self.stop_rule.box_margin(xs.max() - xs.min() + 1, ys.max() - ys.min() + 1)
+        height, width = mask.shape
+        box = (
+            max(0.0, xs.min() - margin_x),
+            max(0.0, ys.min() - margin_y),
+            min(width - 1.0, xs.max() + margin_x),
+            min(height - 1.0, ys.max() + margin_y),
+        )
+        prompts = Prompts(box=box)
+        mask_logits = None
+        if spec.accepts(PromptKind.POINT):
+            distance = ndimage.distance_transform_edt(mask)
+            y, x = np.unravel_index(int(np.argmax(distance)), mask.shape)
+            prompts.add_point(float(x), float(y))
+        if spec.accepts(PromptKind.MASK):
+            mask_logits = previous.low_res_logits
+        return prompts, mask_logits
+
+    def _accept(self, object_id: str, index: int, prediction: Prediction) -> None:
+        outcome = self.result.objects[object_id]
+        put_slice(outcome.mask, self.request.axis, index, prediction.mask)
+        outcome.slices.append(index)
+
+    def _stop(self, object_id: str, step: int, last_index: int, reason: str) -> None:
+        self.result.objects[object_id].stops.append(Stop(step_name(step), last_index, reason))

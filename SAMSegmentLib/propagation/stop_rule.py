@@ -1,0 +1,71 @@
+"""When has the object ended? Checks applied to each propagated slice before it is accepted."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..metrics import dice
+from ..predictor import Prediction
+
+
+@dataclass
+class ObjectTrack:
+    """What the stop rule remembers of one object along one direction."""
+
+    seed_area: int
+    seed_mean: float
+    seed_std: float
+    previous_mask: np.ndarray
+
+    def copy(self) -> ObjectTrack:
+        return copy.copy(self)
+
+
+@dataclass
+class StopRule:
+    """Stop a direction when the object has ended.
+
+    A slice is refused (and the direction stops) when its mask is empty, the model's
+    predicted quality falls below ``min_score``, the area falls below ``min_area_fraction``
+    of the seed's, the mask overlaps the previous slice's by less than ``min_overlap`` Dice
+    (the model jumped to a neighbouring structure), or its mean intensity has drifted more
+    than ``max_intensity_shift`` seed standard deviations from the seed's (another tissue).
+    """
+
+    min_score: float = 0.5
+    min_area_fraction: float = 0.02
+    min_overlap: float = 0.4
+    max_intensity_shift: float = 1.5
+    margin_fraction: float = 0.1
+    min_margin_pixels: float = 2.0
+
+    def box_margin(self, width: float, height: float) -> tuple[float, float]:
+        """Margin added around the carried box so a growing object is not clipped."""
+        return (max(self.min_margin_pixels, self.margin_fraction * width),
+                max(self.min_margin_pixels, self.margin_fraction * height))
+
+    def start(self, seed: Prediction, image01: np.ndarray) -> ObjectTrack:
+        values = image01[seed.mask]
+        return ObjectTrack(int(seed.mask.sum()), float(values.mean()), float(values.std()) + 0.02, seed.mask)
+
+    def check(self, track: ObjectTrack, prediction: Prediction, image01: np.ndarray) -> str:
+        """The reason to stop before this slice, or "" to accept it (and update the track)."""
+        mask = prediction.mask
+        area = int(mask.sum())
+        if area == 0:
+            return "object ended: empty mask"
+        if prediction.score < self.min_score:
+            return f"object ended: predicted quality {prediction.score:.2f} below {self.min_score:.2f}"
+        if area < self.min_area_fraction * track.seed_area:
+            return f"object ended: area collapsed to {area / track.seed_area:.1%} of the prompted slice"
+        overlap = dice(mask, track.previous_mask)
+        if overlap < self.min_overlap:
+            return f"object ended: mask moved (overlap {overlap:.2f} with the previous slice)"
+        shift = abs(float(image01[mask].mean()) - track.seed_mean) / track.seed_std
+        if shift > self.max_intensity_shift:
+            return f"object ended: intensity changed by {shift:.1f} standard deviations"
+        track.previous_mask = mask
+        return ""

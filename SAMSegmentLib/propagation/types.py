@@ -1,0 +1,116 @@
+"""The propagation API shared by every model family: requests, per-slice results, stops, cancel."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Protocol
+
+import numpy as np
+
+from ..prompts import Prompts
+from ..volume import Axis
+
+
+class Direction(str, Enum):
+    FORWARD = "forward"  # increasing slice index
+    BACKWARD = "backward"
+    BOTH = "both"
+
+    def steps(self) -> tuple[int, ...]:
+        return {Direction.FORWARD: (1,), Direction.BACKWARD: (-1,), Direction.BOTH: (1, -1)}[self]
+
+
+def step_name(step: int) -> str:
+    return Direction.FORWARD.value if step > 0 else Direction.BACKWARD.value
+
+
+@dataclass
+class ObjectPrompts:
+    """One object's prompts on the seed slice; ``object_id`` names the segment it belongs to."""
+
+    object_id: str
+    prompts: Prompts
+
+
+@dataclass
+class PropagationRequest:
+    axis: Axis
+    seed_index: int
+    objects: list[ObjectPrompts]
+    direction: Direction = Direction.BOTH
+    slice_range: tuple[int, int] | None = None  # inclusive first and last slice allowed
+
+    def bounds(self, slice_count: int) -> tuple[int, int]:
+        first, last = self.slice_range if self.slice_range is not None else (0, slice_count - 1)
+        first, last = max(0, min(first, last)), min(slice_count - 1, max(first, last))
+        if not first <= self.seed_index <= last:
+            raise ValueError(f"The prompted slice {self.seed_index} is outside the range {first}..{last}.")
+        return first, last
+
+
+@dataclass
+class SliceResult:
+    """One object's mask on one slice, as soon as it is computed."""
+
+    object_id: str
+    index: int
+    mask: np.ndarray  # bool [y, x]
+    score: float  # the model's quality estimate for this mask
+
+
+@dataclass
+class Stop:
+    """Where and why propagation ended in one direction for one object."""
+
+    direction: str  # "forward" or "backward"
+    last_index: int | None  # last slice that received a mask; None if none did in this direction
+    reason: str
+
+
+@dataclass
+class ObjectResult:
+    object_id: str
+    mask: np.ndarray  # bool [k, j, i]
+    slices: list[int] = field(default_factory=list)
+    stops: list[Stop] = field(default_factory=list)
+
+    @property
+    def absent(self) -> bool:
+        """True when the model found nothing, not even on the prompted slice."""
+        return not self.slices
+
+
+@dataclass
+class PropagationResult:
+    objects: dict[str, ObjectResult]
+    cancelled: bool = False
+    embedded_slices: int = 0
+
+
+class CancelToken:
+    """Set from any thread; propagation checks it before every slice."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+
+    def cancel(self) -> None:
+        self._event.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._event.is_set()
+
+
+ProgressCallback = Callable[[int, int], None]  # (slices done, slices planned at most)
+
+
+class Propagator(Protocol):
+    """A model family's propagation. Iterating yields results slice by slice; ``result`` is complete
+    once the iteration ends (also after a cancel, then with ``cancelled`` set)."""
+
+    result: PropagationResult
+
+    def __iter__(self) -> Iterator[SliceResult]: ...
