@@ -1,0 +1,105 @@
+"""Convert between Slicer's oriented images (RAS, VTK buffers) and the engine's ``Volume`` (LPS, numpy).
+
+Every array here is indexed ``[k, j, i]`` from the first voxel of the image's extent, which
+need not be voxel 0 (a segmentation's reference geometry may start anywhere), so each image
+is described by its *array-to-RAS* matrix: the image-to-world matrix shifted to the extent start.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import vtk
+from vtk.util import numpy_support
+
+import slicer
+from SAMSegmentLib.volume import Volume
+
+# Slicer's world frame is RAS, the engine's (as read from files by SimpleITK) is LPS.
+RAS_TO_LPS = np.diag([-1.0, -1.0, 1.0])
+
+
+def matrixToArray(matrix: vtk.vtkMatrix4x4) -> np.ndarray:
+    return np.array([[matrix.GetElement(row, column) for column in range(4)] for row in range(4)])
+
+
+def arrayToMatrix(array: np.ndarray) -> vtk.vtkMatrix4x4:
+    matrix = vtk.vtkMatrix4x4()
+    for row in range(4):
+        for column in range(4):
+            matrix.SetElement(row, column, float(array[row, column]))
+    return matrix
+
+
+def arrayToRasMatrix(image: slicer.vtkOrientedImageData) -> np.ndarray:
+    """4x4 matrix mapping array indices (i, j, k, 1) of ``image``'s scalars to RAS."""
+    imageToWorld = vtk.vtkMatrix4x4()
+    image.GetImageToWorldMatrix(imageToWorld)
+    extent = image.GetExtent()
+    shift = np.eye(4)
+    shift[:3, 3] = extent[0], extent[2], extent[4]
+    return matrixToArray(imageToWorld) @ shift
+
+
+def arrayShape(image: vtk.vtkImageData) -> tuple[int, int, int]:
+    """``[k, j, i]`` shape of an image's voxel array."""
+    ni, nj, nk = image.GetDimensions()
+    return nk, nj, ni
+
+
+def arrayFromImage(image: vtk.vtkImageData) -> np.ndarray:
+    """A copy of the image's first scalar component as a ``[k, j, i]`` array (a copy, so other
+    threads may keep it while VTK reuses the buffer)."""
+    scalars = image.GetPointData().GetScalars()
+    if scalars is None:
+        raise ValueError("The image has no voxel data.")
+    values = numpy_support.vtk_to_numpy(scalars)
+    if values.ndim == 2:  # several components: the segment editor also uses only the first one
+        values = values[:, 0]
+    return values.reshape(arrayShape(image)).copy()
+
+
+def volumeFromOrientedImage(image: slicer.vtkOrientedImageData, modality: str = "") -> Volume:
+    """The engine's ``Volume`` of ``image``: same voxels, geometry in LPS as SimpleITK reports it."""
+    arrayToRas = arrayToRasMatrix(image)
+    axes = arrayToRas[:3, :3]
+    spacing = np.linalg.norm(axes, axis=0)
+    return Volume(
+        array=arrayFromImage(image),
+        spacing=tuple(spacing),
+        origin=tuple(RAS_TO_LPS @ arrayToRas[:3, 3]),
+        direction=RAS_TO_LPS @ (axes / spacing),
+        modality=modality,
+    )
+
+
+def orientedImageFromVolumeNode(volumeNode: slicer.vtkMRMLScalarVolumeNode) -> slicer.vtkOrientedImageData:
+    """The volume's voxels as an oriented image in world RAS (linear parent transforms applied)."""
+    if volumeNode is None or volumeNode.GetImageData() is None:
+        raise ValueError("The volume has no image data.")
+    image = slicer.vtkOrientedImageData()
+    image.ShallowCopy(volumeNode.GetImageData())
+    imageToWorld = vtk.vtkMatrix4x4()
+    slicer.vtkSlicerSegmentEditorLogic.ImageToWorldMatrix(volumeNode, imageToWorld)
+    image.SetImageToWorldMatrix(imageToWorld)
+    return image
+
+
+def volumeFromVolumeNode(volumeNode: slicer.vtkMRMLScalarVolumeNode, modality: str = "") -> Volume:
+    return volumeFromOrientedImage(orientedImageFromVolumeNode(volumeNode), modality)
+
+
+def labelmapLike(geometry: slicer.vtkOrientedImageData, mask: np.ndarray) -> slicer.vtkOrientedImageData:
+    """A binary labelmap (unsigned char 0/1) holding ``mask`` ``[k, j, i]`` on ``geometry``'s grid."""
+    mask = np.asarray(mask)
+    if mask.shape != arrayShape(geometry):
+        raise ValueError(f"The mask has shape {mask.shape}; the segmentation grid has {arrayShape(geometry)}.")
+    labelmap = slicer.vtkOrientedImageData()
+    labelmap.SetExtent(geometry.GetExtent())
+    labelmap.SetSpacing(geometry.GetSpacing())
+    labelmap.SetOrigin(geometry.GetOrigin())
+    labelmap.CopyDirections(geometry)
+    labelmap.AllocateScalars(vtk.VTK_UNSIGNED_CHAR, 1)
+    voxels = numpy_support.vtk_to_numpy(labelmap.GetPointData().GetScalars())
+    voxels[:] = mask.astype(np.uint8).reshape(-1)
+    labelmap.Modified()
+    return labelmap

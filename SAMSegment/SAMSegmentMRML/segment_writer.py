@@ -1,0 +1,138 @@
+"""Write engine masks into segments through the Segment Editor's own modification logic, so the
+editor's masking (editable area, intensity range) and overwrite settings apply and every write
+is one undo step."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import Enum
+from typing import Protocol
+
+import numpy as np
+
+import slicer
+from SAMSegmentLib.volume import Axis
+
+from .geometry import arrayFromImage, arrayShape, labelmapLike
+
+
+class Modification(Enum):
+    ADD = "add"
+    REMOVE = "remove"
+
+
+class SegmentEditing(Protocol):
+    """What writing needs from a segment editor: the effect (in Slicer) or the logic (headless)."""
+
+    def saveStateForUndo(self) -> None: ...
+
+    def modifySegment(
+        self,
+        segmentationNode: slicer.vtkMRMLSegmentationNode,
+        segmentID: str,
+        labelmap: slicer.vtkOrientedImageData,
+        modification: Modification,
+        extent: tuple[int, int, int, int, int, int],
+    ) -> None: ...
+
+
+class EditorLogicEditing:
+    """SegmentEditing through a ``vtkSlicerSegmentEditorLogic`` (the logic the Segment Editor
+    widget itself uses, so the result is the same as an effect's)."""
+
+    _MODES = {
+        Modification.ADD: slicer.vtkSlicerSegmentEditorLogic.ModificationModeAdd,
+        Modification.REMOVE: slicer.vtkSlicerSegmentEditorLogic.ModificationModeRemove,
+    }
+
+    def __init__(self, logic: slicer.vtkSlicerSegmentEditorLogic) -> None:
+        self.logic = logic
+
+    def saveStateForUndo(self) -> None:
+        self.logic.SaveStateForUndo()
+
+    def modifySegment(self, segmentationNode, segmentID, labelmap, modification, extent) -> None:  # noqa: ANN001
+        self.logic.ModifySegmentByLabelmap(
+            segmentationNode, segmentID, labelmap, self._MODES[modification], extent, True, False
+        )
+
+
+@dataclass
+class MaskWrite:
+    """Replace ``segmentID`` on ``indices`` (slices along ``axis``) by ``mask`` ``[k, j, i]``; with
+    ``axis`` None the whole grid is replaced."""
+
+    segmentID: str
+    mask: np.ndarray
+    axis: Axis | None = None
+    indices: Sequence[int] = ()
+
+    def region(self, shape: tuple[int, int, int]) -> np.ndarray:
+        """Bool ``[k, j, i]``: the voxels this write replaces."""
+        region = np.zeros(shape, bool)
+        if self.axis is None:
+            region[...] = True
+            return region
+        indexer: list[object] = [slice(None)] * 3
+        indexer[self.axis.array_axis] = list(self.indices)
+        region[tuple(indexer)] = True
+        return region
+
+
+def segmentMaskOnGrid(
+    segmentationNode: slicer.vtkMRMLSegmentationNode, segmentID: str, geometry: slicer.vtkOrientedImageData
+) -> np.ndarray:
+    """The segment as a bool ``[k, j, i]`` array on ``geometry``'s grid (nearest-neighbour)."""
+    shape = arrayShape(geometry)
+    if segmentationNode.GetSegmentation().GetSegment(segmentID) is None:
+        raise KeyError(f"The segmentation has no segment '{segmentID}'.")
+    labelmap = slicer.vtkOrientedImageData()
+    found = slicer.vtkSlicerSegmentationsModuleLogic.GetSegmentBinaryLabelmapRepresentation(
+        segmentationNode, segmentID, labelmap, False
+    )
+    extent = labelmap.GetExtent()
+    if not found or extent[0] > extent[1] or extent[2] > extent[3] or extent[4] > extent[5]:
+        return np.zeros(shape, bool)
+    onGrid = slicer.vtkOrientedImageData()
+    if not slicer.vtkOrientedImageDataResample.ResampleOrientedImageToReferenceOrientedImage(labelmap, geometry, onGrid):
+        raise ValueError(f"Segment '{segmentID}' could not be resampled onto the segmentation grid.")
+    return arrayFromImage(onGrid) > 0
+
+
+def writeSegmentMasks(
+    editing: SegmentEditing,
+    segmentationNode: slicer.vtkMRMLSegmentationNode,
+    geometry: slicer.vtkOrientedImageData,
+    writes: Sequence[MaskWrite],
+) -> None:
+    """Apply ``writes`` as one undo step: on each write's region the segment becomes its mask,
+    within what the editor's masking allows; elsewhere the segment is left as it was.
+
+    Everything is checked and prepared before the undo state is saved, so bad input changes nothing.
+    """
+    shape = arrayShape(geometry)
+    offset = np.array(geometry.GetExtent()[::2])
+    steps = []
+    for write in writes:
+        mask = np.asarray(write.mask, dtype=bool)
+        if mask.shape != shape:
+            raise ValueError(f"The mask for '{write.segmentID}' has shape {mask.shape}, the grid {shape}.")
+        region = write.region(shape)
+        current = segmentMaskOnGrid(segmentationNode, write.segmentID, geometry)
+        extent = _extentOf(region, offset)
+        for modification, voxels in ((Modification.REMOVE, current & region & ~mask), (Modification.ADD, mask & region)):
+            if voxels.any():
+                steps.append((write.segmentID, labelmapLike(geometry, voxels), modification, extent))
+    if not steps:
+        return
+    editing.saveStateForUndo()
+    for segmentID, labelmap, modification, extent in steps:
+        editing.modifySegment(segmentationNode, segmentID, labelmap, modification, extent)
+
+
+def _extentOf(region: np.ndarray, offset: np.ndarray) -> tuple[int, int, int, int, int, int]:
+    """VTK extent (i0, i1, j0, j1, k0, k1) of the region's bounding box in the grid's own indices."""
+    k, j, i = (np.flatnonzero(region.any(axis=axes)) for axes in ((1, 2), (0, 2), (0, 1)))
+    bounds = [(i[0], i[-1]), (j[0], j[-1]), (k[0], k[-1])]
+    return tuple(int(value + offset[axis]) for axis, pair in enumerate(bounds) for value in pair)  # type: ignore[return-value]
