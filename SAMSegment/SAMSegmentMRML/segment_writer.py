@@ -27,6 +27,8 @@ class SegmentEditing(Protocol):
 
     def saveStateForUndo(self) -> None: ...
 
+    def selectedSegmentID(self) -> str: ...
+
     def modifySegment(
         self,
         segmentationNode: slicer.vtkMRMLSegmentationNode,
@@ -51,6 +53,9 @@ class EditorLogicEditing:
 
     def saveStateForUndo(self) -> None:
         self.logic.SaveStateForUndo()
+
+    def selectedSegmentID(self) -> str:
+        return self.logic.GetCurrentSegmentID()
 
     def modifySegment(self, segmentationNode, segmentID, labelmap, modification, extent) -> None:  # noqa: ANN001
         self.logic.ModifySegmentByLabelmap(
@@ -85,7 +90,8 @@ def segmentMaskOnGrid(
 ) -> np.ndarray:
     """The segment as a bool ``[k, j, i]`` array on ``geometry``'s grid (nearest-neighbour)."""
     shape = arrayShape(geometry)
-    if segmentationNode.GetSegmentation().GetSegment(segmentID) is None:
+    segment = segmentationNode.GetSegmentation().GetSegment(segmentID)
+    if segment is None:
         raise KeyError(f"The segmentation has no segment '{segmentID}'.")
     labelmap = slicer.vtkOrientedImageData()
     found = slicer.vtkSlicerSegmentationsModuleLogic.GetSegmentBinaryLabelmapRepresentation(
@@ -97,7 +103,8 @@ def segmentMaskOnGrid(
     onGrid = slicer.vtkOrientedImageData()
     if not slicer.vtkOrientedImageDataResample.ResampleOrientedImageToReferenceOrientedImage(labelmap, geometry, onGrid):
         raise ValueError(f"Segment '{segmentID}' could not be resampled onto the segmentation grid.")
-    return arrayFromImage(onGrid) > 0
+    # Segments share labelmap layers, each with its own label value.
+    return arrayFromImage(onGrid) == segment.GetLabelValue()
 
 
 def writeSegmentMasks(
@@ -109,8 +116,17 @@ def writeSegmentMasks(
     """Apply ``writes`` as one undo step: on each write's region the segment becomes its mask,
     within what the editor's masking allows; elsewhere the segment is left as it was.
 
-    Everything is checked and prepared before the undo state is saved, so bad input changes nothing.
+    Only the selected segment can be written: the editor computes its editable area (e.g.
+    "outside all segments") relative to the selected segment. Everything is checked and
+    prepared before the undo state is saved, so bad input changes nothing.
     """
+    selected = editing.selectedSegmentID()
+    for write in writes:
+        if write.segmentID != selected:
+            raise ValueError(
+                f"Segment '{write.segmentID}' is not the selected segment '{selected}'; "
+                "select it first so the editable area is computed for it."
+            )
     shape = arrayShape(geometry)
     offset = np.array(geometry.GetExtent()[::2])
     steps = []

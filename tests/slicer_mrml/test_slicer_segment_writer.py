@@ -1,0 +1,133 @@
+"""Masks written through the Segment Editor logic honour masking, overwrite and undo."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import slicer
+from conftest import loadVolume, makeEditor, writeImage
+from SAMSegmentLib.volume import Axis, Volume
+from SAMSegmentMRML.segment_writer import EditorLogicEditing, MaskWrite, segmentMaskOnGrid, writeSegmentMasks
+
+pytestmark = pytest.mark.slicer
+
+SHAPE = (6, 16, 20)  # k, j, i
+
+
+@pytest.fixture
+def editor(scene, tmp_path):
+    array = np.full(SHAPE, 100, np.int16)
+    array[:, :, 10:] = 300  # right half brighter, for the intensity range
+    volume = Volume(array, spacing=(0.9, 0.9, 2.0), origin=(3.0, 4.0, 5.0), direction=np.diag([1.0, -1.0, 1.0]))
+    editor = makeEditor(scene, loadVolume(scene, writeImage(tmp_path / "image.nrrd", volume)))
+    editor.target = editor.addSegment("target")
+    editor.other = editor.addSegment("other")
+    return editor
+
+
+def _box(k: slice, j: slice, i: slice) -> np.ndarray:
+    mask = np.zeros(SHAPE, bool)
+    mask[k, j, i] = True
+    return mask
+
+
+def _segment(editor, segmentID: str) -> np.ndarray:  # noqa: ANN001
+    return slicer.util.arrayFromSegmentBinaryLabelmap(editor.segmentation, segmentID, editor.volume) > 0
+
+
+def _write(editor, segmentID: str, mask: np.ndarray, axis: Axis | None = None, indices=()) -> None:  # noqa: ANN001
+    editor.node.SetSelectedSegmentID(segmentID)  # as the user selects the segment to edit
+    geometry = editor.logic.GetAlignedSourceVolume()
+    writeSegmentMasks(EditorLogicEditing(editor.logic), editor.segmentation, geometry,
+                      [MaskWrite(segmentID, mask, axis, indices)])
+
+
+def test_write_replaces_the_segment_on_the_written_slices_only(editor):
+    _write(editor, editor.target, _box(slice(1, 5), slice(2, 12), slice(2, 12)))
+    newSlice = _box(slice(None), slice(5, 7), slice(5, 7))
+    _write(editor, editor.target, newSlice, Axis.AXIAL, [3])
+
+    result = _segment(editor, editor.target)
+    np.testing.assert_array_equal(result[3], newSlice[3])  # shrunk on slice 3
+    expectedElsewhere = _box(slice(1, 5), slice(2, 12), slice(2, 12))
+    np.testing.assert_array_equal(np.delete(result, 3, axis=0), np.delete(expectedElsewhere, 3, axis=0))
+
+
+def test_editable_area_inside_a_mask_segment(editor):
+    _write(editor, editor.other, _box(slice(None), slice(0, 8), slice(None)))
+    editor.node.SetMaskMode(slicer.vtkMRMLSegmentationNode.EditAllowedInsideSingleSegment)
+    editor.node.SetMaskSegmentID(editor.other)
+    wanted = _box(slice(2, 4), slice(4, 12), slice(4, 12))
+    _write(editor, editor.target, wanted)
+    np.testing.assert_array_equal(_segment(editor, editor.target), wanted & _box(slice(None), slice(0, 8), slice(None)))
+
+
+def test_editable_area_outside_all_segments(editor):
+    other = _box(slice(None), slice(None), slice(0, 6))
+    _write(editor, editor.other, other)
+    editor.node.SetMaskMode(slicer.vtkMRMLSegmentationNode.EditAllowedOutsideAllSegments)
+    wanted = _box(slice(2, 4), slice(4, 12), slice(2, 12))
+    _write(editor, editor.target, wanted)
+    np.testing.assert_array_equal(_segment(editor, editor.target), wanted & ~other)
+    np.testing.assert_array_equal(_segment(editor, editor.other), other)
+
+
+def test_intensity_range_limits_the_write(editor):
+    editor.node.SetSourceVolumeIntensityMask(True)
+    editor.node.SetSourceVolumeIntensityMaskRange(200, 400)
+    wanted = _box(slice(2, 4), slice(4, 12), slice(4, 16))
+    _write(editor, editor.target, wanted)
+    np.testing.assert_array_equal(_segment(editor, editor.target), wanted & _box(slice(None), slice(None), slice(10, None)))
+
+
+@pytest.mark.parametrize("overwrite", [True, False], ids=["overwrite", "no-overwrite"])
+def test_overwrite_of_other_segments(editor, overwrite):
+    other = _box(slice(None), slice(None), slice(0, 8))
+    _write(editor, editor.other, other)
+    editor.node.SetOverwriteMode(
+        slicer.vtkMRMLSegmentEditorNode.OverwriteAllSegments if overwrite else slicer.vtkMRMLSegmentEditorNode.OverwriteNone
+    )
+    wanted = _box(slice(2, 4), slice(4, 12), slice(4, 12))
+    _write(editor, editor.target, wanted)
+    np.testing.assert_array_equal(_segment(editor, editor.target), wanted)
+    np.testing.assert_array_equal(_segment(editor, editor.other), other & ~wanted if overwrite else other)
+
+
+def test_undo_restores_every_segment_exactly(editor):
+    before = _box(slice(0, 3), slice(3, 9), slice(3, 15))
+    _write(editor, editor.target, before)
+    _write(editor, editor.other, _box(slice(None), slice(10, 14), slice(None)))
+    targetBefore, otherBefore = _segment(editor, editor.target), _segment(editor, editor.other)
+
+    _write(editor, editor.target, _box(slice(None), slice(8, 15), slice(5, 12)), Axis.AXIAL, range(1, 5))
+    assert not np.array_equal(_segment(editor, editor.target), targetBefore)
+    editor.logic.Undo()
+    np.testing.assert_array_equal(_segment(editor, editor.target), targetBefore)
+    np.testing.assert_array_equal(_segment(editor, editor.other), otherBefore)
+
+
+def test_bad_mask_changes_nothing(editor):
+    _write(editor, editor.target, _box(slice(0, 2), slice(0, 5), slice(0, 5)))
+    before = _segment(editor, editor.target)
+    undoBefore = editor.logic.CanUndo()
+    with pytest.raises(ValueError, match="shape"):
+        _write(editor, editor.target, np.ones((3, 3, 3), bool))
+    with pytest.raises(KeyError, match="no segment"):
+        _write(editor, "missing", _box(slice(0, 1), slice(0, 1), slice(0, 1)))
+    editor.node.SetSelectedSegmentID(editor.other)
+    with pytest.raises(ValueError, match="not the selected segment"):
+        writeSegmentMasks(EditorLogicEditing(editor.logic), editor.segmentation, editor.logic.GetAlignedSourceVolume(),
+                          [MaskWrite(editor.target, np.ones(SHAPE, bool))])
+    np.testing.assert_array_equal(_segment(editor, editor.target), before)
+    assert editor.logic.CanUndo() == undoBefore
+
+
+def test_segment_read_back_on_the_grid(editor):
+    wanted = _box(slice(1, 3), slice(2, 9), slice(11, 19))
+    _write(editor, editor.target, wanted)
+    np.testing.assert_array_equal(
+        segmentMaskOnGrid(editor.segmentation, editor.target, editor.logic.GetAlignedSourceVolume()), wanted
+    )
+    assert not segmentMaskOnGrid(editor.segmentation, editor.other, editor.logic.GetAlignedSourceVolume()).any()
+
