@@ -13,7 +13,15 @@ from SAMSegmentLib.models import ImageEmbedding, PromptableModel
 from SAMSegmentLib.prompts import Prompts
 from SAMSegmentLib.propagation import StopRule
 from SAMSegmentLib.volume import Axis, Volume
-from SAMSegmentLib.worker import InferenceWorker, LoadModel, MessageKind, SetVolume, WorkerSettings
+from SAMSegmentLib.worker import (
+    InferenceWorker,
+    LoadModel,
+    MessageKind,
+    Request,
+    SetVolume,
+    WorkerMessage,
+    WorkerSettings,
+)
 
 # Random-weight models score low and drift; this rule lets propagation run to the range ends.
 KEEP_GOING = StopRule(min_score=-1.0, min_area_fraction=0.0, min_overlap=0.0, max_intensity_shift=float("inf"))
@@ -61,10 +69,15 @@ def organ_box(volume: Volume, axis: Axis = Axis.AXIAL) -> Prompts:
     return Prompts(box=(width * 0.3, height * 0.3, width * 0.7, height * 0.7))
 
 
+def answer_to(worker: InferenceWorker, request: Request, timeout: float = 60) -> WorkerMessage:
+    """The final message of ``request``, waiting for it."""
+    return worker.wait(worker.submit(request), timeout=timeout)[-1]
+
+
 def ready_worker(model: object, volume: Volume, **settings: object) -> InferenceWorker:
     """A worker that has loaded ``model`` and ``volume``."""
     worker = InferenceWorker(WorkerSettings(**settings), loader=lambda request: model)  # type: ignore[arg-type]
     worker.submit(LoadModel("sam_vit_b", device="cpu"))
-    last = worker.wait(worker.submit(SetVolume(volume, volume_key="phantom")), timeout=30)[-1]
+    last = answer_to(worker, SetVolume(volume, volume_key="phantom"))
     assert last.kind is MessageKind.RESULT, last
     return worker

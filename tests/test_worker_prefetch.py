@@ -1,0 +1,91 @@
+"""Background embedding of neighbouring slices while the worker is idle (issue 5)."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from test_worker_doubles import KEEP_GOING, SlowEncoder, answer_to, organ_box, ready_worker
+
+from SAMSegmentLib.propagation import ObjectPrompts, PropagationRequest
+from SAMSegmentLib.volume import Axis
+from SAMSegmentLib.worker import MessageKind, Predict, Propagate, SetVolume, neighbour_order
+
+TIMEOUT = 60
+SEED = 6
+
+
+@pytest.mark.parametrize(
+    ("seed", "count", "slice_count", "expected"),
+    [
+        (6, 4, 12, [7, 5, 8, 4]),
+        (6, 5, 12, [7, 5, 8, 4, 9]),
+        (0, 3, 12, [1, 2, 3]),  # nothing below the first slice: the count goes upwards
+        (10, 4, 12, [11, 9, 8, 7]),
+        (1, 10, 3, [2, 0]),  # the whole volume is fewer slices than asked for
+        (4, 0, 12, []),
+    ],
+)
+def test_neighbours_alternate_around_the_seed_within_the_volume(seed, count, slice_count, expected):
+    assert neighbour_order(seed, count, slice_count) == expected
+
+
+def embedded(worker, axis: Axis = Axis.AXIAL) -> set[int]:  # noqa: ANN001
+    return {i for i in range(12) if worker.predictor.is_embedded(axis, i)}
+
+
+def test_prefetched_slices_are_the_ones_propagation_finds_in_the_cache(tiny_sam_model, ct_phantom):
+    with ready_worker(tiny_sam_model, ct_phantom, prefetch_slices=4) as worker:
+        assert answer_to(worker, Predict(Axis.AXIAL, SEED, organ_box(ct_phantom))).kind is MessageKind.RESULT
+        assert worker.wait_idle(TIMEOUT)
+        assert embedded(worker) == {SEED, 7, 5, 8, 4}
+        request = PropagationRequest(Axis.AXIAL, SEED, [ObjectPrompts("organ", organ_box(ct_phantom))])
+        result = answer_to(worker, Propagate(request, stop_rule=KEEP_GOING)).value
+        propagated = result.objects["organ"].slices
+        assert len(propagated) == 12
+        assert result.embedded_slices == len(set(propagated) - {SEED, 7, 5, 8, 4})
+
+
+def test_prefetch_stops_short_of_the_cache_budget(tiny_sam_model, ct_phantom):
+    slice_bytes = tiny_sam_model.encode(ct_phantom.slice_2d(Axis.AXIAL, 0) / 1.0).nbytes
+    with ready_worker(tiny_sam_model, ct_phantom, prefetch_slices=8, cache_budget_bytes=3 * slice_bytes) as worker:
+        answer_to(worker, Predict(Axis.AXIAL, SEED, organ_box(ct_phantom)))
+        assert worker.wait_idle(TIMEOUT)
+        # Room for three: the prompted slice and the two nearest, none evicted by prefetching.
+        assert embedded(worker) == {SEED, 7, 5}
+
+
+def test_a_volume_with_a_focus_slice_is_embedded_there_first(tiny_sam_model, ct_phantom):
+    model = SlowEncoder(tiny_sam_model, seconds=0.0)
+    with ready_worker(model, ct_phantom, prefetch_slices=2) as worker:
+        answer_to(worker, SetVolume(ct_phantom, volume_key="again", focus=(Axis.CORONAL, 20)))
+        assert worker.wait_idle(TIMEOUT)
+        assert [i for i in range(48) if worker.predictor.is_embedded(Axis.CORONAL, i)] == [19, 20, 21]
+        assert len(model.starts) == 3
+
+
+def test_prefetch_can_be_turned_off(tiny_sam_model, ct_phantom):
+    with ready_worker(tiny_sam_model, ct_phantom, prefetch_slices=0) as worker:
+        answer_to(worker, Predict(Axis.AXIAL, SEED, organ_box(ct_phantom)))
+        assert worker.wait_idle(TIMEOUT)
+        assert embedded(worker) == {SEED}
+
+
+def test_a_predict_during_prefetch_waits_for_at_most_one_encoder_call(tiny_sam_model, ct_phantom):
+    model = SlowEncoder(tiny_sam_model, seconds=0.3)
+    with ready_worker(model, ct_phantom, prefetch_slices=10) as worker:
+        answer_to(worker, Predict(Axis.AXIAL, SEED, organ_box(ct_phantom)))
+        deadline = time.monotonic() + TIMEOUT
+        while len(model.starts) < 3:  # the seed, then prefetching
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        submitted = time.monotonic()
+        click = worker.submit(Predict(Axis.AXIAL, SEED, organ_box(ct_phantom)))
+        answer = worker.wait(click, timeout=TIMEOUT)[-1]
+        answered = time.monotonic()
+        assert answer.kind is MessageKind.RESULT
+        # Only the call in flight finished before the answer; none was started and finished meanwhile.
+        assert sum(submitted < end < answered for end in model.ends) <= 1
+        assert not [start for start, end in zip(model.starts, model.ends) if submitted < start and end < answered]
+        assert worker.wait_idle(TIMEOUT)
+        assert len(embedded(worker)) == 11  # prefetching went on after the click
