@@ -88,18 +88,37 @@ def volumeFromVolumeNode(volumeNode: slicer.vtkMRMLScalarVolumeNode, modality: s
     return volumeFromOrientedImage(orientedImageFromVolumeNode(volumeNode), modality)
 
 
-def labelmapLike(geometry: slicer.vtkOrientedImageData, mask: np.ndarray) -> slicer.vtkOrientedImageData:
-    """A binary labelmap (unsigned char 0/1) holding ``mask`` ``[k, j, i]`` on ``geometry``'s grid."""
+def regionExtent(region: np.ndarray, geometry: slicer.vtkOrientedImageData) -> tuple[int, int, int, int, int, int]:
+    """VTK extent (i0, i1, j0, j1, k0, k1), in ``geometry``'s own indices, of the bounding box of
+    the True voxels of ``region`` ``[k, j, i]``; the whole extent when there are none."""
+    if not region.any():
+        return tuple(geometry.GetExtent())  # type: ignore[return-value]
+    offset = geometry.GetExtent()[::2]
+    k, j, i = (np.flatnonzero(region.any(axis=axes)) for axes in ((1, 2), (0, 2), (0, 1)))
+    bounds = ((i[0], i[-1]), (j[0], j[-1]), (k[0], k[-1]))
+    return tuple(int(value + offset[axis]) for axis, pair in enumerate(bounds) for value in pair)  # type: ignore[return-value]
+
+
+def labelmapLike(
+    geometry: slicer.vtkOrientedImageData,
+    mask: np.ndarray,
+    extent: tuple[int, int, int, int, int, int] | None = None,
+) -> slicer.vtkOrientedImageData:
+    """A binary labelmap (unsigned char 0/1) holding ``mask`` ``[k, j, i]`` on ``geometry``'s grid,
+    cropped to ``extent`` (in the grid's own indices) when given, to keep per-slice updates small."""
     mask = np.asarray(mask)
     if mask.shape != arrayShape(geometry):
         raise ValueError(f"The mask has shape {mask.shape}; the segmentation grid has {arrayShape(geometry)}.")
+    full = geometry.GetExtent()
+    extent = tuple(extent) if extent is not None else tuple(full)
     labelmap = slicer.vtkOrientedImageData()
-    labelmap.SetExtent(geometry.GetExtent())
+    labelmap.SetExtent(extent)
     labelmap.SetSpacing(geometry.GetSpacing())
     labelmap.SetOrigin(geometry.GetOrigin())
     labelmap.CopyDirections(geometry)
     labelmap.AllocateScalars(vtk.VTK_UNSIGNED_CHAR, 1)
+    i0, i1, j0, j1, k0, k1 = (value - full[2 * (axis // 2)] for axis, value in enumerate(extent))
     voxels = numpy_support.vtk_to_numpy(labelmap.GetPointData().GetScalars())
-    voxels[:] = mask.astype(np.uint8).reshape(-1)
+    voxels[:] = mask[k0 : k1 + 1, j0 : j1 + 1, i0 : i1 + 1].astype(np.uint8).reshape(-1)
     labelmap.Modified()
     return labelmap

@@ -14,7 +14,7 @@ import numpy as np
 import slicer
 from SAMSegmentLib.volume import Axis
 
-from .geometry import arrayFromImage, arrayShape, labelmapLike
+from .geometry import arrayFromImage, arrayShape, labelmapLike, regionExtent
 
 
 class Modification(Enum):
@@ -128,7 +128,6 @@ def writeSegmentMasks(
                 "select it first so the editable area is computed for it."
             )
     shape = arrayShape(geometry)
-    offset = np.array(geometry.GetExtent()[::2])
     steps = []
     for write in writes:
         mask = np.asarray(write.mask, dtype=bool)
@@ -136,7 +135,7 @@ def writeSegmentMasks(
             raise ValueError(f"The mask for '{write.segmentID}' has shape {mask.shape}, the grid {shape}.")
         region = write.region(shape)
         current = segmentMaskOnGrid(segmentationNode, write.segmentID, geometry)
-        extent = _extentOf(region, offset)
+        extent = regionExtent(region, geometry)
         for modification, voxels in ((Modification.REMOVE, current & region & ~mask), (Modification.ADD, mask & region)):
             if voxels.any():
                 steps.append((write.segmentID, labelmapLike(geometry, voxels), modification, extent))
@@ -146,9 +145,3 @@ def writeSegmentMasks(
     for segmentID, labelmap, modification, extent in steps:
         editing.modifySegment(segmentationNode, segmentID, labelmap, modification, extent)
 
-
-def _extentOf(region: np.ndarray, offset: np.ndarray) -> tuple[int, int, int, int, int, int]:
-    """VTK extent (i0, i1, j0, j1, k0, k1) of the region's bounding box in the grid's own indices."""
-    k, j, i = (np.flatnonzero(region.any(axis=axes)) for axes in ((1, 2), (0, 2), (0, 1)))
-    bounds = [(i[0], i[-1]), (j[0], j[-1]), (k[0], k[-1])]
-    return tuple(int(value + offset[axis]) for axis, pair in enumerate(bounds) for value in pair)  # type: ignore[return-value]

@@ -1,14 +1,11 @@
-"""Real MRML from the slicer-core wheel: a scene with the Segmentations module's node classes,
-and a segment editor set up the way the Segment Editor widget sets it up."""
+"""Real MRML from the slicer-core wheel for the Slicer glue tests (skipped without slicer-core)."""
 
 from __future__ import annotations
 
 import importlib.util
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 if importlib.util.find_spec("slicer") is None:
@@ -16,11 +13,7 @@ if importlib.util.find_spec("slicer") is None:
 else:
     # The glue package lives inside the Slicer module folder, as Slicer installs it.
     sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "SAMSegment"))
-
     import slicer
-    import SimpleITK as sitk
-
-    from SAMSegmentLib.volume import Volume
 
 
 @pytest.fixture
@@ -37,57 +30,3 @@ def scene():
     slicer.mrmlScene, slicer.modules = previous
     mrmlScene.Clear(True)
 
-
-def writeImage(path: Path, volume: Volume) -> Path:
-    """Write ``volume`` with SimpleITK (LPS geometry) so Slicer's reader can load it."""
-    image = sitk.GetImageFromArray(volume.array)
-    image.SetSpacing(volume.spacing)
-    image.SetOrigin(volume.origin)
-    image.SetDirection(tuple(np.asarray(volume.direction).reshape(-1)))
-    sitk.WriteImage(image, str(path))
-    return path
-
-
-def loadVolume(scene, path: Path):  # noqa: ANN001, ANN201 - MRML types
-    """Load an image file with Slicer's own volume storage node."""
-    volumeNode = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode")
-    storageNode = scene.AddNewNodeByClass("vtkMRMLVolumeArchetypeStorageNode")
-    storageNode.SetFileName(str(path))
-    assert storageNode.ReadData(volumeNode), f"Slicer could not read {path}"
-    volumeNode.SetAndObserveStorageNodeID(storageNode.GetID())
-    return volumeNode
-
-
-@dataclass
-class Editor:
-    """A segment editor: parameter node, segmentation, source volume and the editor logic."""
-
-    scene: object
-    node: object
-    segmentation: object
-    volume: object
-    logic: object
-
-    def addSegment(self, name: str) -> str:
-        segmentID = self.logic.AddEmptySegment()
-        self.segmentation.GetSegmentation().GetSegment(segmentID).SetName(name)
-        return segmentID
-
-
-def makeEditor(scene, volumeNode, referenceVolumeNode=None) -> Editor:  # noqa: ANN001
-    """Set up the editor logic on ``volumeNode``; the segmentation's reference geometry comes from
-    ``referenceVolumeNode`` when given (a segmentation made on another grid)."""
-    segmentationNode = scene.AddNewNodeByClass("vtkMRMLSegmentationNode")
-    segmentationNode.CreateDefaultDisplayNodes()
-    if referenceVolumeNode is not None:
-        segmentationNode.SetReferenceImageGeometryParameterFromVolumeNode(referenceVolumeNode)
-    editorNode = scene.AddNewNodeByClass("vtkMRMLSegmentEditorNode")
-    editorNode.SetAndObserveSegmentationNode(segmentationNode)
-    logic = slicer.vtkSlicerSegmentEditorLogic()
-    logic.SetMRMLScene(scene)
-    logic.SetSegmentEditorNode(editorNode)
-    logic.SetSourceVolumeNode(volumeNode)
-    assert logic.TrivialSetSourceRepresentationToBinaryLabelmap()
-    assert logic.ResetModifierLabelmapToDefault()
-    assert logic.UpdateAlignedSourceVolume()
-    return Editor(scene, editorNode, segmentationNode, volumeNode, logic)

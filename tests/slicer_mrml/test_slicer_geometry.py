@@ -7,7 +7,7 @@ import pytest
 import SimpleITK as sitk
 
 import slicer
-from conftest import loadVolume, makeEditor, writeImage
+from mrml_fixtures import loadVolume, makeEditor, writeImage
 from SAMSegmentLib.volume import Volume
 from SAMSegmentMRML.geometry import RAS_TO_LPS, arrayToRasMatrix, volumeFromOrientedImage, volumeFromVolumeNode
 from SAMSegmentMRML.reference import alignedSourceImage

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import slicer
-from conftest import loadVolume, makeEditor, writeImage
+from mrml_fixtures import loadVolume, makeEditor, writeImage
 from SAMSegmentLib.volume import Axis, Volume
 from SAMSegmentMRML.segment_writer import EditorLogicEditing, MaskWrite, segmentMaskOnGrid, writeSegmentMasks
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import slicer
-from conftest import loadVolume, writeImage
+from mrml_fixtures import loadVolume, writeImage
 from SAMSegmentLib.volume import Axis, Volume, ijk_to_slice
 from SAMSegmentMRML.geometry import arrayToMatrix, arrayToRasMatrix, orientedImageFromVolumeNode, volumeFromVolumeNode
 from SAMSegmentMRML.slice_views import (

@@ -1,0 +1,66 @@
+"""Show a proposed mask in the views without touching the user's segmentation: a separate,
+unsaved segmentation node that the Segment Editor does not offer for editing."""
+
+from __future__ import annotations
+
+import numpy as np
+
+import slicer
+
+from .geometry import arrayShape, labelmapLike, regionExtent
+from .segment_writer import segmentMaskOnGrid
+
+PREVIEW_NODE_NAME = "SAM preview"
+PREVIEW_SEGMENT_ID = "preview"
+PREVIEW_OPACITY = 0.6
+
+
+class PreviewSegmentation:
+    def __init__(self, scene: slicer.vtkMRMLScene) -> None:
+        self.scene = scene
+        self.node: slicer.vtkMRMLSegmentationNode | None = None
+
+    def show(self, geometry: slicer.vtkOrientedImageData, mask: np.ndarray, color: tuple[float, float, float]) -> None:
+        """Show ``mask`` ``[k, j, i]`` on ``geometry``'s grid instead of what was shown before."""
+        self._set(geometry, mask, mask, color, slicer.vtkSlicerSegmentationsModuleLogic.MODE_REPLACE)
+
+    def merge(
+        self, geometry: slicer.vtkOrientedImageData, mask: np.ndarray, region: np.ndarray, color: tuple[float, float, float]
+    ) -> None:
+        """Add ``mask`` on ``region`` (e.g. one newly propagated slice) to what is shown; only the
+        region's bounding box is copied, so each propagated slice costs one slice."""
+        self._set(geometry, mask, region, color, slicer.vtkSlicerSegmentationsModuleLogic.MODE_MERGE_MAX)
+
+    def _set(self, geometry, mask, region, color, mode) -> None:  # noqa: ANN001
+        node = self._node(geometry)
+        labelmap = labelmapLike(geometry, mask, regionExtent(region, geometry))
+        slicer.vtkSlicerSegmentationsModuleLogic.SetBinaryLabelmapToSegment(labelmap, node, PREVIEW_SEGMENT_ID, mode)
+        node.GetSegmentation().GetSegment(PREVIEW_SEGMENT_ID).SetColor(*color)
+
+    def previewArray(self, geometry: slicer.vtkOrientedImageData) -> np.ndarray:
+        """What the preview shows, on ``geometry``'s grid (all False when nothing is shown)."""
+        if self.node is None:
+            return np.zeros(arrayShape(geometry), bool)
+        return segmentMaskOnGrid(self.node, PREVIEW_SEGMENT_ID, geometry)
+
+    def clear(self) -> None:
+        if self.node is not None and self.scene.IsNodePresent(self.node):
+            self.scene.RemoveNode(self.node)
+        self.node = None
+
+    def _node(self, geometry: slicer.vtkOrientedImageData) -> slicer.vtkMRMLSegmentationNode:
+        if self.node is not None and self.scene.IsNodePresent(self.node):
+            return self.node
+        node = self.scene.AddNewNodeByClass("vtkMRMLSegmentationNode", PREVIEW_NODE_NAME)
+        node.SetHideFromEditors(True)
+        node.SetSaveWithScene(False)
+        node.CreateDefaultDisplayNodes()
+        node.GetDisplayNode().SetOpacity(PREVIEW_OPACITY)
+        node.GetDisplayNode().SetVisibility3D(False)
+        parameter = slicer.vtkSegmentationConverter.GetReferenceImageGeometryParameterName()
+        node.GetSegmentation().SetConversionParameter(
+            parameter, slicer.vtkSegmentationConverter.SerializeImageGeometry(geometry)
+        )
+        node.GetSegmentation().AddEmptySegment(PREVIEW_SEGMENT_ID, PREVIEW_SEGMENT_ID)
+        self.node = node
+        return node

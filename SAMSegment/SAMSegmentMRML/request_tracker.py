@@ -1,0 +1,56 @@
+"""Which of the requests sent to the inference worker the effect still wants.
+
+The worker already marks a superseded preview STALE; this also drops answers the effect
+stopped wanting for its own reasons (prompts cleared, another volume, the effect closed),
+so a late answer never lands on the wrong image or segment.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Tracked:
+    purpose: str  # what the answer is for, e.g. "preview", "propagation", "model"
+    context: Any  # what the effect needs to use the answer (prompt revision, segment, grid ...)
+
+
+class RequestTracker:
+    """At most one wanted request per purpose; a newer one of the same purpose replaces it."""
+
+    def __init__(self) -> None:
+        self._wanted: dict[int, Tracked] = {}
+
+    def track(self, requestId: int, purpose: str, context: Any = None) -> None:
+        self.forget(purpose)
+        self._wanted[requestId] = Tracked(purpose, context)
+
+    def forget(self, purpose: str) -> int | None:
+        """Stop wanting the request of ``purpose``; its id (to cancel it), or None if there was none."""
+        for requestId, tracked in list(self._wanted.items()):
+            if tracked.purpose == purpose:
+                del self._wanted[requestId]
+                return requestId
+        return None
+
+    def forgetAll(self) -> list[int]:
+        ids = list(self._wanted)
+        self._wanted.clear()
+        return ids
+
+    def pending(self, purpose: str) -> int | None:
+        return next((requestId for requestId, t in self._wanted.items() if t.purpose == purpose), None)
+
+    def wanted(self, messages: Iterable[Any]) -> Iterator[tuple[Tracked, Any]]:
+        """The messages (anything with ``request_id`` and ``kind.final``) of wanted requests, with
+        what they were tracked for; a request is no longer wanted after its final message."""
+        for message in messages:
+            tracked = self._wanted.get(message.request_id)
+            if tracked is None:
+                continue
+            if message.kind.final:
+                del self._wanted[message.request_id]
+            yield tracked, message
