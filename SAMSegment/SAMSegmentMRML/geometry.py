@@ -88,6 +88,17 @@ def volumeFromVolumeNode(volumeNode: slicer.vtkMRMLScalarVolumeNode, modality: s
     return volumeFromOrientedImage(orientedImageFromVolumeNode(volumeNode), modality)
 
 
+def geometryOf(image: slicer.vtkOrientedImageData) -> slicer.vtkOrientedImageData:
+    """An image with ``image``'s grid and no voxels: a grid that stays put when the Segment Editor
+    later reuses ``image`` for another volume."""
+    geometry = slicer.vtkOrientedImageData()
+    geometry.SetExtent(image.GetExtent())
+    geometry.SetSpacing(image.GetSpacing())
+    geometry.SetOrigin(image.GetOrigin())
+    geometry.CopyDirections(image)
+    return geometry
+
+
 def regionExtent(region: np.ndarray, geometry: slicer.vtkOrientedImageData) -> tuple[int, int, int, int, int, int]:
     """VTK extent (i0, i1, j0, j1, k0, k1), in ``geometry``'s own indices, of the bounding box of
     the True voxels of ``region`` ``[k, j, i]``; the whole extent when there are none."""

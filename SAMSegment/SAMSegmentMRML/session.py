@@ -16,7 +16,7 @@ import numpy as np
 import slicer
 from SAMSegmentLib.volume import Axis, put_slice
 
-from .geometry import arrayShape, volumeFromOrientedImage
+from .geometry import arrayShape, geometryOf, volumeFromOrientedImage
 from .preview import PreviewSegmentation
 from .prompt_session import PromptSession
 from .propagation_collector import PropagationCollector, summary
@@ -27,13 +27,13 @@ from .slice_views import SlicePosition
 if TYPE_CHECKING:  # the worker imports torch, which is installed on first use
     from SAMSegmentLib.worker import InferenceWorker
 
-PREVIEW, PROPAGATION, MODEL, VOLUME = "preview", "propagation", "model", "volume"
+PREVIEW, PROPAGATION, MODEL, VOLUME, DOWNLOAD = "preview", "propagation", "model", "volume", "download"
 
 
 @dataclass(frozen=True)
 class Notice:
     """Something the effect should show: ``kind`` is one of "status", "progress", "error",
-    "out_of_memory", "model", "preview", "written"."""
+    "out_of_memory", "model", "preview", "written", "download" (progress in bytes), "downloaded"."""
 
     kind: str
     text: str = ""
@@ -59,12 +59,13 @@ class EditorSession:
         modality: str = "",
     ) -> None:
         """``geometry`` is the source volume on the segmentation's grid (the Segment Editor's
-        aligned source volume); its voxels are copied once for the worker."""
+        aligned source volume); its voxels and grid are copied once, so the session keeps working
+        on them whatever the editor later does with that image."""
         self.worker = worker
         self.segmentationNode = segmentationNode
-        self.geometry = geometry
-        self.editing = editing
         self.volume = volumeFromOrientedImage(geometry, modality)
+        self.geometry = geometryOf(geometry)
+        self.editing = editing
         self.prompts = PromptSession()
         self.preview = PreviewSegmentation(scene)
         self.previewColor = (1.0, 1.0, 0.0)
@@ -88,6 +89,17 @@ class EditorSession:
         request = SetVolume(self.volume, preset, volumeKey, focusSlice)
         self.tracker.track(self.worker.submit(request), VOLUME)
         self._dropPreview()
+
+    def download(self, modelName: str) -> None:
+        """Download a model's checkpoint in the background (resumable, verified)."""
+        from SAMSegmentLib.worker import Download
+
+        self.tracker.track(self.worker.submit(Download(modelName)), DOWNLOAD)
+
+    def cancelDownload(self) -> None:
+        requestId = self.tracker.pending(DOWNLOAD)
+        if requestId is not None:
+            self.worker.cancel(requestId)
 
     # ----- prompts -----
 
@@ -200,6 +212,12 @@ class EditorSession:
         if purpose == MODEL and kind == "result":
             self.modelReady = True
             return [Notice("model", f"{message.value.spec.name} is ready on {message.value.device}.")]
+        if purpose == DOWNLOAD:
+            if kind == "progress":
+                return [Notice("download", progress=message.value)]
+            if kind == "result":
+                return [Notice("downloaded", f"Saved {message.value}.")]
+            return [Notice("status", "Download cancelled; it resumes where it stopped next time.")]
         if purpose == PREVIEW and kind == "result":
             return self._showPreview(context, message.value)
         if purpose == PROPAGATION:
