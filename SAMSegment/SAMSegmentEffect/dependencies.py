@@ -20,8 +20,10 @@ _BUNDLED = {"numpy", "simpleitk"}
 def pyprojectPath() -> str:
     """The engine's pyproject.toml: installed beside the module, or at the root of a source checkout."""
     here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    for candidate in (os.path.join(here, "Resources", "SAMSegment", "pyproject.toml"),
-                      os.path.join(os.path.dirname(here), "pyproject.toml")):
+    for candidate in (
+        os.path.join(here, "Resources", "SAMSegment", "pyproject.toml"),
+        os.path.join(os.path.dirname(here), "pyproject.toml"),
+    ):
         if os.path.exists(candidate):
             return candidate
     raise FileNotFoundError("SAMSegment's pyproject.toml is missing from the installation.")
@@ -48,10 +50,14 @@ def ensureDependencies() -> bool:
         if hasattr(slicer, "packaging"):
             slicer.packaging.pip_ensure(requirements, requester="SAMSegment")
         else:
-            missing = [r for r in requirements if importlib.util.find_spec(_distributionName(r).replace("-", "_")) is None]
+            missing = [
+                r for r in requirements if importlib.util.find_spec(_distributionName(r).replace("-", "_")) is None
+            ]
             if missing:
                 if not slicer.util.confirmOkCancelDisplay(
-                    _("SAM needs these Python packages: {packages}. Install them now?").format(packages=", ".join(missing))
+                    _("SAM needs these Python packages: {packages}. Install them now?").format(
+                        packages=", ".join(missing)
+                    )
                 ):
                     return False
                 slicer.util.pip_install(missing)
@@ -69,8 +75,10 @@ def _installTorch() -> bool:
         import PyTorchUtils
     except ImportError:
         slicer.util.errorDisplay(
-            _("SAM needs PyTorch. Install the 'PyTorch' extension from the Extensions Manager, restart Slicer, "
-              "and choose the SAM effect again.")
+            _(
+                "SAM needs PyTorch. Install the 'PyTorch' extension from the Extensions Manager, restart Slicer, "
+                "and choose the SAM effect again."
+            )
         )
         return False
     torch = PyTorchUtils.PyTorchUtilsLogic().installTorch(askConfirmation=True)

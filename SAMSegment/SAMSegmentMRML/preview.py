@@ -25,7 +25,11 @@ class PreviewSegmentation:
         self._set(geometry, mask, mask, color, slicer.vtkSlicerSegmentationsModuleLogic.MODE_REPLACE)
 
     def merge(
-        self, geometry: slicer.vtkOrientedImageData, mask: np.ndarray, region: np.ndarray, color: tuple[float, float, float]
+        self,
+        geometry: slicer.vtkOrientedImageData,
+        mask: np.ndarray,
+        region: np.ndarray,
+        color: tuple[float, float, float],
     ) -> None:
         """Add ``mask`` on ``region`` (e.g. one newly propagated slice) to what is shown; only the
         region's bounding box is copied, so each propagated slice costs one slice."""

@@ -101,7 +101,9 @@ def segmentMaskOnGrid(
     if not found or extent[0] > extent[1] or extent[2] > extent[3] or extent[4] > extent[5]:
         return np.zeros(shape, bool)
     onGrid = slicer.vtkOrientedImageData()
-    if not slicer.vtkOrientedImageDataResample.ResampleOrientedImageToReferenceOrientedImage(labelmap, geometry, onGrid):
+    if not slicer.vtkOrientedImageDataResample.ResampleOrientedImageToReferenceOrientedImage(
+        labelmap, geometry, onGrid
+    ):
         raise ValueError(f"Segment '{segmentID}' could not be resampled onto the segmentation grid.")
     # Segments share labelmap layers, each with its own label value.
     return arrayFromImage(onGrid) == segment.GetLabelValue()
@@ -136,7 +138,10 @@ def writeSegmentMasks(
         region = write.region(shape)
         current = segmentMaskOnGrid(segmentationNode, write.segmentID, geometry)
         extent = regionExtent(region, geometry)
-        for modification, voxels in ((Modification.REMOVE, current & region & ~mask), (Modification.ADD, mask & region)):
+        for modification, voxels in (
+            (Modification.REMOVE, current & region & ~mask),
+            (Modification.ADD, mask & region),
+        ):
             if voxels.any():
                 steps.append((write.segmentID, labelmapLike(geometry, voxels), modification, extent))
     if not steps:
@@ -144,4 +149,3 @@ def writeSegmentMasks(
     editing.saveStateForUndo()
     for segmentID, labelmap, modification, extent in steps:
         editing.modifySegment(segmentationNode, segmentID, labelmap, modification, extent)
-

@@ -164,12 +164,17 @@ class EditorSession:
         preview = self._lastPreview
         mask = np.zeros(arrayShape(self.geometry), bool)
         put_slice(mask, preview.axis, preview.index, preview.mask)
-        writeSegmentMasks(self.editing, self.segmentationNode, self.geometry,
-                          [MaskWrite(segmentID, mask, preview.axis, [preview.index])])
+        writeSegmentMasks(
+            self.editing,
+            self.segmentationNode,
+            self.geometry,
+            [MaskWrite(segmentID, mask, preview.axis, [preview.index])],
+        )
         self.clearPrompts()
 
-    def propagate(self, segmentID: str, direction: str = "both", sliceRange: tuple[int, int] | None = None,
-                  stopRule: Any = None) -> None:
+    def propagate(
+        self, segmentID: str, direction: str = "both", sliceRange: tuple[int, int] | None = None, stopRule: Any = None
+    ) -> None:
         """Propagate the current prompts from their slice through the volume into ``segmentID``."""
         from SAMSegmentLib.propagation import Direction, ObjectPrompts, PropagationRequest
         from SAMSegmentLib.worker import Propagate
@@ -178,9 +183,13 @@ class EditorSession:
             raise ValueError("Place prompts on a slice before propagating.")
         if self.tracker.pending(PROPAGATION) is not None:
             raise ValueError("A propagation is already running: wait for it or cancel it.")
-        request = PropagationRequest(self.prompts.axis, self.prompts.index,
-                                     [ObjectPrompts(segmentID, self.prompts.enginePrompts())],
-                                     Direction(direction), sliceRange)
+        request = PropagationRequest(
+            self.prompts.axis,
+            self.prompts.index,
+            [ObjectPrompts(segmentID, self.prompts.enginePrompts())],
+            Direction(direction),
+            sliceRange,
+        )
         request.bounds(self.volume.slice_count(request.axis))  # a seed outside the range fails here, not later
         collector = PropagationCollector(request.axis, self.volume.array.shape)
         self.tracker.track(self.worker.submit(Propagate(request, stopRule)), PROPAGATION, collector)

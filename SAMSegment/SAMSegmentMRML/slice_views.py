@@ -80,7 +80,7 @@ def slicePositionFromXy(
     index, position = ijk_to_slice(axis, (ijk[0], ijk[1], ijk[2]))
     nk, nj, ni = shapeKji
     # Voxel centres are at integer indices, so the volume reaches half a voxel beyond them.
-    inside = all(-0.5 <= value <= size - 0.5 for value, size in zip(ijk, (ni, nj, nk)))
+    inside = all(-0.5 <= value <= size - 0.5 for value, size in zip(ijk, (ni, nj, nk), strict=True))
     if not inside:
         raise OutsideVolumeError("The click is outside the volume.")
     columns, rows = _sliceSize(axis, shapeKji)

@@ -29,4 +29,3 @@ def scene():
     yield mrmlScene
     slicer.mrmlScene, slicer.modules = previous
     mrmlScene.Clear(True)
-

@@ -62,7 +62,9 @@ def test_left_handed_file_is_flipped_in_slicer_but_geometry_agrees(scene, tmp_pa
     np.testing.assert_array_equal(fromSlicer.array, sitk.GetArrayFromImage(image)[::-1])
     # ...but the engine's geometry maps each to the same place.
     assert np.linalg.det(fromSlicer.direction) == pytest.approx(1.0)
-    assert fromSlicer.ijk_to_physical(np.array([2, 3, 8])) == pytest.approx(image.TransformIndexToPhysicalPoint((2, 3, 0)))
+    assert fromSlicer.ijk_to_physical(np.array([2, 3, 8])) == pytest.approx(
+        image.TransformIndexToPhysicalPoint((2, 3, 0))
+    )
 
 
 def test_mask_found_in_simpleitk_lands_at_the_same_place_in_slicer(scene, tmp_path):
@@ -76,7 +78,9 @@ def test_mask_found_in_simpleitk_lands_at_the_same_place_in_slicer(scene, tmp_pa
     slicerVolume = volumeFromOrientedImage(geometry)
     segmentID = editor.addSegment("blob")
     writeSegmentMasks(
-        EditorLogicEditing(editor.logic), editor.segmentation, geometry,
+        EditorLogicEditing(editor.logic),
+        editor.segmentation,
+        geometry,
         [MaskWrite(segmentID, slicerVolume.array > 100)],
     )
     written = slicer.util.arrayFromSegmentBinaryLabelmap(editor.segmentation, segmentID, editor.volume)
@@ -84,15 +88,20 @@ def test_mask_found_in_simpleitk_lands_at_the_same_place_in_slicer(scene, tmp_pa
     arrayToRas = arrayToRasMatrix(geometry)
     kji = np.argwhere(written)
     rasPoints = (arrayToRas @ np.c_[kji[:, ::-1], np.ones(len(kji))].T).T[:, :3]
-    np.testing.assert_allclose(_sorted(rasPoints @ RAS_TO_LPS.T), _sorted(_physicalPoints(itkVolume, itkMask)), atol=1e-4)
+    np.testing.assert_allclose(
+        _sorted(rasPoints @ RAS_TO_LPS.T), _sorted(_physicalPoints(itkVolume, itkMask)), atol=1e-4
+    )
 
 
 def test_source_is_resampled_onto_a_different_reference_geometry(scene, tmp_path):
     volume = _phantom(np.eye(3))
     volumeNode = loadVolume(scene, writeImage(tmp_path / "image.nrrd", volume))
     # A segmentation made on a coarser grid covering the same region.
-    coarse = Volume(np.zeros((9, 7, 9), np.int16) + np.arange(9)[:, None, None].astype(np.int16),
-                    spacing=(1.4, 1.4, 3.0), origin=volume.origin)
+    coarse = Volume(
+        np.zeros((9, 7, 9), np.int16) + np.arange(9)[:, None, None].astype(np.int16),
+        spacing=(1.4, 1.4, 3.0),
+        origin=volume.origin,
+    )
     coarseNode = loadVolume(scene, writeImage(tmp_path / "coarse.nrrd", coarse))
     editor = makeEditor(scene, volumeNode, referenceVolumeNode=coarseNode)
 
@@ -103,7 +112,9 @@ def test_source_is_resampled_onto_a_different_reference_geometry(scene, tmp_path
     # Voxel (i, j, k) of the coarse grid is voxel (2i, 2j, k) of the source.
     np.testing.assert_allclose(alignedVolume.array[:, 3, 4], volume.array[:, 6, 8], atol=1e-3)
     # The Segment Editor's own aligned source volume agrees.
-    np.testing.assert_allclose(volumeFromOrientedImage(editor.logic.GetAlignedSourceVolume()).array, alignedVolume.array)
+    np.testing.assert_allclose(
+        volumeFromOrientedImage(editor.logic.GetAlignedSourceVolume()).array, alignedVolume.array
+    )
 
 
 def test_same_grid_is_not_resampled(scene, tmp_path):

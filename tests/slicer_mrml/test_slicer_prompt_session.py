@@ -93,9 +93,17 @@ def test_tracker_drops_answers_nobody_wants():
     tracker.track(3, "propagation")
     assert tracker.forget("propagation") == 3
     tracker.track(4, "propagation")
-    messages = [_Message(1, _Kind.RESULT), _Message(2, _Kind.RESULT), _Message(3, _Kind.RESULT),
-                _Message(4, _Kind.SLICE), _Message(4, _Kind.RESULT), _Message(4, _Kind.RESULT)]
-    delivered = [(tracked.purpose, tracked.context, message.request_id) for tracked, message in tracker.wanted(messages)]
+    messages = [
+        _Message(1, _Kind.RESULT),
+        _Message(2, _Kind.RESULT),
+        _Message(3, _Kind.RESULT),
+        _Message(4, _Kind.SLICE),
+        _Message(4, _Kind.RESULT),
+        _Message(4, _Kind.RESULT),
+    ]
+    delivered = [
+        (tracked.purpose, tracked.context, message.request_id) for tracked, message in tracker.wanted(messages)
+    ]
     # Only the newest preview, and the propagation until its final message.
     assert delivered == [("preview", "revision 2", 2), ("propagation", None, 4), ("propagation", None, 4)]
     assert tracker.pending("preview") is None and tracker.pending("propagation") is None

@@ -39,8 +39,9 @@ def _segment(editor, segmentID: str) -> np.ndarray:  # noqa: ANN001
 def _write(editor, segmentID: str, mask: np.ndarray, axis: Axis | None = None, indices=()) -> None:  # noqa: ANN001
     editor.node.SetSelectedSegmentID(segmentID)  # as the user selects the segment to edit
     geometry = editor.logic.GetAlignedSourceVolume()
-    writeSegmentMasks(EditorLogicEditing(editor.logic), editor.segmentation, geometry,
-                      [MaskWrite(segmentID, mask, axis, indices)])
+    writeSegmentMasks(
+        EditorLogicEditing(editor.logic), editor.segmentation, geometry, [MaskWrite(segmentID, mask, axis, indices)]
+    )
 
 
 def test_write_replaces_the_segment_on_the_written_slices_only(editor):
@@ -78,7 +79,9 @@ def test_intensity_range_limits_the_write(editor):
     editor.node.SetSourceVolumeIntensityMaskRange(200, 400)
     wanted = _box(slice(2, 4), slice(4, 12), slice(4, 16))
     _write(editor, editor.target, wanted)
-    np.testing.assert_array_equal(_segment(editor, editor.target), wanted & _box(slice(None), slice(None), slice(10, None)))
+    np.testing.assert_array_equal(
+        _segment(editor, editor.target), wanted & _box(slice(None), slice(None), slice(10, None))
+    )
 
 
 @pytest.mark.parametrize("overwrite", [True, False], ids=["overwrite", "no-overwrite"])
@@ -86,7 +89,9 @@ def test_overwrite_of_other_segments(editor, overwrite):
     other = _box(slice(None), slice(None), slice(0, 8))
     _write(editor, editor.other, other)
     editor.node.SetOverwriteMode(
-        slicer.vtkMRMLSegmentEditorNode.OverwriteAllSegments if overwrite else slicer.vtkMRMLSegmentEditorNode.OverwriteNone
+        slicer.vtkMRMLSegmentEditorNode.OverwriteAllSegments
+        if overwrite
+        else slicer.vtkMRMLSegmentEditorNode.OverwriteNone
     )
     wanted = _box(slice(2, 4), slice(4, 12), slice(4, 12))
     _write(editor, editor.target, wanted)
@@ -117,8 +122,12 @@ def test_bad_mask_changes_nothing(editor):
         _write(editor, "missing", _box(slice(0, 1), slice(0, 1), slice(0, 1)))
     editor.node.SetSelectedSegmentID(editor.other)
     with pytest.raises(ValueError, match="not the selected segment"):
-        writeSegmentMasks(EditorLogicEditing(editor.logic), editor.segmentation, editor.logic.GetAlignedSourceVolume(),
-                          [MaskWrite(editor.target, np.ones(SHAPE, bool))])
+        writeSegmentMasks(
+            EditorLogicEditing(editor.logic),
+            editor.segmentation,
+            editor.logic.GetAlignedSourceVolume(),
+            [MaskWrite(editor.target, np.ones(SHAPE, bool))],
+        )
     np.testing.assert_array_equal(_segment(editor, editor.target), before)
     assert editor.logic.CanUndo() == undoBefore
 
@@ -130,4 +139,3 @@ def test_segment_read_back_on_the_grid(editor):
         segmentMaskOnGrid(editor.segmentation, editor.target, editor.logic.GetAlignedSourceVolume()), wanted
     )
     assert not segmentMaskOnGrid(editor.segmentation, editor.other, editor.logic.GetAlignedSourceVolume()).any()
-

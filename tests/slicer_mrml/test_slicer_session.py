@@ -66,8 +66,9 @@ def worker():
 def editor(scene, tmp_path):
     k, j, i = np.meshgrid(np.arange(10), np.arange(40), np.arange(48), indexing="ij")
     array = np.where(((j - 20) / 10.0) ** 2 + ((i - 24) / 12.0) ** 2 < 1, 150, 0) + 10 * k
-    volume = Volume(array.astype(np.int16), spacing=(0.8, 0.8, 2.5), origin=(1.0, 2.0, 3.0),
-                    direction=np.diag([1.0, -1.0, 1.0]))
+    volume = Volume(
+        array.astype(np.int16), spacing=(0.8, 0.8, 2.5), origin=(1.0, 2.0, 3.0), direction=np.diag([1.0, -1.0, 1.0])
+    )
     editor = makeEditor(scene, loadVolume(scene, writeImage(tmp_path / "image.nrrd", volume)))
     editor.segmentID = editor.addSegment("organ")
     editor.node.SetSelectedSegmentID(editor.segmentID)
@@ -77,8 +78,9 @@ def editor(scene, tmp_path):
 @pytest.fixture
 def session(worker, editor, scene):
     recording = RecordingWorker(worker)
-    session = EditorSession(recording, scene, editor.segmentation, editor.logic.GetAlignedSourceVolume(),
-                            EditorLogicEditing(editor.logic))
+    session = EditorSession(
+        recording, scene, editor.segmentation, editor.logic.GetAlignedSourceVolume(), EditorLogicEditing(editor.logic)
+    )
     session.loadModel("sam_vit_b", "cpu")
     session.setVolume("soft_tissue")
     _pump(session, lambda notices: session.modelReady)
@@ -106,8 +108,12 @@ def _box(session) -> tuple[SlicePosition, SlicePosition]:  # noqa: ANN001
 
 
 def _seed(editor, mask: np.ndarray) -> None:  # noqa: ANN001
-    writeSegmentMasks(EditorLogicEditing(editor.logic), editor.segmentation, editor.logic.GetAlignedSourceVolume(),
-                      [MaskWrite(editor.segmentID, mask)])
+    writeSegmentMasks(
+        EditorLogicEditing(editor.logic),
+        editor.segmentation,
+        editor.logic.GetAlignedSourceVolume(),
+        [MaskWrite(editor.segmentID, mask)],
+    )
 
 
 def test_preview_then_apply_writes_the_prompted_slice_as_one_undo_step(session, editor):

@@ -36,8 +36,12 @@ EXPECTED_AXIS = {"Axial": Axis.AXIAL, "Sagittal": Axis.SAGITTAL, "Coronal": Axis
 def volumeNode(scene, tmp_path):
     # Left-handed and anisotropic: Slicer flips k, so raw-index shortcuts would fail here.
     rng = np.random.default_rng(2)
-    volume = Volume(rng.integers(0, 1000, (11, 13, 15)).astype(np.int16), spacing=(0.6, 0.8, 2.5),
-                    origin=(5.0, -7.0, 30.0), direction=np.diag([1.0, -1.0, 1.0]))
+    volume = Volume(
+        rng.integers(0, 1000, (11, 13, 15)).astype(np.int16),
+        spacing=(0.6, 0.8, 2.5),
+        origin=(5.0, -7.0, 30.0),
+        direction=np.diag([1.0, -1.0, 1.0]),
+    )
     return loadVolume(scene, writeImage(tmp_path / "image.nrrd", volume))
 
 
