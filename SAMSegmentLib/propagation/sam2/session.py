@@ -1,0 +1,137 @@
+"""A SAM 2 session on one volume along one axis: prompts, propagations, and the memory between them.
+
+The GUI keeps one session while the user works: prompts on a slice, a propagation, a
+correction on any slice (a positive or negative point, a new box), another propagation from
+there, and so on. Everything SAM 2 computed (every slice's mask and memory) stays in the
+session's upstream inference state, so a correction is propagated with the memory of the
+earlier runs. A session is used from one thread at a time.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from ...errors import PromptError
+from ...intensity import AUTO_PRESET, IntensityMapping, mapping_for
+from ...prompts import Prompts
+from ...registry import ModelSpec
+from ...volume import Axis, Volume
+from ..types import CancelToken, Direction, ProgressCallback, PropagationRequest, SliceResult
+from .frames import VolumeFrames, volume_inference_state
+from .memory_bank import MEMORY_BANK_KEY, PREDICTED_IOU_KEY, MemoryPolicy, SelfSortingMemoryBank, SelfSortingSettings
+from .propagation import SAM2Propagation
+from .stop_rule import SAM2StopRule
+
+if TYPE_CHECKING:
+    from .predictor import VolumeVideoPredictor
+
+
+class SAM2VolumeSession:
+    """Prompts and propagations of any number of objects with one SAM 2 model.
+
+    ``predictor`` must come from ``loading.load_sam2_predictor`` (or ``build_sam2_predictor``):
+    a ``VolumeVideoPredictor`` that treats every prompted slice as a conditioning slice, so a
+    corrected slice keeps its correction when propagation passes it again.
+    """
+
+    def __init__(
+        self,
+        predictor: VolumeVideoPredictor,
+        spec: ModelSpec,
+        volume: Volume,
+        axis: Axis,
+        intensity: IntensityMapping | str = AUTO_PRESET,
+        memory_policy: MemoryPolicy | str = MemoryPolicy.RECENT,
+        bank_settings: SelfSortingSettings | None = None,
+    ) -> None:
+        if not predictor.add_all_frames_to_correct_as_cond:
+            raise ValueError("The SAM 2 predictor must treat corrected slices as prompted slices; "
+                             "build it with load_sam2_predictor().")
+        self.memory_policy = MemoryPolicy(memory_policy)
+        if self.memory_policy is MemoryPolicy.SELF_SORTING and predictor.memory_temporal_stride_for_eval != 1:
+            raise ValueError("The self-sorting memory bank needs a memory stride of 1 (the SAM 2.1 configs' value).")
+        self.predictor = predictor
+        self.spec = spec
+        self.volume = volume
+        self.axis = Axis(axis)
+        mapping = intensity if isinstance(intensity, IntensityMapping) else mapping_for(volume, intensity)
+        self.frames = VolumeFrames(volume, self.axis, mapping, predictor.image_size)
+        self.bank_settings = bank_settings or SelfSortingSettings()
+        self.state = volume_inference_state(self.frames, predictor.device)
+        self.last_prompted_index: int | None = None
+
+    @property
+    def object_ids(self) -> list[str]:
+        return list(self.state["obj_ids"])
+
+    def add_prompts(self, index: int, object_id: str, prompts: Prompts) -> SliceResult:
+        """Segment ``object_id`` on slice ``index`` from ``prompts``, which replace that object's
+        earlier prompts on that slice (send all of them). On a slice propagation has already
+        reached, this corrects the propagated mask, using the memory of the other slices."""
+        self._check_prompts(index, prompts)
+        object_index = self.predictor._obj_id_to_idx(self.state, object_id)
+        if self.memory_policy is MemoryPolicy.SELF_SORTING:
+            outputs = self.state["output_dict_per_obj"][object_index]
+            outputs.setdefault(MEMORY_BANK_KEY, SelfSortingMemoryBank(self.bank_settings))
+        _, object_ids, masks = self.predictor.add_new_points_or_box(
+            self.state,
+            frame_idx=index,
+            obj_id=object_id,
+            points=prompts.points_array(),
+            labels=prompts.labels_array(),
+            box=prompts.clipped_box(self.frames.slice_shape),
+            clear_old_points=True,
+        )
+        self.last_prompted_index = index
+        output = self.state["temp_output_dict_per_obj"][object_index]["cond_frame_outputs"][index]
+        mask = (masks[object_ids.index(object_id), 0] > 0).cpu().numpy()
+        return SliceResult(object_id, index, mask, float(output[PREDICTED_IOU_KEY].reshape(-1)[0]))
+
+    def propagate(
+        self,
+        direction: Direction = Direction.BOTH,
+        slice_range: tuple[int, int] | None = None,
+        start: int | None = None,
+        stop_rule: SAM2StopRule | None = None,
+        cancel: CancelToken | None = None,
+        progress: ProgressCallback | None = None,
+    ) -> SAM2Propagation:
+        """Propagate every object from slice ``start`` (default: the last prompted slice)."""
+        if not self.object_ids:
+            raise PromptError("Add prompts on a slice before propagating.")
+        start = self.last_prompted_index if start is None else start
+        # The request carries no prompts: they are already in the session's state.
+        request = PropagationRequest(self.axis, start, [], Direction(direction), slice_range)
+        return SAM2Propagation(self, request, stop_rule, cancel, progress)
+
+    def propagate_request(
+        self,
+        request: PropagationRequest,
+        stop_rule: SAM2StopRule | None = None,
+        cancel: CancelToken | None = None,
+        progress: ProgressCallback | None = None,
+    ) -> SAM2Propagation:
+        """Add the request's prompts on its seed slice, then propagate from there."""
+        if Axis(request.axis) is not self.axis:
+            raise ValueError(f"This session works along the {self.axis.value} axis, not {Axis(request.axis).value}.")
+        for item in request.objects:  # all checked before any is added, so bad input changes nothing
+            self._check_prompts(request.seed_index, item.prompts)
+        for item in request.objects:
+            self.add_prompts(request.seed_index, item.object_id, item.prompts)
+        return self.propagate(request.direction, request.slice_range, request.seed_index, stop_rule, cancel, progress)
+
+    def frame_output(self, object_id: str, index: int) -> dict[str, Any] | None:
+        """SAM 2's stored output (mask logits, memory, scores) of an object on a slice, if any."""
+        outputs = self.state["output_dict_per_obj"][self.state["obj_id_to_idx"][object_id]]
+        return outputs["cond_frame_outputs"].get(index, outputs["non_cond_frame_outputs"].get(index))
+
+    def reset(self) -> None:
+        """Forget every object, prompt and memory, keeping the volume."""
+        self.predictor.reset_state(self.state)
+        self.last_prompted_index = None
+
+    def _check_prompts(self, index: int, prompts: Prompts) -> None:
+        count = len(self.frames)
+        if not 0 <= index < count:
+            raise PromptError(f"Slice {index} is outside the volume: the {self.axis.value} axis has slices 0 to {count - 1}.")
+        prompts.validate(self.frames.slice_shape, self.spec)
