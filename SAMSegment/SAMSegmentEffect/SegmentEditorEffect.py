@@ -251,8 +251,14 @@ class SegmentEditorEffect(AbstractScriptedSegmentEditorEffect):
             self._status(_("Select a source volume to segment."), error=True)
             return
         logic = slicer.util.getModuleLogic("SAMSegment")
+        try:
+            worker = logic.worker()  # imports torch the first time
+        except ImportError as error:
+            logging.exception("The SAM inference worker could not start")
+            self._status(_("SAM could not start: {error}").format(error=error), error=True)
+            return
         self.session = EditorSession(
-            logic.worker(),
+            worker,
             slicer.mrmlScene,
             parameterNode.GetSegmentationNode(),
             source,
