@@ -1,0 +1,115 @@
+"""Export a model's graphs to ONNX once and keep them in a cache folder.
+
+A cached graph is found again only for the same weights, model, opset, torch and
+onnxruntime versions and export code; anything else gets a new folder. Each graph is
+exported into a temporary folder beside its final one and renamed into place when
+complete (graphs over 2 GB come with external weight files), so a crash or a full disk
+never leaves a half graph under the final name.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import onnxruntime as ort
+import torch
+
+from ..checkpoints import CheckpointStore
+from ..models.base import PromptableModel
+from .graphs import GraphDefinition
+
+logger = logging.getLogger(__name__)
+
+OPSET = 17
+# Bump when graphs.py changes what a graph computes, so older cached graphs are not reused.
+EXPORT_FORMAT = 1
+GRAPH_FILE = "model.onnx"
+
+
+def default_graph_root(store: CheckpointStore | None = None) -> Path:
+    return (store or CheckpointStore()).cache_dir / "onnx"
+
+
+def weights_digest(network: torch.nn.Module) -> str:
+    """SHA-256 over every parameter and buffer: names, types, shapes and bytes.
+
+    It identifies the weights whatever file (or random initialisation) they came from.
+    """
+    digest = hashlib.sha256()
+    for name, tensor in network.state_dict().items():
+        digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)};".encode())
+        digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().data)
+    return digest.hexdigest()
+
+
+def model_folder(root: Path, model: PromptableModel) -> Path:
+    """The cache folder for this model's graphs; its name says what they were made from."""
+    identity = {
+        "model": model.spec.name,
+        "adapter": type(model).__name__,
+        "input_size": model.input_size,
+        "weights": weights_digest(model.network),
+        "opset": OPSET,
+        "torch": torch.__version__,
+        "onnxruntime": ort.__version__,
+        "format": EXPORT_FORMAT,
+    }
+    key = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
+    return Path(root) / f"{model.spec.name}-{key[:24]}"
+
+
+def graph_path(folder: Path, name: str) -> Path:
+    return folder / name / GRAPH_FILE
+
+
+def ensure_graph(folder: Path, definition: GraphDefinition) -> Path:
+    """The path of the cached graph, exporting it first if it is not cached yet."""
+    final = graph_path(folder, definition.name)
+    if final.is_file():
+        return final
+    folder.mkdir(parents=True, exist_ok=True)
+    discard_graph(folder, definition.name)  # a folder without its graph file is of no use
+    temporary = Path(tempfile.mkdtemp(prefix=f".{definition.name}-", dir=folder))
+    try:
+        started = time.perf_counter()
+        _export(definition, temporary / GRAPH_FILE)
+        try:
+            os.rename(temporary, final.parent)
+        except OSError:
+            if not final.is_file():  # not a lost race with another process exporting the same graph
+                raise
+        logger.info("Exported %s to %s in %.1f s", definition.name, final, time.perf_counter() - started)
+    finally:
+        shutil.rmtree(temporary, ignore_errors=True)
+    return final
+
+
+def discard_graph(folder: Path, name: str) -> None:
+    """Remove a cached graph that ONNX Runtime could not load, so it is exported again."""
+    shutil.rmtree(folder / name, ignore_errors=True)
+
+
+def _export(definition: GraphDefinition, path: Path) -> None:
+    with warnings.catch_warnings():
+        # The tracer warns about every Python-level shape computation in upstream code; the
+        # parity tests check the exported graphs against torch instead.
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            definition.module.eval(),
+            definition.example_inputs,
+            str(path),
+            dynamo=False,  # the TorchScript exporter handles these models; see the parity tests
+            opset_version=OPSET,
+            input_names=list(definition.input_names),
+            output_names=list(definition.output_names),
+            dynamic_axes=definition.dynamic_axes,
+            do_constant_folding=True,
+        )
