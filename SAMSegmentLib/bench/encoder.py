@@ -1,0 +1,91 @@
+"""Image encoder speed: both backends side by side, and how close to the machine's peak it runs."""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils.flop_counter import FlopCounterMode
+
+from ..models import PromptableModel
+from .timing import milliseconds, timed
+
+# Square float32 matmul used to measure peak FLOP/s: big enough for full vector units,
+# small enough to take well under a second on a laptop CPU.
+_PEAK_MATMUL_SIZE = {"cpu": 2048, "cuda": 8192}
+
+
+@torch.inference_mode()
+def encoder_milliseconds(
+    models: Mapping[str, PromptableModel], images01: Sequence[np.ndarray], warmup: bool = True
+) -> dict[str, float]:
+    """Median encoder time per backend over ``images01``, interleaved (torch, onnx, torch, ...)
+    so that a change in machine load hits both backends alike."""
+    batches = {name: [model.prepare_image(image)[0] for image in images01] for name, model in models.items()}
+    if warmup:  # first runs allocate memory arenas and pick kernels
+        for name, model in models.items():
+            model.encode_tensor(batches[name][0])
+    seconds: dict[str, list[float]] = {name: [] for name in models}
+    for index in range(len(images01)):
+        for name, model in models.items():
+            elapsed, _ = timed(lambda: model.encode_tensor(batches[name][index]), model.device)
+            seconds[name].append(elapsed)
+    return {name: milliseconds(values) for name, values in seconds.items()}
+
+
+@torch.inference_mode()
+def encoder_flops(model: PromptableModel) -> int:
+    """FLOPs of one encoder call in torch, counted per operator (matmuls, convolutions,
+    attention; elementwise operations such as normalisation and GELU are not counted)."""
+    image = torch.zeros(1, 3, model.input_size, model.input_size, device=model.device)
+    with FlopCounterMode(display=False) as counter:
+        model.encode_tensor(image)
+    return int(counter.get_total_flops())
+
+
+@torch.inference_mode()
+def peak_flops_per_second(device: torch.device, repeats: int = 5) -> float:
+    """The best float32 matmul throughput of this run on ``device``: the practical peak."""
+    size = _PEAK_MATMUL_SIZE["cuda" if device.type == "cuda" else "cpu"]
+    a = torch.randn(size, size, device=device)
+    b = torch.randn(size, size, device=device)
+    torch.matmul(a, b)  # warm-up
+    best = min(timed(lambda: torch.matmul(a, b), device)[0] for _ in range(repeats))
+    return 2.0 * size**3 / best
+
+
+
+# aten operator names (as the dispatcher sees them in inference mode) doing matmul-like work.
+_DENSE_OPERATORS = ("conv", "linear", "mm", "matmul", "einsum", "attention")
+
+
+class _OperatorTimer(TorchDispatchMode):
+    """Wall time per aten operator; exact on the CPU, where every operator runs synchronously."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seconds: dict[object, float] = defaultdict(float)
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001, ANN204 - torch's protocol
+        started = time.perf_counter()
+        result = func(*args, **(kwargs or {}))
+        self.seconds[func.overloadpacket] += time.perf_counter() - started
+        return result
+
+
+@torch.inference_mode()
+def dense_time_share(model: PromptableModel) -> float:
+    """Share of a torch encoder call (CPU) spent in matmuls, convolutions and attention, the
+    operators whose FLOPs are counted and that can approach peak FLOP/s. The rest
+    (normalisation, activations, softmax, reshapes, copies) moves memory for no counted FLOPs."""
+    image = torch.zeros(1, 3, model.input_size, model.input_size, device=model.device)
+    model.encode_tensor(image)  # warm-up, not timed
+    with _OperatorTimer() as timer:
+        model.encode_tensor(image)
+    total = sum(timer.seconds.values())
+    dense = sum(seconds for op, seconds in timer.seconds.items() if any(k in str(op) for k in _DENSE_OPERATORS))
+    return dense / total if total else 0.0

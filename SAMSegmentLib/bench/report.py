@@ -1,0 +1,156 @@
+"""``samsegment bench``: every measurement of one model on one volume, side by side in one run."""
+
+from __future__ import annotations
+
+import datetime
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, cast
+
+from ..backends import onnxruntime_available, open_backend
+from ..cache import DEFAULT_BUDGET_BYTES
+from ..intensity import AUTO_PRESET, mapping_for
+from ..models import PromptableModel
+from ..predictor import VolumePredictor
+from ..propagation import StopRule
+from ..worker import WorkerSettings
+from . import memory
+from .cases import BenchCase
+from .clicks import click_seconds, first_mask_seconds, jittered_prompts, takes_points
+from .encoder import dense_time_share, encoder_flops, encoder_milliseconds, peak_flops_per_second
+from .machine import describe_machine, load_average
+from .propagation import OBJECT_ID, engine_propagation, mean_dice, plain_loop, slice_range
+from .targets import check_targets, peak_fraction_note
+from .timing import milliseconds
+
+if TYPE_CHECKING:  # onnxruntime is optional: the bench then times torch alone
+    from ..backends.onnx_model import OnnxPromptableModel as OnnxModel
+
+TORCH, ONNXRUNTIME = "torch", "onnxruntime"
+
+
+@dataclass
+class BenchSettings:
+    encoder_slices: int = 5  # slices timed per backend for the encoder
+    clicks: int = 40  # prompts timed per backend on an embedded slice
+    first_mask_slices: int = 3
+    propagation_slices: int = 30
+    cache_budget_bytes: int = DEFAULT_BUDGET_BYTES  # the worker's embedding cache
+    backend: str = "auto"  # the engine's backend, as open_backend chooses it
+    preset: str = AUTO_PRESET
+    stop_rule: StopRule = field(default_factory=StopRule)
+    random_weights: bool = False  # recorded: timings only, masks meaningless
+    graph_root: Path | None = None  # exported ONNX graphs; None: the checkpoint cache's onnx folder
+
+
+def run_bench(torch_model: PromptableModel, case: BenchCase, settings: BenchSettings,
+              baseline_rss_mb: float | None = None) -> dict[str, object]:
+    """Measure ``torch_model`` and its ONNX Runtime twin on ``case``; returns the JSON report.
+
+    ``baseline_rss_mb`` is the process's memory before the model and volume were loaded.
+    """
+    device = torch_model.device
+    load_before = load_average()
+    started = time.perf_counter()
+    engine_model, onnx_model, onnx_open_s = _backends(torch_model, settings.backend, settings.graph_root)
+    models = {TORCH: torch_model, **({ONNXRUNTIME: onnx_model} if onnx_model is not None else {})}
+    engine_name = ONNXRUNTIME if engine_model is onnx_model else TORCH
+    intensity = mapping_for(case.volume, settings.preset)
+    axis, seed = case.axis, case.seed_index
+    count = case.volume.slice_count(axis)
+
+    encoder_images = [intensity.apply(case.volume.slice_2d(axis, (seed + 1 + i) % count))
+                      for i in range(settings.encoder_slices)]
+    encoder_ms = encoder_milliseconds(models, encoder_images)
+    flops = encoder_flops(torch_model)
+    peak = peak_flops_per_second(device)
+    fraction = flops / (encoder_ms[engine_name] / 1000.0) / peak
+    dense_share = dense_time_share(torch_model) if device.type == "cpu" else None
+
+    slice_hw = case.volume.slice_shape(axis)
+    clicks_ms: dict[str, dict[str, float]] = {}
+    predictors: dict[str, VolumePredictor] = {}
+    for name, model in models.items():
+        predictor = VolumePredictor(model)
+        predictor.set_volume(case.volume, intensity, volume_key="bench")
+        prompts_list = jittered_prompts(case.box, slice_hw, takes_points(predictor), settings.clicks)
+        seconds = click_seconds(predictor, axis, seed, prompts_list)
+        clicks_ms[name] = {"p50": milliseconds(seconds, 50), "p95": milliseconds(seconds, 95)}
+        predictors[name] = predictor
+    fresh = [index % count for index in range(seed + 1, seed + 1 + settings.first_mask_slices)]
+    first_mask = first_mask_seconds(predictors[engine_name], axis, fresh, case.box)
+    predictors.clear()
+
+    slices = slice_range(case, settings.propagation_slices)
+    worker_settings = WorkerSettings(cache_budget_bytes=settings.cache_budget_bytes)
+    run = engine_propagation(engine_model, case, intensity, slices, settings.stop_rule, worker_settings)
+    order = run.order or [seed]  # the seed alone when the model found nothing to carry
+    plain_s, plain_masks = plain_loop(torch_model, case, intensity, order)
+    engine_per_slice = run.seconds / len(order)
+    plain_per_slice = plain_s / len(order)
+
+    report: dict[str, object] = {
+        "date": datetime.date.today().isoformat(),
+        "machine": describe_machine(device),
+        "load_average_before": load_before,
+        "model": torch_model.spec.name,
+        "random_weights": settings.random_weights,
+        "device": str(device),
+        "engine_backend": engine_name,
+        "onnxruntime_device": str(onnx_model.execution_device) if onnx_model is not None else None,
+        "onnx_open_s": onnx_open_s,
+        "volume": {"source": case.description, "shape_kji": list(case.volume.array.shape),
+                   "axis": axis.value, "seed_index": seed, "intensity": intensity.preset},
+        "encoder_ms": {TORCH: encoder_ms[TORCH], ONNXRUNTIME: encoder_ms.get(ONNXRUNTIME)},
+        "encoder_gflop": round(flops / 1e9, 2),
+        "peak_gflops": round(peak / 1e9, 1),
+        "encoder_peak_fraction": round(fraction, 3),
+        "encoder_dense_time_share_torch": None if dense_share is None else round(dense_share, 3),
+        "encoder_peak_note": peak_fraction_note(fraction, dense_share),
+        "click_to_mask_ms": {**clicks_ms[engine_name], "backend": engine_name, "clicks": settings.clicks},
+        "click_to_mask_ms_by_backend": clicks_ms,
+        "first_mask_ms": milliseconds(first_mask, 50),
+        "propagation": {
+            "slices": len(order),
+            "slice_range": list(slices),
+            "engine_s_per_slice": round(engine_per_slice, 3),
+            "plain_loop_s_per_slice": round(plain_per_slice, 3),
+            "speedup_vs_plain_loop": round(plain_per_slice / engine_per_slice, 2),
+            "engine": f"inference worker, {engine_name}, MaskCarryPropagation, "
+                      f"prefetch of {worker_settings.prefetch_slices} neighbours when idle",
+            "plain_loop": "torch, embed every slice (no cache, nothing ahead), box of the previous mask",
+            "mean_dice_engine_vs_plain": round(mean_dice(run.result, case, plain_masks), 3),
+            "stops": [f"{stop.direction}: {stop.reason}" for stop in run.result.objects[OBJECT_ID].stops],
+        },
+        "main_thread_stall_ms": {"max": run.stall.longest_stall_ms, "gap_p95": run.stall.gap_p95_ms,
+                                 "period": run.stall.period_ms, "ticks": run.stall.ticks},
+        "peak_rss_mb": memory.peak_rss_mb(),
+        "memory_mb": {
+            "baseline_rss": baseline_rss_mb,
+            "volume": round(case.volume.array.nbytes / memory.MB, 1),
+            "torch_model": memory.module_mb(torch_model.network),
+            "cache_budget": round(settings.cache_budget_bytes / memory.MB, 1),
+            "cache_used": round(run.cache_bytes / memory.MB, 1),
+        },
+        "cache_budget_mb": round(settings.cache_budget_bytes / memory.MB, 1),
+        "bench_s": round(time.perf_counter() - started, 1),
+        "load_average_after": load_average(),
+    }
+    report["targets"] = check_targets(report)
+    return report
+
+
+def _backends(
+    torch_model: PromptableModel, backend: str, graph_root: Path | None
+) -> tuple[PromptableModel, OnnxModel | None, float | None]:
+    """(engine model, ONNX Runtime model or None, seconds to export or load the graphs)."""
+    started = time.perf_counter()
+    engine = open_backend(torch_model, backend, graph_root)
+    if engine is not torch_model:
+        return engine, cast("OnnxModel", engine), round(time.perf_counter() - started, 1)
+    if not onnxruntime_available():
+        return engine, None, None
+    # The engine keeps torch here (e.g. a GPU without onnxruntime-gpu); time ONNX Runtime anyway.
+    onnx_model = open_backend(torch_model, ONNXRUNTIME, graph_root)
+    return engine, cast("OnnxModel", onnx_model), round(time.perf_counter() - started, 1)

@@ -1,0 +1,93 @@
+import math
+
+import numpy as np
+import pytest
+
+pytest.importorskip("onnxruntime")
+
+from SAMSegmentLib.bench import BenchSettings, check_targets, format_table, run_bench, synthetic_ct  # noqa: E402
+from SAMSegmentLib.cli import main  # noqa: E402
+from SAMSegmentLib.propagation import StopRule  # noqa: E402
+
+# The tiny random model's masks say nothing; carry them through every slice regardless.
+THROUGH_EVERY_SLICE = StopRule(min_score=0.0, min_area_fraction=0.0, min_overlap=0.0, max_intensity_shift=math.inf)
+PROPAGATION_SLICES = 6
+
+
+@pytest.fixture(scope="module")
+def report(tiny_sam_model, tmp_path_factory):
+    settings = BenchSettings(
+        encoder_slices=2, clicks=6, first_mask_slices=1, propagation_slices=PROPAGATION_SLICES,
+        stop_rule=THROUGH_EVERY_SLICE, graph_root=tmp_path_factory.mktemp("graphs"),
+    )
+    return run_bench(tiny_sam_model, synthetic_ct(slices=12, size=64), settings, baseline_rss_mb=100.0)
+
+
+def test_bench_report_has_every_measurement_with_sane_values(report):
+    assert report["model"] == "sam_vit_b" and report["engine_backend"] == "onnxruntime"
+    assert report["encoder_ms"]["torch"] > 0 and report["encoder_ms"]["onnxruntime"] > 0
+    assert report["encoder_gflop"] > 0 and report["peak_gflops"] > 0
+    engine_ms = report["encoder_ms"][report["engine_backend"]]
+    expected_fraction = report["encoder_gflop"] / (engine_ms / 1000) / report["peak_gflops"]
+    assert report["encoder_peak_fraction"] == pytest.approx(expected_fraction, rel=0.05)
+    assert 0 <= report["encoder_dense_time_share_torch"] <= 1
+    clicks = report["click_to_mask_ms"]
+    assert 0 < clicks["p50"] <= clicks["p95"] and clicks["backend"] == "onnxruntime"
+    assert clicks["p95"] == report["click_to_mask_ms_by_backend"]["onnxruntime"]["p95"]
+    assert report["first_mask_ms"] > 0
+    propagation = report["propagation"]
+    assert 1 <= propagation["slices"] <= PROPAGATION_SLICES
+    assert propagation["engine_s_per_slice"] > 0 and propagation["plain_loop_s_per_slice"] > 0
+    ratio = propagation["plain_loop_s_per_slice"] / propagation["engine_s_per_slice"]
+    assert propagation["speedup_vs_plain_loop"] == pytest.approx(ratio, rel=0.05)
+    assert 0 <= propagation["mean_dice_engine_vs_plain"] <= 1
+    stall = report["main_thread_stall_ms"]
+    assert stall["period"] == 50 and stall["ticks"] >= 1 and np.isfinite(stall["max"]) and stall["max"] > -1
+    memory = report["memory_mb"]
+    assert report["peak_rss_mb"] >= memory["baseline_rss"]
+    assert memory["volume"] == pytest.approx(12 * 64 * 64 * 2 / 2**20, abs=0.1)
+    assert 0 < memory["cache_used"] <= memory["cache_budget"] == report["cache_budget_mb"]
+    assert report["load_average_before"] is not None and report["date"]
+
+
+def test_targets_follow_the_measured_values(report):
+    for name, check in report["targets"].items():
+        goal = float(check["target"].split()[1].rstrip("msx"))
+        if check["target"].startswith("<="):
+            assert check["met"] == (check["measured"] <= goal), name
+        else:
+            assert check["met"] == (check["measured"] >= goal), name
+    table = format_table(report)
+    assert all(name in table for name in report["targets"])
+
+
+def test_a_slow_click_misses_its_target():
+    report = {
+        "click_to_mask_ms": {"p95": 80.0}, "first_mask_ms": 900.0, "propagation": {"speedup_vs_plain_loop": 2.5},
+        "encoder_peak_fraction": 0.1, "main_thread_stall_ms": {"max": 12.0},
+    }
+    met = {name: check["met"] for name, check in check_targets(report).items()}
+    assert met == {
+        "click-to-mask p95": False, "first mask on a fresh slice": True, "propagation vs plain loop": True,
+        "encoder share of peak FLOP/s": False, "main-thread stall": True,
+    }
+
+
+def test_synthetic_ct_prompts_the_box_around_its_organ():
+    case = synthetic_ct(slices=16, size=128)
+    assert case.volume.array.shape == (16, 128, 128) and case.volume.modality == "CT"
+    seed = case.volume.array[case.seed_index]
+    organ = (seed > 90) & (seed < 400)  # 140 HU organ; 35 HU tissue and the 700 HU vertebra excluded
+    ys, xs = np.nonzero(organ)
+    assert np.allclose(case.box, (xs.min(), ys.min(), xs.max(), ys.max()), atol=2.0)
+    top = case.volume.array[0]
+    assert not ((top > 90) & (top < 400)).sum() > 20  # the organ ends before the first slice
+
+
+@pytest.mark.parametrize(
+    "arguments, message",
+    [(["--clicks", "0"], "--clicks must be at least 1"), (["--labels", "x.nii.gz"], "--labels needs --image")],
+)
+def test_bench_command_refuses_bad_arguments(capsys, arguments, message):
+    assert main(["bench", *arguments]) == 2
+    assert message in capsys.readouterr().err
