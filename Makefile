@@ -13,6 +13,10 @@ $(VENV)/.installed: pyproject.toml requirements/constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -c requirements/constraints.txt -e '.[test]'
+# sam2 has no wheel: build it against the torch above, without its optional CUDA extension
+# (setuptools first: venvs of Python 3.12 and later come without it).
+	$(BIN)/python -m pip install --quiet 'setuptools>=61'
+	SAM2_BUILD_CUDA=0 $(BIN)/python -m pip install --quiet --no-build-isolation -c requirements/constraints.txt sam2==1.1.0
 	touch $@
 
 demo: setup
