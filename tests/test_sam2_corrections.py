@@ -38,7 +38,9 @@ def memory_reads(monkeypatch):  # noqa: ANN001, ANN201
     return reads
 
 
-def test_a_correction_is_propagated_with_the_memory_of_the_first_run(predictor, ct_phantom, memory_reads) -> None:  # noqa: ANN001
+def test_a_correction_is_propagated_with_the_memory_of_the_first_run(
+    predictor, ct_phantom, memory_reads  # noqa: ANN001
+) -> None:
     session = tiny_session(predictor, ct_phantom)
     session.add_prompts(SEED, "organ", CENTRE)
     session.propagate().run()

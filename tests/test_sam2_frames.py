@@ -52,7 +52,7 @@ def test_frames_match_sam2s_own_loading_of_the_same_slices(tmp_path, ct_phantom)
         assert float(difference.mean()) < 0.03 and float(difference.max()) < 0.5
 
 
-def test_the_state_has_exactly_the_fields_of_upstream_init_state(tmp_path, predictor, ct_phantom) -> None:  # noqa: ANN001
+def test_the_state_has_the_fields_of_upstream_init_state(tmp_path, predictor, ct_phantom) -> None:  # noqa: ANN001
     rows, columns = ct_phantom.slice_shape(Axis.AXIAL)
     for index in range(2):
         Image.fromarray(np.full((rows, columns, 3), 100 + index, np.uint8)).save(tmp_path / f"{index}.jpg")

@@ -49,7 +49,8 @@ def test_settings_refuse_meaningless_values() -> None:
 
 def test_only_confident_slices_are_admitted() -> None:
     bank = SelfSortingMemoryBank(SelfSortingSettings(iou_threshold=0.7))
-    bank.update({0: output(0.9, basis(0)), 1: output(0.5, basis(1)), 2: output(0.71, basis(2)), 3: output(0.69, basis(3))})
+    ious = {0: 0.9, 1: 0.5, 2: 0.71, 3: 0.69}
+    bank.update({index: output(iou, basis(index)) for index, iou in ious.items()})
     assert frames_of(bank.memories) == [0, 2]
     assert [m.predicted_iou for m in bank.memories] == pytest.approx([0.9, 0.71])
 

@@ -77,7 +77,7 @@ def test_the_bank_chooses_what_memory_attention_reads(predictor, ct_phantom, han
         assert similarity == sorted(similarity, reverse=True)
 
 
-def test_a_strict_admission_leaves_only_the_prompted_slice_to_remember(predictor, ct_phantom, handed) -> None:  # noqa: ANN001
+def test_strict_admission_leaves_only_the_prompt_to_remember(predictor, ct_phantom, handed) -> None:  # noqa: ANN001
     settings = SelfSortingSettings(iou_threshold=1.0)
     strict = tiny_session(predictor, ct_phantom, memory_policy="self-sorting", bank_settings=settings)
     strict_result = run_forward(strict)

@@ -52,7 +52,9 @@ def _import_sam2() -> None:
     try:
         importlib.import_module("sam2.build_sam")
     except ImportError as error:
-        raise ModelUnavailableError(f"The SAM 2 models need the Python package 'sam2' ({error}). {INSTALL_HINT}") from error
+        raise ModelUnavailableError(
+            f"The SAM 2 models need the Python package 'sam2' ({error}). {INSTALL_HINT}"
+        ) from error
 
 
 def build_sam2_predictor(config: str, device: torch.device, overrides: Sequence[str] = ()) -> VolumeVideoPredictor:
@@ -79,6 +81,7 @@ def load_sam2_predictor(
     """Build ``spec`` and load its verified weights (from ``checkpoint`` or the store)."""
     if spec.family is not Family.SAM2:
         raise ValueError(f"{spec.name} is a {spec.family.value} model, not a SAM 2 model.")
+    _import_sam2()
     path = Path(checkpoint) if checkpoint is not None else (store or CheckpointStore()).path_for(spec)
     state = load_state_dict(path)  # before building: a wrong file fails fast and safely
     predictor = build_sam2_predictor(spec.architecture, device)

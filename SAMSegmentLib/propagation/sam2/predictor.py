@@ -10,8 +10,9 @@
   ``SelfSortingMemoryBank`` under ``MEMORY_BANK_KEY``, memory attention is given the bank's
   resampled memories instead of the most recent slices (see ``_with_bank_memories``).
 
-Written against sam2 1.1.0 (the private methods overridden here are pinned by the version
-in pyproject.toml; tests/test_sam2_predictor.py fails if their shape changes).
+Written against sam2 1.1.0: the private methods overridden here are pinned by the version in
+pyproject.toml, and tests/test_sam2_memory_policy.py and test_sam2_corrections.py fail if
+their names or arguments change.
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ def image_key(features: torch.Tensor) -> torch.Tensor:
 
 
 class VolumeVideoPredictor(SAM2VideoPredictor):
+    """Upstream's video predictor plus per-slice IoU, an encoder counter and the memory-bank hook."""
+
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.encoded_frames = 0

@@ -133,5 +133,7 @@ class SAM2VolumeSession:
     def _check_prompts(self, index: int, prompts: Prompts) -> None:
         count = len(self.frames)
         if not 0 <= index < count:
-            raise PromptError(f"Slice {index} is outside the volume: the {self.axis.value} axis has slices 0 to {count - 1}.")
+            raise PromptError(
+                f"Slice {index} is outside the volume: the {self.axis.value} axis has slices 0 to {count - 1}."
+            )
         prompts.validate(self.frames.slice_shape, self.spec)
