@@ -99,6 +99,18 @@ def test_a_newer_predict_supersedes_the_running_and_queued_ones(tiny_sam_model, 
         assert not worker.predictor.is_embedded(Axis.AXIAL, 4)
 
 
+def test_a_refinement_can_send_the_previous_logits_back_as_a_numpy_copy(tiny_sam_model, ct_phantom):
+    with ready_worker(tiny_sam_model, ct_phantom, prefetch_slices=0) as worker:
+        prompts = Prompts()
+        prompts.add_point(32, 24)
+        first = answer_to(worker, Predict(Axis.AXIAL, 6, prompts)).value.prediction
+        prompts.add_point(10, 10, positive=False)
+        logits = first.low_res_logits.numpy().astype(np.float64)  # what a GUI keeps between clicks
+        refined = answer_to(worker, Predict(Axis.AXIAL, 6, prompts, mask_logits=logits))
+        assert refined.kind is MessageKind.RESULT
+        assert not np.array_equal(refined.value.prediction.low_res_logits.numpy(), first.low_res_logits.numpy())
+
+
 def test_cancel_stops_a_propagation_within_one_slice_with_a_consistent_partial_result(tiny_sam_model, ct_phantom):
     model = SlowEncoder(tiny_sam_model, seconds=0.1)
     with ready_worker(model, ct_phantom, prefetch_slices=0) as worker:

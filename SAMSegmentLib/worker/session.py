@@ -83,7 +83,7 @@ class InferenceSession:
         return self.predictor
 
     def predict(self, request: Predict) -> Preview:
-        logits = None if request.mask_logits is None else torch.as_tensor(request.mask_logits)
+        logits = None if request.mask_logits is None else torch.as_tensor(request.mask_logits, dtype=torch.float32)
         prediction = self._require_predictor().predict(
             request.axis, request.index, request.prompts, mask_logits=logits, multimask=request.multimask
         )
