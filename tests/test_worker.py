@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 
 import numpy as np
@@ -149,6 +150,25 @@ def test_cancel_drops_a_queued_request_at_once(tiny_sam_model, ct_phantom):
         messages = worker.wait(running, timeout=TIMEOUT)
         assert final(messages, everything).value == (running,)
         assert messages[-1].kind is MessageKind.CANCELLED and messages[-1].value.cancelled
+
+
+def test_a_model_load_that_has_started_is_not_cancelled(tiny_sam_model):
+    started = threading.Event()
+
+    def slow_loader(request):  # noqa: ANN001, ANN202
+        started.set()
+        time.sleep(0.3)
+        return tiny_sam_model
+
+    with InferenceWorker(loader=slow_loader) as worker:
+        loading = worker.submit(LoadModel("sam_vit_b"))
+        queued = worker.submit(LoadModel("sam_vit_b"))
+        assert started.wait(TIMEOUT)
+        cancel_id = worker.cancel()
+        messages = worker.wait(loading, timeout=TIMEOUT)
+        assert final(messages, cancel_id).value == (queued,)
+        assert final(messages, queued).kind is MessageKind.CANCELLED
+        assert final(messages, loading).kind is MessageKind.RESULT  # the worker holds this model now
 
 
 def test_an_error_is_reported_and_the_next_request_still_works(tiny_sam_model, ct_phantom):

@@ -6,7 +6,7 @@ ERROR or OUT_OF_MEMORY), after any PROGRESS or SLICE messages of its own, and me
 come out of ``poll`` in the order they were produced. What each RESULT holds:
 LoadModel -> ModelReady, SetVolume -> VolumeReady, Predict -> Preview,
 Propagate -> PropagationResult, Download -> the checkpoint's Path,
-Cancel -> the ids it cancelled.
+Cancel -> the ids it dropped or told to stop.
 
 What the caller no longer wants is not delivered:
 
@@ -212,11 +212,13 @@ class InferenceWorker:
         return tuple(t.request_id for t in targets if self._drop_locked(t, MessageKind.CANCELLED))
 
     def _drop_locked(self, ticket: _Ticket, kind: MessageKind) -> bool:
-        """Mark ``ticket`` unwanted; False when it is too late (its outcome is already reported)."""
+        """Mark ``ticket`` unwanted; False when it is too late: a model or volume change that has
+        started, or a propagation or download that has already reported its outcome."""
         if ticket.dropped is not None or isinstance(ticket.request, Cancel):
             return False
-        if ticket.finished and not isinstance(ticket.request, Predict):
-            return False
+        if ticket.started and not isinstance(ticket.request, Predict):
+            if ticket.finished or not isinstance(ticket.request, (Propagate, Download)):
+                return False
         ticket.dropped = kind
         ticket.cancel.cancel()
         if not ticket.started:
