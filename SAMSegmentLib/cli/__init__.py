@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 from ..errors import SAMSegmentError
 
-_COMMANDS = ("segment", "models", "download", "demo", "bench")
+_COMMANDS = ("segment", "models", "download", "demo", "evaluate", "bench")
 
 
 def build_parser() -> argparse.ArgumentParser:

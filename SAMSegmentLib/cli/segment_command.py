@@ -9,8 +9,12 @@ import numpy as np
 
 from ..imageio import Segment, read_volume, write_segmentation
 from ..predictor import VolumePredictor
+from ..prompts import Prompts
+from ..propagation import CancelToken, Direction, ObjectPrompts, PropagationRequest
 from ..volume import Axis, put_slice
-from .common import add_model_arguments, open_model, parse_prompts
+from ..worker.propagators import make_propagator
+from .common import add_model_arguments, open_model, parse_numbers, parse_prompts
+from .progress import progress_bar
 from .overlay import write_overlay_png
 
 
@@ -29,6 +33,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--name", default="Segment", help="segment name written to the output")
     parser.add_argument("--output", required=True, type=Path, help="output .seg.nrrd")
     parser.add_argument("--png", type=Path, help="also write the slice with the mask outline as PNG")
+    parser.add_argument("--propagate", action="store_true", help="propagate from --slice through the volume")
+    parser.add_argument("--direction", default="both", choices=[d.value for d in Direction])
+    parser.add_argument("--range", help="first,last slice propagation may reach (inclusive)")
     add_model_arguments(parser)
     parser.set_defaults(run=run)
 
@@ -40,13 +47,40 @@ def run(args: argparse.Namespace) -> int:
     predictor = VolumePredictor(open_model(args))
     predictor.set_volume(volume, args.preset)
     prompts.validate(volume.slice_shape(axis), predictor.model.spec)
-    prediction = predictor.predict(axis, args.slice, prompts)
-    mask = np.zeros(volume.array.shape, dtype=bool)
-    put_slice(mask, axis, args.slice, prediction.mask)
+    if args.propagate:
+        mask = _propagate(predictor, args, axis, prompts)
+    else:
+        prediction = predictor.predict(axis, args.slice, prompts)
+        mask = np.zeros(volume.array.shape, dtype=bool)
+        put_slice(mask, axis, args.slice, prediction.mask)
+        print(f"{args.name}: {int(prediction.mask.sum())} pixels on {axis.value} slice {args.slice}, "
+              f"predicted IoU {prediction.score:.3f}")
     written = write_segmentation(args.output, volume, [Segment(args.name, mask)])
-    print(f"{args.name}: {int(prediction.mask.sum())} pixels on {axis.value} slice {args.slice}, "
-          f"predicted IoU {prediction.score:.3f}; wrote {written}")
+    print(f"wrote {written}")
     if args.png:
-        write_overlay_png(args.png, predictor.slice_image(axis, args.slice), [prediction.mask], prompts)
+        seed_mask = np.take(mask, args.slice, axis=axis.array_axis)
+        write_overlay_png(args.png, predictor.slice_image(axis, args.slice), [seed_mask], prompts)
         print(f"wrote {args.png}")
     return 0
+
+
+def _propagate(predictor: VolumePredictor, args: argparse.Namespace, axis: Axis, prompts: Prompts) -> np.ndarray:
+    slice_range = None
+    if args.range:
+        first, last = parse_numbers(args.range, 2, "--range")
+        slice_range = (int(first), int(last))
+    request = PropagationRequest(axis, args.slice, [ObjectPrompts(args.name, prompts)], Direction(args.direction),
+                                 slice_range)
+    with progress_bar("propagating", total=None, unit="slice") as bar:
+        propagator = make_propagator(predictor, request, None, CancelToken(), bar.update_to)
+        for _ in propagator:
+            pass
+    outcome = propagator.result.objects[args.name]
+    if outcome.absent:
+        print(f"{args.name}: the model found nothing at the prompts on slice {args.slice}.")
+    else:
+        print(f"{args.name}: segmented slices {min(outcome.slices)}..{max(outcome.slices)} "
+              f"({len(outcome.slices)} slices, {predictor.embed_count} embedded)")
+    for stop in outcome.stops:
+        print(f"    {stop.direction} stopped after slice {stop.last_index}: {stop.reason}")
+    return outcome.mask

@@ -97,9 +97,9 @@ class MaskCarryPropagation:
         image = self.predictor.slice_image(axis, index)
         for item in self.request.objects:
             prediction = self.predictor.predict(axis, index, item.prompts)
-            outcome = self.result.objects[item.object_id]
-            if not prediction.mask.any():
-                outcome.stops.append(Stop("both", None, "absent: the model found nothing at the prompts"))
+            absent = self.stop_rule.absent_reason(prediction, image)
+            if absent:
+                self.result.objects[item.object_id].stops.append(Stop("both", None, absent))
                 continue
             self._accept(item.object_id, index, prediction)
             seeds.append(_Carry(item.object_id, prediction, self.stop_rule.start(prediction, image)))

@@ -6,6 +6,7 @@ import copy
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import ndimage
 
 from ..metrics import dice
 from ..predictor import Prediction
@@ -33,6 +34,12 @@ class StopRule:
     of the seed's, the mask overlaps the previous slice's by less than ``min_overlap`` Dice
     (the model jumped to a neighbouring structure), or its mean intensity has drifted more
     than ``max_intensity_shift`` seed standard deviations from the seed's (another tissue).
+
+    The prompted slice itself is judged absent when the model is unsure (score below
+    ``absent_score``) and the mask does not stand out from a ring around it (contrast below
+    ``absent_contrast``): a box on plain tissue then yields nothing instead of a hallucinated
+    blob carried through the volume. Either signal alone is not enough: vessels can have low
+    contrast against their wall and faint lesions a modest score.
     """
 
     min_score: float = 0.5
@@ -41,11 +48,34 @@ class StopRule:
     max_intensity_shift: float = 1.5
     margin_fraction: float = 0.1
     min_margin_pixels: float = 2.0
+    absent_score: float = 0.7
+    absent_contrast: float = 0.3
+    contrast_ring_pixels: int = 3
 
     def box_margin(self, width: float, height: float) -> tuple[float, float]:
         """Margin added around the carried box so a growing object is not clipped."""
         return (max(self.min_margin_pixels, self.margin_fraction * width),
                 max(self.min_margin_pixels, self.margin_fraction * height))
+
+    def absent_reason(self, seed: Prediction, image01: np.ndarray) -> str:
+        """Why the prompted slice shows no object, or "" when it shows one."""
+        if not seed.mask.any():
+            return "absent: the model found nothing at the prompts"
+        contrast = self.boundary_contrast(seed.mask, image01)
+        if seed.score < self.absent_score and contrast < self.absent_contrast:
+            return (f"absent: nothing stands out at the prompts (predicted quality {seed.score:.2f}, "
+                    f"contrast with the surroundings {contrast:.2f})")
+        return ""
+
+    def boundary_contrast(self, mask: np.ndarray, image01: np.ndarray) -> float:
+        """Difference of mean intensity inside the mask and in a ring just outside it, in units of
+        their average standard deviation."""
+        ring = ndimage.binary_dilation(mask, iterations=self.contrast_ring_pixels) & ~mask
+        if not ring.any():
+            return float("inf")
+        inside, outside = image01[mask], image01[ring]
+        spread = 0.5 * (float(inside.std()) + float(outside.std())) + 1e-3
+        return abs(float(inside.mean()) - float(outside.mean())) / spread
 
     def start(self, seed: Prediction, image01: np.ndarray) -> ObjectTrack:
         values = image01[seed.mask]
