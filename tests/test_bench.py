@@ -1,16 +1,12 @@
-import math
-
 import numpy as np
 import pytest
 
 pytest.importorskip("onnxruntime")
 
 from SAMSegmentLib.bench import BenchSettings, check_targets, format_table, run_bench, synthetic_ct  # noqa: E402
+from SAMSegmentLib.bench.propagation import TIMING_ONLY_STOP_RULE  # noqa: E402
 from SAMSegmentLib.cli import main  # noqa: E402
-from SAMSegmentLib.propagation import StopRule  # noqa: E402
 
-# The tiny random model's masks say nothing; carry them through every slice regardless.
-THROUGH_EVERY_SLICE = StopRule(min_score=0.0, min_area_fraction=0.0, min_overlap=0.0, max_intensity_shift=math.inf)
 PROPAGATION_SLICES = 6
 
 
@@ -18,7 +14,7 @@ PROPAGATION_SLICES = 6
 def report(tiny_sam_model, tmp_path_factory):
     settings = BenchSettings(
         encoder_slices=2, clicks=6, first_mask_slices=1, propagation_slices=PROPAGATION_SLICES,
-        stop_rule=THROUGH_EVERY_SLICE, graph_root=tmp_path_factory.mktemp("graphs"),
+        stop_rule=TIMING_ONLY_STOP_RULE, graph_root=tmp_path_factory.mktemp("graphs"),
     )
     return run_bench(tiny_sam_model, synthetic_ct(slices=12, size=64), settings, baseline_rss_mb=100.0)
 

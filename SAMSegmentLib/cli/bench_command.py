@@ -11,11 +11,13 @@ import torch
 from ..backends import BACKEND_CHOICES
 from ..bench import BenchSettings, format_table, image_case, run_bench, synthetic_ct
 from ..bench.memory import MB, peak_rss_mb
+from ..bench.propagation import TIMING_ONLY_STOP_RULE
 from ..cache import DEFAULT_BUDGET_BYTES
 from ..device import DEVICE_CHOICES, select_device
 from ..errors import SAMSegmentError
 from ..intensity import PRESETS
 from ..models import PromptableModel, build_network, load_model, wrap_network
+from ..propagation import StopRule
 from ..registry import MODELS, get_spec
 
 
@@ -62,6 +64,7 @@ def run(args: argparse.Namespace) -> int:
         backend=args.backend,
         preset=args.preset,
         random_weights=args.random_weights,
+        stop_rule=TIMING_ONLY_STOP_RULE if args.random_weights else StopRule(),
     )
     report = run_bench(_model(args), case, settings, baseline_rss_mb=baseline)
     text = json.dumps(report, indent=2)
