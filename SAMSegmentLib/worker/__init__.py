@@ -3,6 +3,7 @@
 from .messages import MessageKind, ModelReady, Preview, VolumeReady, WorkerMessage
 from .prefetch import neighbour_order
 from .requests import Cancel, Download, LoadModel, Predict, Propagate, Request, SetVolume
+from .sam2_sessions import SAM2Model
 from .session import ModelLoader, WorkerSettings
 from .worker import InferenceWorker
 
@@ -18,6 +19,7 @@ __all__ = [
     "Preview",
     "Propagate",
     "Request",
+    "SAM2Model",
     "SetVolume",
     "VolumeReady",
     "WorkerMessage",

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from enum import Enum
 
 from ..predictor import Prediction
+from ..propagation import SliceResult
 from ..registry import ModelSpec
 from ..volume import Axis
 
@@ -50,8 +51,12 @@ class VolumeReady:
 
 @dataclass(frozen=True)
 class Preview:
-    """Result of Predict: where the mask belongs and the prediction itself."""
+    """Result of Predict: where the mask belongs and the prediction itself.
+
+    Both kinds of prediction have ``mask`` (bool [y, x]) and ``score``. SAM 2 family models
+    answer with a SliceResult: their session keeps the slice's logits for the next prompt.
+    """
 
     axis: Axis
     index: int
-    prediction: Prediction
+    prediction: Prediction | SliceResult

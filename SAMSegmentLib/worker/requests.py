@@ -16,6 +16,7 @@ import torch
 from ..intensity import AUTO_PRESET, IntensityMapping
 from ..prompts import Prompts
 from ..propagation import PropagationRequest, StopRule
+from ..propagation.sam2 import MemoryPolicy, SAM2StopRule
 from ..volume import Axis, Volume
 
 
@@ -33,24 +34,37 @@ class SetVolume:
     """Segment this volume from now on. ``volume.array`` must be the caller's own copy.
 
     ``focus`` is the slice the user is looking at: the worker embeds it, and its
-    neighbours, in the background so the first click is answered quickly.
+    neighbours, in the background so the first click is answered quickly (not with SAM 2
+    models, which encode each slice when they reach it).
+
+    ``memory_policy`` chooses which earlier slices SAM 2 family models remember (see
+    ``propagation.sam2.memory_bank``); other models have no memory and ignore it. It is set
+    with the volume because changing it starts SAM 2 over on this volume, as a new volume does.
     """
 
     volume: Volume
     preset: str | IntensityMapping = AUTO_PRESET
     volume_key: str | None = None  # identifies the content for the embedding cache; made up if None
     focus: tuple[Axis, int] | None = None
+    memory_policy: MemoryPolicy | str = MemoryPolicy.RECENT
 
 
 @dataclass
 class Predict:
-    """A preview mask for ``prompts`` on one slice; a newer Predict supersedes this one."""
+    """A preview mask for ``prompts`` on one slice; a newer Predict supersedes this one.
+
+    SAM 2 family models keep prompts and memory per object: ``object_id`` names the segment the
+    prompts belong to (as in a PropagationRequest), and send every prompt of the slice each time.
+    They keep the slice's own logits and choose single or multiple masks themselves, so they
+    ignore ``mask_logits`` and ``multimask``.
+    """
 
     axis: Axis
     index: int
     prompts: Prompts
     mask_logits: np.ndarray | torch.Tensor | None = None  # low_res_logits of an earlier preview
     multimask: bool | None = None
+    object_id: str = "object"
 
 
 @dataclass
@@ -58,7 +72,7 @@ class Propagate:
     """Propagate the seed slice's prompts through the volume, reporting each slice as it is done."""
 
     request: PropagationRequest
-    stop_rule: StopRule | None = None
+    stop_rule: StopRule | SAM2StopRule | None = None  # SAM2StopRule for SAM 2 family models
 
 
 @dataclass

@@ -1,10 +1,12 @@
-"""The worker thread's state: the loaded model, the current volume and the embedding cache.
+"""The worker thread's state: the loaded model, the current volume and the embedding cache
+(or, with a SAM 2 family model, its sessions on the volume).
 
 Only the worker thread touches an InferenceSession, so it needs no locks of its own.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -19,14 +21,17 @@ from ..errors import SAMSegmentError
 from ..models import ImageEmbedding, PromptableModel, load_model
 from ..predictor import VolumePredictor
 from ..propagation import CancelToken, PropagationResult, SliceResult
-from ..registry import get_spec
+from ..propagation.sam2 import load_sam2_predictor
+from ..registry import Family, get_spec
 from ..volume import Axis
 from .messages import ModelReady, Preview, VolumeReady
 from .prefetch import prefetch_steps
 from .propagators import make_propagator
 from .requests import Download, LoadModel, Predict, Propagate, SetVolume
+from .sam2_sessions import SAM2Model, SAM2Sessions, parse_memory_policy
 
-ModelLoader = Callable[[LoadModel], PromptableModel]
+# Builds the model of a LoadModel: a PromptableModel, or a SAM2Model for the SAM 2 family.
+ModelLoader = Callable[[LoadModel], PromptableModel | SAM2Model]
 Progress = Callable[[int, int], None]
 
 
@@ -44,16 +49,20 @@ class InferenceSession:
         self.cache: EmbeddingCache[ImageEmbedding] = EmbeddingCache(settings.cache_budget_bytes)
         self.store = CheckpointStore(settings.checkpoint_dir)
         self._loader = loader or self._load_registered
-        self.model: PromptableModel | None = None
-        self.predictor: VolumePredictor | None = None
+        self.model: PromptableModel | SAM2Model | None = None
+        self.predictor: VolumePredictor | None = None  # image models
+        self.sam2: SAM2Sessions | None = None  # SAM 2 family models
         self._volume: SetVolume | None = None
 
-    def _load_registered(self, request: LoadModel) -> PromptableModel:
+    def _load_registered(self, request: LoadModel) -> PromptableModel | SAM2Model:
         try:
             device = select_device(request.device)
         except ValueError as error:
             raise SAMSegmentError(str(error)) from error
-        return load_model(get_spec(request.model), device, self.store, request.checkpoint)
+        spec = get_spec(request.model)
+        if spec.family is Family.SAM2:
+            return SAM2Model(spec, load_sam2_predictor(spec, device, self.store, request.checkpoint))
+        return load_model(spec, device, self.store, request.checkpoint)
 
     def load_model(self, request: LoadModel) -> ModelReady:
         model = self._loader(request)
@@ -62,29 +71,38 @@ class InferenceSession:
         return ModelReady(model.spec, str(model.device))
 
     def set_volume(self, request: SetVolume) -> VolumeReady:
+        policy = parse_memory_policy(request.memory_policy)  # before anything changes
         # A fixed key lets a later LoadModel re-create the predictor and reuse this volume's embeddings.
         key = request.volume_key or uuid.uuid4().hex
-        self._volume = SetVolume(request.volume, request.preset, key, request.focus)
+        self._volume = dataclasses.replace(request, volume_key=key, memory_policy=policy)
         self._start_predictor()
         return VolumeReady(key)
 
     def _start_predictor(self) -> None:
+        self.predictor = self.sam2 = None
         if self.model is None or self._volume is None:
-            self.predictor = None
+            return
+        volume = self._volume
+        if isinstance(self.model, SAM2Model):
+            self.sam2 = SAM2Sessions(self.model, volume.volume, volume.preset, volume.memory_policy)
             return
         predictor = VolumePredictor(self.model, self.cache)
-        predictor.set_volume(self._volume.volume, self._volume.preset, self._volume.volume_key)
+        predictor.set_volume(volume.volume, volume.preset, volume.volume_key)
         self.predictor = predictor
 
-    def _require_predictor(self) -> VolumePredictor:
-        if self.predictor is None:
+    def _require_segmenter(self) -> VolumePredictor | SAM2Sessions:
+        segmenter = self.sam2 if self.sam2 is not None else self.predictor
+        if segmenter is None:
             missing = "model" if self.model is None else "volume"
             raise SAMSegmentError(f"No {missing} is loaded yet: choose a {missing} before segmenting.")
-        return self.predictor
+        return segmenter
 
     def predict(self, request: Predict) -> Preview:
+        segmenter = self._require_segmenter()
+        if isinstance(segmenter, SAM2Sessions):
+            return Preview(Axis(request.axis), request.index, segmenter.preview(request))
         logits = None if request.mask_logits is None else torch.as_tensor(request.mask_logits, dtype=torch.float32)
-        prediction = self._require_predictor().predict(
+        prediction = segmenter.predict(
             request.axis, request.index, request.prompts, mask_logits=logits, multimask=request.multimask
         )
         return Preview(Axis(request.axis), request.index, prediction)
@@ -92,7 +110,11 @@ class InferenceSession:
     def propagate(
         self, request: Propagate, cancel: CancelToken, on_slice: Callable[[SliceResult], None], progress: Progress
     ) -> PropagationResult:
-        propagator = make_propagator(self._require_predictor(), request.request, request.stop_rule, cancel, progress)
+        segmenter = self._require_segmenter()
+        if isinstance(segmenter, SAM2Sessions):
+            propagator = segmenter.propagator(request, cancel, progress)
+        else:
+            propagator = make_propagator(segmenter, request.request, request.stop_rule, cancel, progress)
         for result in propagator:
             on_slice(result)
         return propagator.result
@@ -113,7 +135,8 @@ class InferenceSession:
         )
 
     def prefetch(self, axis: Axis, index: int) -> Iterator[int] | None:
-        """Steps embedding the neighbours of slice ``index``, or None when there is nothing to do."""
+        """Steps embedding the neighbours of slice ``index``, or None when there is nothing to do
+        (also with SAM 2 models: see ``sam2_sessions``)."""
         if self.predictor is None or self.settings.prefetch_slices <= 0:
             return None
         return prefetch_steps(self.predictor, Axis(axis), index, self.settings.prefetch_slices)

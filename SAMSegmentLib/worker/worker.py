@@ -25,6 +25,12 @@ neighbouring slices in the order propagation uses them (see ``prefetch``). It ch
 for requests between slices, so a request that arrives meanwhile waits for at most
 one encoder call: about 2 s with LiteMedSAM on a laptop CPU, tens of ms on a GPU.
 Set ``WorkerSettings.prefetch_slices`` to 0 to turn this off.
+
+SAM 2 family models (SAM 2.1, MedSAM2) take the same requests: a preview and a propagation
+of the same object (``Predict.object_id``, the PropagationRequest's object ids) share SAM 2's
+memory, so a correction on any slice after a propagation, and the propagation after it, use
+what the earlier ones found; ``SetVolume.memory_policy`` chooses SAM 2's memory. They are not
+prefetched. See ``sam2_sessions``.
 """
 
 from __future__ import annotations
