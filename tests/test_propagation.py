@@ -1,0 +1,112 @@
+"""Mask-carrying propagation: directions, ranges, several objects, cancel, progress, no double embedding.
+
+These use the tiny random SAM with a stop rule that never stops on quality, so the walk is
+decided by the range and the code paths alone; the stop rule is tested on its own below and
+with real weights in test_stop_rule_real.py.
+"""
+
+import numpy as np
+import pytest
+
+from SAMSegmentLib.predictor import VolumePredictor
+from SAMSegmentLib.prompts import Prompts
+from SAMSegmentLib.propagation import (
+    CancelToken,
+    Direction,
+    MaskCarryPropagation,
+    ObjectPrompts,
+    PropagationRequest,
+    StopRule,
+)
+from SAMSegmentLib.volume import Axis
+
+KEEP_GOING = StopRule(min_score=-1e9, min_area_fraction=0, min_overlap=-1, max_intensity_shift=1e9,
+                      absent_score=-1e9)
+
+
+@pytest.fixture
+def predictor(tiny_sam_model, ct_phantom):
+    predictor = VolumePredictor(tiny_sam_model)
+    predictor.set_volume(ct_phantom)
+    return predictor
+
+
+def request(direction=Direction.BOTH, slice_range=None, objects=("organ",)):
+    boxes = [(20.0, 15.0, 44.0, 33.0), (5.0, 5.0, 20.0, 20.0)]
+    return PropagationRequest(
+        Axis.AXIAL, 6, [ObjectPrompts(name, Prompts(box=boxes[n])) for n, name in enumerate(objects)],
+        direction, slice_range,
+    )
+
+
+@pytest.mark.parametrize(
+    "direction, expected",
+    [(Direction.BOTH, list(range(12))), (Direction.FORWARD, list(range(6, 12))), (Direction.BACKWARD, list(range(7)))],
+)
+def test_directions_cover_the_expected_slices_and_stop_at_the_volume_end(predictor, direction, expected):
+    result = MaskCarryPropagation(predictor, request(direction), KEEP_GOING).run()
+    outcome = result.objects["organ"]
+    covered = [k for k in range(12) if outcome.mask[k].any()]
+    assert sorted(outcome.slices) == expected
+    assert set(covered) <= set(expected)
+    assert all(stop.reason == "reached the end of the range" for stop in outcome.stops)
+    assert {stop.direction for stop in outcome.stops} == {d for d in ("forward", "backward")
+                                                         if direction in (Direction.BOTH, Direction(d))}
+
+
+def test_slice_range_limits_the_walk(predictor):
+    outcome = MaskCarryPropagation(predictor, request(slice_range=(4, 8)), KEEP_GOING).run().objects["organ"]
+    assert sorted(outcome.slices) == [4, 5, 6, 7, 8]
+    assert not outcome.mask[:4].any() and not outcome.mask[9:].any()
+
+
+def test_a_seed_outside_the_range_is_refused(predictor):
+    with pytest.raises(ValueError, match="outside the range"):
+        MaskCarryPropagation(predictor, request(slice_range=(8, 10)), KEEP_GOING)
+
+
+def test_each_slice_is_embedded_once_for_all_objects_and_both_directions(predictor):
+    propagation = MaskCarryPropagation(predictor, request(objects=("a", "b")), KEEP_GOING)
+    results = list(propagation)
+    assert propagation.result.embedded_slices == 12 == predictor.embed_count
+    assert {r.object_id for r in results} == {"a", "b"}
+    assert sorted(propagation.result.objects["b"].slices) == list(range(12))
+    # Running again finds every slice in the cache.
+    again = MaskCarryPropagation(predictor, request(), KEEP_GOING).run()
+    assert again.embedded_slices == 0
+
+
+def test_results_stream_slice_by_slice_and_match_the_final_volume(predictor):
+    propagation = MaskCarryPropagation(predictor, request(), KEEP_GOING)
+    for result in propagation:
+        assert np.array_equal(propagation.result.objects["organ"].mask[result.index], result.mask)
+
+
+def test_progress_reports_every_slice_against_the_plan(predictor):
+    calls = []
+    MaskCarryPropagation(predictor, request(slice_range=(3, 9)), KEEP_GOING,
+                         progress=lambda done, total: calls.append((done, total))).run()
+    assert calls == [(n, 7) for n in range(1, 8)]
+
+
+def test_cancel_stops_within_one_slice_with_a_consistent_partial_result(predictor):
+    cancel = CancelToken()
+    propagation = MaskCarryPropagation(predictor, request(Direction.FORWARD), KEEP_GOING, cancel=cancel)
+    seen = []
+    for result in propagation:
+        seen.append(result.index)
+        if len(seen) == 3:
+            cancel.cancel()
+    outcome = propagation.result.objects["organ"]
+    assert propagation.result.cancelled
+    assert seen == [6, 7, 8] and sorted(outcome.slices) == seen
+    assert [k for k in range(12) if outcome.mask[k].any()] == [k for k in seen if outcome.mask[k].any()]
+    assert outcome.stops[-1].reason == "cancelled" and outcome.stops[-1].last_index == 8
+    assert predictor.embed_count == 3  # nothing embedded after the cancel
+
+
+def test_cancel_before_start_does_nothing(predictor):
+    cancel = CancelToken()
+    cancel.cancel()
+    propagation = MaskCarryPropagation(predictor, request(), KEEP_GOING, cancel=cancel)
+    assert list(propagation) == [] and propagation.result.cancelled and predictor.embed_count == 0
