@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 from ..errors import SAMSegmentError
 
-_COMMANDS = ("segment", "models", "download", "demo", "evaluate", "bench")
+_COMMANDS = ("segment", "models", "download", "demo", "evaluate", "bench", "finetune", "priors", "everything", "register")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,165 @@
+"""``samsegment finetune``: fine-tune a model's mask decoder on labelled volumes and save it as a new model."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+from ..checkpoints import CheckpointStore, sha256_of
+from ..datasets import LabelledCase, load_labelled_case
+from ..errors import SAMSegmentError
+from ..predictor import VolumePredictor
+from ..research.finetune import (
+    FinetuneOptions,
+    ValidationSplit,
+    check_new_name,
+    embed_labelled_slices,
+    finetune_decoder,
+    label_values,
+    save_finetuned,
+)
+from ..volume import Axis
+from .common import add_model_arguments, open_model
+from .progress import progress_bar
+from .research_args import parse_slice_range
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "finetune",
+        help="fine-tune the mask decoder on labelled volumes and save it as a new model",
+        description="Trains only the mask decoder (the image and prompt encoders stay frozen) on 2D slices with "
+        "box prompts from the labels, and saves the whole model with a provenance file into the models folder. "
+        "Give --image/--label once per labelled volume.",
+    )
+    parser.add_argument("--image", required=True, action="append", type=Path, help="a labelled image (repeatable)")
+    parser.add_argument("--label", required=True, action="append", type=Path, help="its label volume (repeatable)")
+    parser.add_argument(
+        "--labels-json", action="append", type=Path, default=[], help="label value -> name JSON (once, or per image)"
+    )
+    parser.add_argument("--structures", required=True, help="structures to train on: names or label values, a,b,c")
+    parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument("--val-slices", help="slices a:b of every image held out for validation")
+    parser.add_argument("--val-cases", help="images held out for validation, by position from 0: 2,3")
+    parser.add_argument("--name", required=True, help="name of the new model")
+    parser.add_argument("--overwrite", action="store_true", help="replace a fine-tuned model of that name")
+    parser.add_argument("--axis", default="axial", choices=[a.value for a in Axis])
+    parser.add_argument("--learning-rate", type=float, default=FinetuneOptions.learning_rate)
+    parser.add_argument("--box-jitter", type=float, default=FinetuneOptions.box_jitter_px, help="pixels")
+    parser.add_argument("--seed", type=int, default=FinetuneOptions.seed)
+    add_model_arguments(parser)
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    store = CheckpointStore()
+    check_new_name(args.name, store, args.overwrite)  # before any slow work
+    options = FinetuneOptions(
+        epochs=args.epochs, learning_rate=args.learning_rate, box_jitter_px=args.box_jitter, seed=args.seed
+    )
+    axis = Axis(args.axis)
+    cases = _load_cases(args)
+    split = _split(args, cases, axis)
+    structures = [part.strip() for part in args.structures.split(",") if part.strip()]
+    values_per_case = _label_values(structures, cases)
+    model = open_model(args)
+    training, validation = [], []
+    started = time.perf_counter()
+    for number, (case, values) in enumerate(zip(cases, values_per_case)):
+        predictor = VolumePredictor(model)
+        predictor.set_volume(case.volume, args.preset)
+        with progress_bar(f"Embedding image {number}", None, unit="slice") as bar:
+            slices = embed_labelled_slices(predictor, case.labels, values, axis, number, progress=bar.update_to)
+        for item in slices:
+            (validation if split.holds_out(number, item.index) else training).append(item)
+    embedding_seconds = time.perf_counter() - started
+    with progress_bar("Training the mask decoder", None, unit="step") as bar:
+        report = finetune_decoder(model, training, validation, options, progress=bar.update_to)
+    provenance = {
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "data": [_data_record(args, number) for number in range(len(cases))],
+        "structures": structures,
+        "axis": axis.value,
+        "intensity_preset": args.preset,
+        "options": dataclasses.asdict(options),
+        "validation": {
+            "split": split.describe(),
+            "dice_before": report.dice_before,
+            "dice_after": report.dice_after,
+            "mean_dice_before": report.mean_before,
+            "mean_dice_after": report.mean_after,
+            "masks": report.validation_masks,
+        },
+        "training": {
+            "masks": report.training_masks,
+            "epoch_losses": report.epoch_losses,
+            "embedding_seconds": embedding_seconds,
+            "training_seconds": report.seconds,
+        },
+    }
+    spec = save_finetuned(model, args.name, provenance, store, args.overwrite)
+    print(f"Validation Dice ({split.describe()}, {report.validation_masks} masks):")
+    for structure in report.dice_before:
+        print(f"  {structure:<20} {report.dice_before[structure]:.3f} -> {report.dice_after[structure]:.3f}")
+    print(f"  {'mean':<20} {report.mean_before:.3f} -> {report.mean_after:.3f}")
+    print(f"Saved {spec.name} to {store.cached_path(spec)} (provenance: {spec.extra['provenance']})")
+    return 0
+
+
+def _load_cases(args: argparse.Namespace) -> list[LabelledCase]:
+    if len(args.image) != len(args.label):
+        raise SAMSegmentError(f"Give one --label per --image ({len(args.image)} images, {len(args.label)} labels).")
+    if len(args.labels_json) not in (0, 1, len(args.image)):
+        raise SAMSegmentError("Give --labels-json once for every image, or once per image.")
+    cases = []
+    for number, (image, labels) in enumerate(zip(args.image, args.label)):
+        case = load_labelled_case(image, labels, _names_file(args, number))
+        if args.modality:
+            case.volume.modality = args.modality
+        cases.append(case)
+    return cases
+
+
+def _names_file(args: argparse.Namespace, number: int) -> Path | None:
+    if not args.labels_json:
+        return None
+    return args.labels_json[0] if len(args.labels_json) == 1 else args.labels_json[number]
+
+
+def _split(args: argparse.Namespace, cases: list[LabelledCase], axis: Axis) -> ValidationSplit:
+    count = max(case.volume.slice_count(axis) for case in cases)
+    slices = parse_slice_range(args.val_slices, count, "--val-slices") if args.val_slices else None
+    held_cases: frozenset[int] = frozenset()
+    if args.val_cases:
+        try:
+            held_cases = frozenset(int(part) for part in args.val_cases.split(","))
+        except ValueError:
+            raise SAMSegmentError(f"--val-cases '{args.val_cases}' must be image positions like 0,2.") from None
+        if not held_cases <= set(range(len(cases))):
+            raise SAMSegmentError(f"--val-cases '{args.val_cases}': there are only images 0 to {len(cases) - 1}.")
+    return ValidationSplit(slices, held_cases)
+
+
+def _label_values(structures: list[str], cases: list[LabelledCase]) -> list[dict[str, int]]:
+    """Each image's label value of each structure; a structure must be labelled in some image."""
+    if not structures:
+        raise SAMSegmentError("Name at least one structure to train on with --structures.")
+    values = [label_values(case.names, structures, missing_ok=True) for case in cases]
+    missing = [s for s in structures if not any(s in found for found in values)]
+    if missing:
+        known = sorted({name for case in cases for name in case.names.values()})
+        raise SAMSegmentError(f"Not labelled in any image: {', '.join(missing)}. Labelled: {', '.join(known)}.")
+    return values
+
+
+def _data_record(args: argparse.Namespace, number: int) -> dict[str, str]:
+    image, labels = args.image[number].resolve(), args.label[number].resolve()
+    record = {"image": str(image), "image_sha256": sha256_of(image) if image.is_file() else "", "labels": str(labels)}
+    record["labels_sha256"] = sha256_of(labels)
+    names = _names_file(args, number)
+    if names is not None:
+        record["labels_json"] = str(names.resolve())
+    return record
