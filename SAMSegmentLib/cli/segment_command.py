@@ -7,15 +7,19 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import PromptError
 from ..imageio import Segment, read_volume, write_segmentation
+from ..intensity import mapping_for
 from ..predictor import VolumePredictor
 from ..prompts import Prompts
 from ..propagation import CancelToken, Direction, ObjectPrompts, PropagationRequest
+from ..propagation.sam2 import MemoryPolicy, SAM2VolumeSession
+from ..registry import get_spec
 from ..volume import Axis, put_slice
 from ..worker.propagators import make_propagator
-from .common import add_model_arguments, open_model, parse_numbers, parse_prompts
-from .progress import progress_bar
+from .common import add_model_arguments, open_segmenter, parse_numbers, parse_prompts
 from .overlay import write_overlay_png
+from .progress import progress_bar
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -36,6 +40,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--propagate", action="store_true", help="propagate from --slice through the volume")
     parser.add_argument("--direction", default="both", choices=[d.value for d in Direction])
     parser.add_argument("--range", help="first,last slice propagation may reach (inclusive)")
+    parser.add_argument(
+        "--memory-policy",
+        choices=[policy.value for policy in MemoryPolicy],
+        help="SAM 2 models: which slices they remember while propagating: recent (SAM 2's default) or "
+        "self-sorting (MedSAM-2's memory bank of the most confident, most diverse slices)",
+    )
     add_model_arguments(parser)
     parser.set_defaults(run=run)
 
@@ -44,43 +54,57 @@ def run(args: argparse.Namespace) -> int:
     volume = read_volume(args.image, modality=args.modality)
     axis = Axis(args.axis)
     prompts = parse_prompts(args.box, args.point, axis, args.slice)
-    predictor = VolumePredictor(open_model(args))
-    predictor.set_volume(volume, args.preset)
-    prompts.validate(volume.slice_shape(axis), predictor.model.spec)
-    if args.propagate:
-        mask = _propagate(predictor, args, axis, prompts)
+    prompts.validate(volume.slice_shape(axis), get_spec(args.model))  # before the model loads
+    request = _propagation_request(args, axis, prompts, volume.slice_count(axis)) if args.propagate else None
+    segmenter = open_segmenter(args, volume, axis, args.memory_policy)
+    if request is not None:
+        mask = _propagate(segmenter, request, args.name)
     else:
-        prediction = predictor.predict(axis, args.slice, prompts)
+        if isinstance(segmenter, SAM2VolumeSession):
+            seed = segmenter.add_prompts(args.slice, args.name, prompts)
+        else:
+            seed = segmenter.predict(axis, args.slice, prompts)
         mask = np.zeros(volume.array.shape, dtype=bool)
-        put_slice(mask, axis, args.slice, prediction.mask)
-        print(f"{args.name}: {int(prediction.mask.sum())} pixels on {axis.value} slice {args.slice}, "
-              f"predicted IoU {prediction.score:.3f}")
+        put_slice(mask, axis, args.slice, seed.mask)
+        print(f"{args.name}: {int(seed.mask.sum())} pixels on {axis.value} slice {args.slice}, "
+              f"predicted IoU {seed.score:.3f}")
     written = write_segmentation(args.output, volume, [Segment(args.name, mask)])
     print(f"wrote {written}")
     if args.png:
         seed_mask = np.take(mask, args.slice, axis=axis.array_axis)
-        write_overlay_png(args.png, predictor.slice_image(axis, args.slice), [seed_mask], prompts)
+        image = mapping_for(volume, args.preset).apply(volume.slice_2d(axis, args.slice))
+        write_overlay_png(args.png, image, [seed_mask], prompts)
         print(f"wrote {args.png}")
     return 0
 
 
-def _propagate(predictor: VolumePredictor, args: argparse.Namespace, axis: Axis, prompts: Prompts) -> np.ndarray:
+def _propagation_request(
+    args: argparse.Namespace, axis: Axis, prompts: Prompts, slice_count: int
+) -> PropagationRequest:
     slice_range = None
     if args.range:
         first, last = parse_numbers(args.range, 2, "--range")
         slice_range = (int(first), int(last))
     request = PropagationRequest(axis, args.slice, [ObjectPrompts(args.name, prompts)], Direction(args.direction),
                                  slice_range)
+    try:
+        request.bounds(slice_count)
+    except ValueError as error:
+        raise PromptError(f"--slice {args.slice} and --range {args.range}: {error}") from None
+    return request
+
+
+def _propagate(segmenter: VolumePredictor | SAM2VolumeSession, request: PropagationRequest, name: str) -> np.ndarray:
     with progress_bar("propagating", total=None, unit="slice") as bar:
-        propagator = make_propagator(predictor, request, None, CancelToken(), bar.update_to)
+        propagator = make_propagator(segmenter, request, None, CancelToken(), bar.update_to)
         for _ in propagator:
             pass
-    outcome = propagator.result.objects[args.name]
+    outcome = propagator.result.objects[name]
     if outcome.absent:
-        print(f"{args.name}: the model found nothing at the prompts on slice {args.slice}.")
+        print(f"{name}: the model found nothing at the prompts on slice {request.seed_index}.")
     else:
-        print(f"{args.name}: segmented slices {min(outcome.slices)}..{max(outcome.slices)} "
-              f"({len(outcome.slices)} slices, {predictor.embed_count} embedded)")
+        print(f"{name}: segmented slices {min(outcome.slices)}..{max(outcome.slices)} "
+              f"({len(outcome.slices)} slices, {propagator.result.embedded_slices} embedded)")
     for stop in outcome.stops:
         print(f"    {stop.direction} stopped after slice {stop.last_index}: {stop.reason}")
     return outcome.mask
