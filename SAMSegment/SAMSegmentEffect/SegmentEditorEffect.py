@@ -16,7 +16,7 @@ from SegmentEditorEffects import AbstractScriptedSegmentEditorEffect
 from SAMSegmentEffect.prompt_markers import PromptMarkers
 from SAMSegmentLib.checkpoints import CheckpointStore
 from SAMSegmentLib.intensity import PRESETS
-from SAMSegmentLib.registry import MODELS
+from SAMSegmentLib.registry import MODELS, Family
 from SAMSegmentMRML.geometry import arrayToRasMatrix
 from SAMSegmentMRML.segment_writer import Modification
 from SAMSegmentMRML.slice_views import (
@@ -33,7 +33,13 @@ REMOVE_RADIUS_SLICE_PIXELS = 4.0
 DEVICES = ("auto", "cpu", "cuda", "mps")
 DIRECTIONS = ("both", "forward", "backward")
 SETTINGS_PREFIX = "SAMSegment/"
-DEFAULTS = {"Model": "litemedsam", "Device": "auto", "IntensityPreset": "auto", "Direction": "both"}
+DEFAULTS = {
+    "Model": "litemedsam",
+    "Device": "auto",
+    "IntensityPreset": "auto",
+    "MemoryPolicy": "recent",
+    "Direction": "both",
+}
 
 
 class EffectEditing:
@@ -66,6 +72,7 @@ class SegmentEditorEffect(AbstractScriptedSegmentEditorEffect):
         scriptedEffect.requireSegments = True
         AbstractScriptedSegmentEditorEffect.__init__(self, scriptedEffect)
         self.session = None
+        self.volumeKey = None
         self.arrayToRas = None
         self.markers = {}  # slice widget -> PromptMarkers
         self.dragStart = None  # (slice widget, xy) of a left press
@@ -96,7 +103,9 @@ class SegmentEditorEffect(AbstractScriptedSegmentEditorEffect):
             </ul><p>
             A preview follows each prompt. <b>Apply</b> writes it into the selected segment on that
             slice; <b>Propagate</b> continues slice by slice through the volume. Each is one undo step,
-            and the editor's masking and overwrite settings apply."""
+            and the editor's masking and overwrite settings apply.<p>
+            SAM 2 models remember what they segmented: after a propagation, prompts on any slice
+            correct the segment there, and propagating again from that slice keeps the rest."""
         )
 
     # ----- options -----
@@ -120,6 +129,14 @@ class SegmentEditorEffect(AbstractScriptedSegmentEditorEffect):
         self.presetSelector.addItems(PRESETS)
         self.presetSelector.toolTip = _("How voxel values are scaled for the model (CT windows or percentiles).")
         self.scriptedEffect.addLabeledOptionsWidget(_("Intensity:"), self.presetSelector)
+        self.memorySelector = qt.QComboBox()
+        self.memorySelector.addItem(_("Recent frames"), "recent")
+        self.memorySelector.addItem(_("Self-sorting (MedSAM-2)"), "self-sorting")
+        self.memorySelector.toolTip = _(
+            "Which slices SAM 2 models remember while propagating: the most recent ones, or a bank of "
+            "the most confident and most varied ones (MedSAM-2). Changing it starts their memory over."
+        )
+        self.scriptedEffect.addLabeledOptionsWidget(_("Memory:"), self.memorySelector)
 
         self.applyButton = qt.QPushButton(_("Apply"))
         self.applyButton.toolTip = _("Write the preview into the selected segment on the prompted slice.")
@@ -156,7 +173,8 @@ class SegmentEditorEffect(AbstractScriptedSegmentEditorEffect):
 
         self.modelSelector.currentIndexChanged.connect(self.onModelChanged)
         self.deviceSelector.currentIndexChanged.connect(self.onModelChanged)
-        self.presetSelector.currentIndexChanged.connect(self.onPresetChanged)
+        self.presetSelector.currentIndexChanged.connect(self.onVolumeOptionsChanged)
+        self.memorySelector.currentIndexChanged.connect(self.onVolumeOptionsChanged)
         self.directionSelector.currentIndexChanged.connect(self.updateMRMLFromGUI)
         self.downloadButton.clicked.connect(self.onDownload)
         self.applyButton.clicked.connect(self.onApply)
@@ -179,6 +197,10 @@ class SegmentEditorEffect(AbstractScriptedSegmentEditorEffect):
             wasBlocked = selector.blockSignals(True)
             selector.currentText = self.scriptedEffect.parameter(name)
             selector.blockSignals(wasBlocked)
+        wasBlocked = self.memorySelector.blockSignals(True)
+        memoryPolicy = self.scriptedEffect.parameter("MemoryPolicy")
+        self.memorySelector.currentIndex = max(0, self.memorySelector.findData(memoryPolicy))
+        self.memorySelector.blockSignals(wasBlocked)
         self.updateButtons()
 
     def updateMRMLFromGUI(self):
@@ -186,6 +208,7 @@ class SegmentEditorEffect(AbstractScriptedSegmentEditorEffect):
             "Model": self.modelSelector.currentData,
             "Device": self.deviceSelector.currentText,
             "IntensityPreset": self.presetSelector.currentText,
+            "MemoryPolicy": self.memorySelector.currentData,
             "Direction": self.directionSelector.currentText,
         }
         for name, value in values.items():
@@ -204,6 +227,7 @@ class SegmentEditorEffect(AbstractScriptedSegmentEditorEffect):
         self.modelSelector.blockSignals(wasBlocked)
         spec = MODELS.get(self.modelSelector.currentData)
         self.downloadButton.enabled = spec is not None and store.state(spec) == "not downloaded"
+        self.memorySelector.enabled = spec is not None and spec.family is Family.SAM2
 
     def updateButtons(self):
         session = self.session
@@ -269,10 +293,8 @@ class SegmentEditorEffect(AbstractScriptedSegmentEditorEffect):
         for spinBox in (self.firstSliceSpinBox, self.lastSliceSpinBox):
             spinBox.maximum = count
         self._loadModel()
-        self.session.setVolume(
-            self.scriptedEffect.parameter("IntensityPreset"),
-            volumeKey=f"{volumeNode.GetID()}:{volumeNode.GetImageData().GetMTime()}",
-        )
+        self.volumeKey = f"{volumeNode.GetID()}:{volumeNode.GetImageData().GetMTime()}"
+        self._sendVolume()
         self.pollTimer.start()
         self.updateButtons()
 
@@ -396,11 +418,19 @@ class SegmentEditorEffect(AbstractScriptedSegmentEditorEffect):
             self._loadModel()
         self.updateButtons()
 
-    def onPresetChanged(self):
+    def onVolumeOptionsChanged(self):
         self.updateMRMLFromGUI()
         if self.session is not None:
-            self.session.setVolume(self.scriptedEffect.parameter("IntensityPreset"))
+            self._sendVolume()
             self._drawAllPrompts()
+
+    def _sendVolume(self):
+        # The same key for the same voxels: embeddings are cached per key and intensity mapping.
+        self.session.setVolume(
+            self.scriptedEffect.parameter("IntensityPreset"),
+            volumeKey=self.volumeKey,
+            memoryPolicy=self.scriptedEffect.parameter("MemoryPolicy"),
+        )
 
     def onDownload(self):
         if self.session is None:

@@ -81,12 +81,20 @@ class EditorSession:
         self.modelReady = False
         self.tracker.track(self.worker.submit(LoadModel(modelName, device)), MODEL)
 
-    def setVolume(self, preset: str, volumeKey: str | None = None, focus: SlicePosition | None = None) -> None:
-        """Send the volume (a copy) to the worker; ``focus`` starts embedding the slice in view."""
+    def setVolume(
+        self,
+        preset: str,
+        volumeKey: str | None = None,
+        focus: SlicePosition | None = None,
+        memoryPolicy: str = "recent",
+    ) -> None:
+        """Send the volume (a copy) to the worker; ``focus`` starts embedding the slice in view.
+        ``memoryPolicy`` ("recent" or "self-sorting") is what SAM 2 models remember; sending it
+        starts their memory over. Other models ignore it."""
         from SAMSegmentLib.worker import SetVolume
 
         focusSlice = (focus.axis, focus.index) if focus is not None else None
-        request = SetVolume(self.volume, preset, volumeKey, focusSlice)
+        request = SetVolume(self.volume, preset, volumeKey, focusSlice, memoryPolicy)
         self.tracker.track(self.worker.submit(request), VOLUME)
         self._dropPreview()
 
@@ -140,7 +148,9 @@ class EditorSession:
         if self.prompts.empty:
             self._dropPreview()
             return
-        request = Predict(self.prompts.axis, self.prompts.index, self.prompts.enginePrompts())
+        # SAM 2 models remember per segment: a preview after a propagation corrects that segment.
+        segmentID = self.editing.selectedSegmentID()
+        request = Predict(self.prompts.axis, self.prompts.index, self.prompts.enginePrompts(), object_id=segmentID)
         self.tracker.track(self.worker.submit(request), PREVIEW, self.prompts.revision)
 
     def _dropPreview(self) -> None:
