@@ -8,7 +8,6 @@ import argparse
 import numpy as np
 import pytest
 import SimpleITK as sitk
-from conftest import make_ct_phantom
 
 from SAMSegmentLib.checkpoints import CACHE_DIR_ENV
 from SAMSegmentLib.cli import main
@@ -36,11 +35,11 @@ def predictor():  # noqa: ANN201
 
 
 @pytest.fixture
-def image(tmp_path):  # noqa: ANN001, ANN201
-    volume = make_ct_phantom(shape=(8, 48, 64))
-    image = sitk.GetImageFromArray(volume.array)
-    image.SetSpacing(volume.spacing)
-    image.SetOrigin(volume.origin)
+def image(tmp_path, ct_phantom):  # noqa: ANN001, ANN201
+    """The phantom's middle 8 slices as a file, the organ around slice 4."""
+    image = sitk.GetImageFromArray(ct_phantom.array[2:10])
+    image.SetSpacing(ct_phantom.spacing)
+    image.SetOrigin(ct_phantom.origin)
     path = tmp_path / "ct.nrrd"
     sitk.WriteImage(image, str(path))
     return path

@@ -7,14 +7,13 @@ import time
 
 import numpy as np
 import pytest
-from conftest import make_ct_phantom
 from test_worker_doubles import KEEP_GOING, answer_to
 
 from SAMSegmentLib.prompts import Prompts
 from SAMSegmentLib.propagation import Direction, ObjectPrompts, PropagationRequest, SliceResult
 from SAMSegmentLib.propagation.sam2 import SAM2StopRule, SelfSortingMemoryBank
 from SAMSegmentLib.registry import get_spec
-from SAMSegmentLib.volume import Axis
+from SAMSegmentLib.volume import Axis, Volume
 from SAMSegmentLib.worker import (
     InferenceWorker,
     LoadModel,
@@ -45,9 +44,14 @@ def predictor():  # noqa: ANN201
     return tiny_sam2_predictor(object_score=4.0)
 
 
+def crop(volume: Volume, slices: slice, rows: slice = slice(None), columns: slice = slice(None)) -> Volume:
+    return Volume(volume.array[slices, rows, columns].copy(), volume.spacing, volume.origin, volume.direction)
+
+
 @pytest.fixture
-def volume():  # noqa: ANN201
-    return make_ct_phantom(shape=(SLICES, 48, 64))
+def volume(ct_phantom):  # noqa: ANN001, ANN201
+    """The phantom's middle 8 slices, the organ around slice 4."""
+    return crop(ct_phantom, slice(2, 2 + SLICES))
 
 
 @pytest.fixture
@@ -125,7 +129,7 @@ def test_the_model_is_loaded_once_and_reports_its_spec(predictor, volume):  # no
     with InferenceWorker(WorkerSettings(), loader=loader) as worker:
         ready = answer_to(worker, LoadModel("medsam2", device="cpu")).value
         assert isinstance(ready, ModelReady) and ready.spec.name == "medsam2" and ready.device == "cpu"
-        for other in (volume, make_ct_phantom(shape=(5, 40, 40), seed=1)):
+        for other in (volume, crop(volume, slice(0, 5), slice(4, 44), slice(10, 50))):
             assert answer_to(worker, SetVolume(other)).kind is MessageKind.RESULT
             assert preview(worker, 2).mask.shape == other.slice_shape(Axis.AXIAL)
         assert loaded == ["medsam2"]
