@@ -132,6 +132,7 @@ def run_bench(torch_model: PromptableModel, case: BenchCase, settings: BenchSett
             "torch_model": memory.module_mb(torch_model.network),
             "cache_budget": round(settings.cache_budget_bytes / memory.MB, 1),
             "cache_used": round(run.cache_bytes / memory.MB, 1),
+            "gpu_peak_torch": memory.gpu_peak_mb(device),
         },
         "cache_budget_mb": round(settings.cache_budget_bytes / memory.MB, 1),
         "bench_s": round(time.perf_counter() - started, 1),
