@@ -105,6 +105,15 @@ def test_edge_refinement_is_kept_only_when_the_masks_still_agree(results):
         assert refined.dice_final == refined.dice_masks
 
 
+def test_edges_bring_the_result_closer_than_the_masks_alone(pair, results):
+    fixed, mask, synthetic = pair
+    points = mask_points(fixed, mask)
+    plain = transform_error(results(edge_refinement=False).transform, synthetic.truth, points)
+    refined = results(affine=False)
+    assert refined.edge_refined
+    assert transform_error(refined.transform, synthetic.truth, points).mean_mm < plain.mean_mm
+
+
 @pytest.mark.parametrize("suffix", [".tfm", ".h5"])
 def test_the_written_transform_reads_back_as_the_same_mapping(pair, results, tmp_path, suffix):
     fixed, mask, _ = pair
