@@ -7,7 +7,7 @@ import torch
 
 pytest.importorskip("onnxruntime")
 
-from conftest import make_ct_phantom  # noqa: E402
+from synthetic import make_ct_phantom  # noqa: E402
 from SAMSegmentLib.backends import open_backend  # noqa: E402
 from SAMSegmentLib.backends import export as export_module  # noqa: E402
 from SAMSegmentLib.backends import runtime, selection  # noqa: E402

@@ -4,7 +4,7 @@ produce a structure."""
 
 import numpy as np
 import pytest
-from conftest import make_lesion_volume
+from synthetic import make_lesion_volume
 
 from SAMSegmentLib.evaluation import EvaluationSettings, evaluate_structure
 from SAMSegmentLib.predictor import VolumePredictor

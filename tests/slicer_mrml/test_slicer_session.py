@@ -19,7 +19,7 @@ pytestmark = pytest.mark.slicer
 torch = pytest.importorskip("torch")
 
 # Lets random-weight masks through so propagation runs to the volume's ends.
-PERMISSIVE = dict(min_score=-1e9, min_area_fraction=0.0, min_overlap=0.0, max_intensity_shift=1e9)
+PERMISSIVE = dict(min_score=-1e9, min_area_fraction=0.0, min_overlap=0.0, max_intensity_shift=1e9, absent_score=-1.0)
 SLICE_DELAY_S = 0.15  # slows the tiny encoder so a cancel lands mid-propagation
 
 
