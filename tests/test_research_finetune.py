@@ -15,9 +15,11 @@ from SAMSegmentLib.registry import get_spec
 from SAMSegmentLib.research.finetune import (
     FinetuneOptions,
     ValidationSplit,
+    case_label_values,
     embed_labelled_slices,
     find_finetuned,
     finetune_decoder,
+    finetune_on_volumes,
     jittered_boxes,
     label_values,
     list_finetuned_models,
@@ -34,7 +36,7 @@ def _organ_labels(volume) -> np.ndarray:
 @pytest.fixture
 def phantom_slices():
     """A fresh tiny SAM (training changes it) and the phantom's labelled slices, split 6:8."""
-    from conftest import make_ct_phantom
+    from synthetic import make_ct_phantom
     from tiny_models import tiny_sam
 
     model = tiny_sam()
@@ -98,6 +100,32 @@ def test_jittered_boxes_stay_near_the_mask_and_on_the_slice():
     tiny[0, 39] = True  # a one-pixel mask in the corner: the box still has width and height
     corner = jittered_boxes(tiny[None], 6.0, np.random.default_rng(1))[0]
     assert corner[2] - corner[0] >= 1.0 and corner[3] - corner[1] >= 1.0
+
+
+def test_whole_volumes_are_split_into_training_and_validation_slices():
+    from conftest import make_ct_phantom
+    from tiny_models import tiny_sam
+
+    from SAMSegmentLib.datasets import LabelledCase
+
+    cases = []
+    for seed in (0, 1):
+        volume = make_ct_phantom(seed=seed)
+        cases.append(LabelledCase(volume, _organ_labels(volume), {3: "organ"}))
+    stages = []
+    run = finetune_on_volumes(
+        tiny_sam(),
+        cases,
+        ["organ"],
+        ValidationSplit(cases=frozenset({1})),
+        FinetuneOptions(epochs=1),
+        progress=lambda stage, done, total: stages.append(stage),
+    )
+    assert {item.case for item in run.training} == {0} and {item.case for item in run.validation} == {1}
+    assert run.report.training_masks == len(run.training) == 9 and run.report.validation_masks == 9
+    assert list(dict.fromkeys(stages)) == ["Embedding image 0", "Embedding image 1", "Training the mask decoder"]
+    with pytest.raises(SAMSegmentError, match="Not labelled in any image: liver"):
+        case_label_values(["organ", "liver"], cases)
 
 
 def test_structures_are_found_by_name_or_value():

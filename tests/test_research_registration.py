@@ -14,6 +14,7 @@ from SAMSegmentLib.research.registration import (
     mask_points,
     register_with_masks,
     resample_onto,
+    slicer_to_parent_matrix,
     transform_error,
     write_transform,
 )
@@ -143,6 +144,15 @@ def test_masks_that_do_not_fit_their_image_are_refused(pair):
         register_with_masks(fixed, mask[1:], synthetic.moving, synthetic.moving_mask)
     with pytest.raises(InputImageError, match="moving mask is empty"):
         register_with_masks(fixed, mask, synthetic.moving, np.zeros_like(synthetic.moving_mask))
+
+
+def test_slicer_matrix_maps_moving_ras_points_to_fixed_ras_points(pair):
+    fixed, mask, synthetic = pair
+    to_parent = slicer_to_parent_matrix(synthetic.truth)
+    for fixed_lps in mask_points(fixed, mask, limit=20):
+        moving_lps = np.asarray(synthetic.truth.TransformPoint(tuple(fixed_lps)))
+        moving_ras = np.append(moving_lps * [-1, -1, 1], 1.0)
+        assert np.allclose((to_parent @ moving_ras)[:3], fixed_lps * [-1, -1, 1], atol=1e-6)
 
 
 def test_transform_files_need_an_itk_suffix(tmp_path):

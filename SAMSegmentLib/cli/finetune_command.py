@@ -4,21 +4,20 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import time
+from contextlib import ExitStack
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 from ..checkpoints import CheckpointStore, sha256_of
 from ..datasets import LabelledCase, load_labelled_case
 from ..errors import SAMSegmentError
-from ..predictor import VolumePredictor
 from ..research.finetune import (
     FinetuneOptions,
     ValidationSplit,
+    case_label_values,
     check_new_name,
-    embed_labelled_slices,
-    finetune_decoder,
-    label_values,
+    finetune_on_volumes,
     save_finetuned,
 )
 from ..volume import Axis
@@ -64,20 +63,20 @@ def run(args: argparse.Namespace) -> int:
     cases = _load_cases(args)
     split = _split(args, cases, axis)
     structures = [part.strip() for part in args.structures.split(",") if part.strip()]
-    values_per_case = _label_values(structures, cases)
+    case_label_values(structures, cases)  # a typo fails here, before the model loads
     model = open_model(args)
-    training, validation = [], []
-    started = time.perf_counter()
-    for number, (case, values) in enumerate(zip(cases, values_per_case)):
-        predictor = VolumePredictor(model)
-        predictor.set_volume(case.volume, args.preset)
-        with progress_bar(f"Embedding image {number}", None, unit="slice") as bar:
-            slices = embed_labelled_slices(predictor, case.labels, values, axis, number, progress=bar.update_to)
-        for item in slices:
-            (validation if split.holds_out(number, item.index) else training).append(item)
-    embedding_seconds = time.perf_counter() - started
-    with progress_bar("Training the mask decoder", None, unit="step") as bar:
-        report = finetune_decoder(model, training, validation, options, progress=bar.update_to)
+    with ExitStack() as bars:
+        shown: dict[str, Any] = {}  # the progress bar of each stage
+
+        def show(stage: str, done: int, total: int) -> None:
+            if stage not in shown:
+                for earlier in shown.values():
+                    earlier.close()
+                shown[stage] = bars.enter_context(progress_bar(stage, total, unit="step"))
+            shown[stage].update_to(done, total)
+
+        outcome = finetune_on_volumes(model, cases, structures, split, options, axis, args.preset, progress=show)
+    report = outcome.report
     provenance = {
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "data": [_data_record(args, number) for number in range(len(cases))],
@@ -92,11 +91,13 @@ def run(args: argparse.Namespace) -> int:
             "mean_dice_before": report.mean_before,
             "mean_dice_after": report.mean_after,
             "masks": report.validation_masks,
+            "slices": len(outcome.validation),
         },
         "training": {
             "masks": report.training_masks,
             "epoch_losses": report.epoch_losses,
-            "embedding_seconds": embedding_seconds,
+            "slices": len(outcome.training),
+            "embedding_seconds": outcome.embedding_seconds,
             "training_seconds": report.seconds,
         },
     }
@@ -141,18 +142,6 @@ def _split(args: argparse.Namespace, cases: list[LabelledCase], axis: Axis) -> V
         if not held_cases <= set(range(len(cases))):
             raise SAMSegmentError(f"--val-cases '{args.val_cases}': there are only images 0 to {len(cases) - 1}.")
     return ValidationSplit(slices, held_cases)
-
-
-def _label_values(structures: list[str], cases: list[LabelledCase]) -> list[dict[str, int]]:
-    """Each image's label value of each structure; a structure must be labelled in some image."""
-    if not structures:
-        raise SAMSegmentError("Name at least one structure to train on with --structures.")
-    values = [label_values(case.names, structures, missing_ok=True) for case in cases]
-    missing = [s for s in structures if not any(s in found for found in values)]
-    if missing:
-        known = sorted({name for case in cases for name in case.names.values()})
-        raise SAMSegmentError(f"Not labelled in any image: {', '.join(missing)}. Labelled: {', '.join(known)}.")
-    return values
 
 
 def _data_record(args: argparse.Namespace, number: int) -> dict[str, str]:

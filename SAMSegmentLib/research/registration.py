@@ -238,6 +238,20 @@ def write_transform(path: str | os.PathLike[str], transform: sitk.Transform) -> 
     return path
 
 
+# LPS <-> RAS: the two frames differ by the sign of their first two axes.
+_LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
+
+
+def slicer_to_parent_matrix(transform: sitk.Transform) -> np.ndarray:
+    """The 4x4 RAS matrix for ``vtkMRMLLinearTransformNode.SetMatrixTransformToParent``: it maps
+    moving-image RAS points to fixed-image RAS points, so the moving volume placed under the node
+    lines up with the fixed one. (The ITK transform is the inverse mapping, in LPS.)"""
+    resampling = np.eye(4)
+    resampling[:3, :3] = _linear_part(transform)
+    resampling[:3, 3] = transform.TransformPoint((0.0, 0.0, 0.0))
+    return np.linalg.inv(_LPS_TO_RAS @ resampling @ _LPS_TO_RAS)
+
+
 @dataclass
 class TransformError:
     mean_mm: float  # mean distance between where the two transforms send the points

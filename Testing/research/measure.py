@@ -197,7 +197,8 @@ def measure_registration() -> None:
                 runs.append({
                     "structure": structure, "affine": affine, "edge_refinement": edges,
                     "edge_refinement_kept": result.edge_refined, "seconds": time.perf_counter() - started,
-                    "mean_error_mm": error.mean_mm, "max_error_mm": error.max_mm, "rotation_error_deg": error.rotation_deg,
+                    "mean_error_mm": error.mean_mm, "max_error_mm": error.max_mm,
+                    "rotation_error_deg": error.rotation_deg,
                     "dice_identity": result.dice_identity, "dice_centroids": result.dice_centroids,
                     "dice_masks": result.dice_masks, "dice_final": result.dice_final,
                 })  # fmt: skip

@@ -10,17 +10,21 @@ from .store import (
     save_finetuned,
 )
 from .train import FinetuneOptions, FinetuneReport, finetune_decoder, freeze_all_but_mask_decoder, validation_dice
+from .volumes import FinetuneRun, case_label_values, finetune_on_volumes
 
 __all__ = [
     "FINETUNED_FOLDER",
     "FinetuneOptions",
     "FinetuneReport",
+    "FinetuneRun",
     "TrainingSlice",
     "ValidationSplit",
+    "case_label_values",
     "check_new_name",
     "embed_labelled_slices",
     "find_finetuned",
     "finetune_decoder",
+    "finetune_on_volumes",
     "finetuned_dir",
     "freeze_all_but_mask_decoder",
     "jittered_boxes",
