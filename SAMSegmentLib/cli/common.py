@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..backends import BACKEND_CHOICES, open_backend
 from ..device import DEVICE_CHOICES, select_device
 from ..errors import ModelUnavailableError, PromptError, SAMSegmentError
 from ..intensity import PRESETS
@@ -20,6 +21,8 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default="litemedsam", choices=sorted(MODELS), help="model (default: litemedsam)")
     parser.add_argument("--checkpoint", type=Path, help="use this checkpoint file instead of the cached one")
     parser.add_argument("--device", default="auto", choices=DEVICE_CHOICES, help="compute device (default: auto)")
+    parser.add_argument("--backend", default="auto", choices=BACKEND_CHOICES,
+                        help="auto: ONNX Runtime where it is installed and fits the device, else torch")
     parser.add_argument("--preset", default="auto", choices=PRESETS, help="intensity mapping (default: auto)")
     parser.add_argument("--modality", default="", help="CT, MR, ... (default: guessed from the voxel values)")
 
@@ -28,7 +31,7 @@ def open_model(args: argparse.Namespace) -> PromptableModel:
     spec = get_spec(args.model)
     if spec.family is Family.SAM2:
         raise ModelUnavailableError(f"{spec.name} is a SAM 2 model: use it with `samsegment segment` or in Slicer.")
-    return load_model(spec, select_device(args.device), checkpoint=args.checkpoint)
+    return open_backend(load_model(spec, select_device(args.device), checkpoint=args.checkpoint), args.backend)
 
 
 def open_segmenter(

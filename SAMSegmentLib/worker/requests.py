@@ -27,6 +27,7 @@ class LoadModel:
     model: str  # a name from SAMSegmentLib.registry.MODELS
     device: str = "auto"  # "auto", "cuda", "mps", "cpu" (see SAMSegmentLib.device)
     checkpoint: Path | None = None
+    backend: str = "auto"  # "auto", "torch", "onnxruntime" (see SAMSegmentLib.backends.open_backend)
 
 
 @dataclass

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import torch
 
+from ..backends import open_backend
 from ..cache import DEFAULT_BUDGET_BYTES, EmbeddingCache
 from ..checkpoints import CheckpointStore
 from ..device import select_device
@@ -62,7 +63,7 @@ class InferenceSession:
         spec = get_spec(request.model)
         if spec.family is Family.SAM2:
             return SAM2Model(spec, load_sam2_predictor(spec, device, self.store, request.checkpoint))
-        return load_model(spec, device, self.store, request.checkpoint)
+        return open_backend(load_model(spec, device, self.store, request.checkpoint), request.backend)
 
     def load_model(self, request: LoadModel) -> ModelReady:
         model = self._loader(request)
