@@ -25,13 +25,15 @@ class SAMModel(PromptableModel):
     def run_mask_decoder(
         self, embedding: ImageEmbedding, sparse: torch.Tensor, dense: torch.Tensor, multimask: bool
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.network.mask_decoder(
-            image_embeddings=embedding.features["image_embeddings"],
-            image_pe=self.network.prompt_encoder.get_dense_pe(),
-            sparse_prompt_embeddings=sparse,
-            dense_prompt_embeddings=dense,
-            multimask_output=multimask,
-        )
+        return self.network.mask_decoder(**self._decoder_inputs(embedding, sparse, dense), multimask_output=multimask)
+
+    def _decoder_inputs(self, embedding: ImageEmbedding, sparse: torch.Tensor, dense: torch.Tensor) -> dict:
+        return {
+            "image_embeddings": embedding.features["image_embeddings"],
+            "image_pe": self.network.prompt_encoder.get_dense_pe(),
+            "sparse_prompt_embeddings": sparse,
+            "dense_prompt_embeddings": dense,
+        }
 
 
 class HQSAMModel(SAMModel):
@@ -45,10 +47,7 @@ class HQSAMModel(SAMModel):
         self, embedding: ImageEmbedding, sparse: torch.Tensor, dense: torch.Tensor, multimask: bool
     ) -> tuple[torch.Tensor, torch.Tensor]:
         return self.network.mask_decoder(
-            image_embeddings=embedding.features["image_embeddings"],
-            image_pe=self.network.prompt_encoder.get_dense_pe(),
-            sparse_prompt_embeddings=sparse,
-            dense_prompt_embeddings=dense,
+            **self._decoder_inputs(embedding, sparse, dense),
             multimask_output=multimask,
             hq_token_only=False,
             interm_embeddings=[embedding.features["interm_embeddings"]],
