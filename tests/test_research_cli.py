@@ -12,7 +12,7 @@ from SAMSegmentLib.research.sitk_images import image_on_grid
 
 @pytest.fixture
 def phantom_files(tmp_path):
-    from conftest import make_ct_phantom
+    from synthetic import make_ct_phantom
 
     volume = make_ct_phantom()
     labels = (volume.array > 100).astype(np.uint8) * 7
@@ -45,7 +45,10 @@ def test_finetune_saves_a_model_with_its_provenance(phantom_files, tiny_cli_mode
     record = json.loads((tmp_path / "models" / "finetuned" / "organ_tuned.json").read_text())
     assert record["structures"] == ["organ"] and record["options"]["epochs"] == 2
     assert record["validation"]["split"] == "slices 6:8" and record["validation"]["masks"] == 2
-    assert set(record["validation"]["dice_before"]) == set(record["validation"]["dice_after"]) == {"organ"}
+    for boxes in ("jittered_boxes", "tight_boxes"):
+        for when in ("before", "after"):
+            summary = record["validation"][boxes][when]
+            assert set(summary["per_structure"]) == {"organ"} and 0.0 <= summary["mean"] <= 1.0
     assert record["data"][0]["image"] == str(files["image"].resolve()) and len(record["data"][0]["labels_sha256"]) == 64
     assert len(record["training"]["epoch_losses"]) == 2
 

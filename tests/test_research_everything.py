@@ -12,6 +12,7 @@ from SAMSegmentLib.metrics import dice
 from SAMSegmentLib.predictor import VolumePredictor
 from SAMSegmentLib.propagation.types import CancelToken
 from SAMSegmentLib.research.automatic import GridOptions, SliceMasks, box_grid, generate_masks, point_grid
+from SAMSegmentLib.research.decoding import decode_batch
 from SAMSegmentLib.research.everything import as_segments, link_slices, segment_everything
 from SAMSegmentLib.research.finetune import mask_box
 from SAMSegmentLib.volume import Axis
@@ -50,11 +51,31 @@ def test_invalid_grid_options_are_refused():
 
 @pytest.fixture(scope="module")
 def phantom_predictor(tiny_sam_model):
-    from conftest import make_ct_phantom
+    from synthetic import make_ct_phantom
 
     predictor = VolumePredictor(tiny_sam_model)
     predictor.set_volume(make_ct_phantom())
     return predictor
+
+
+def test_batched_decoding_matches_the_engine_decoder_prompt_by_prompt(phantom_predictor):
+    model = phantom_predictor.model
+    embedding = phantom_predictor.embed(Axis.AXIAL, 6)
+    boxes = np.array([[5.0, 6.0, 30.0, 40.0], [20.0, 10.0, 60.0, 45.0]])
+    points = np.array([[12.0, 20.0], [40.0, 30.0]])
+    with torch.inference_mode():
+        box_logits, box_scores = decode_batch(model, embedding, boxes_xyxy=boxes)
+        point_logits, point_scores = decode_batch(model, embedding, points_xy=points, multimask=True)
+    for number, box in enumerate(boxes):
+        single = model.decode(embedding, None, None, box, None, multimask=False)
+        assert torch.allclose(box_logits[number], single.low_res_logits, atol=1e-4)
+        assert torch.allclose(box_scores[number], single.scores, atol=1e-5)
+    for number, point in enumerate(points):
+        single = model.decode(embedding, point[None], np.array([1]), None, None, multimask=True)
+        assert torch.allclose(point_logits[number], single.low_res_logits, atol=1e-4)
+        assert point_scores[number].shape == (3,)
+    with pytest.raises(ValueError, match="either points or boxes"):
+        decode_batch(model, embedding, points_xy=points, boxes_xyxy=boxes)
 
 
 def test_kept_masks_satisfy_every_filter(phantom_predictor):
@@ -88,7 +109,7 @@ def test_nothing_passes_an_impossible_threshold(phantom_predictor):
 
 
 def test_litemedsam_box_grid_finds_the_organ(litemedsam):
-    from conftest import make_ct_phantom
+    from synthetic import make_ct_phantom
 
     volume = make_ct_phantom()
     predictor = VolumePredictor(litemedsam)

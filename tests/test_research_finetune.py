@@ -69,7 +69,8 @@ def test_training_changes_only_the_mask_decoder_and_raises_validation_dice(phant
     assert changed and all(name.startswith("mask_decoder.") for name in changed)
     assert report.epoch_losses[-1] < report.epoch_losses[0]
     # A random decoder fills boxes arbitrarily; a trained one learns the organ inside the box.
-    assert report.dice_after["organ"] > report.dice_before["organ"] + 0.2
+    assert report.after.per_structure["organ"] > report.before.per_structure["organ"] + 0.2
+    assert report.tight_after.mean > report.tight_before.mean + 0.2
     assert report.training_masks == len(training) and report.validation_masks == 2
     assert not any(parameter.requires_grad for parameter in model.network.parameters())
 

@@ -86,10 +86,11 @@ def run(args: argparse.Namespace) -> int:
         "options": dataclasses.asdict(options),
         "validation": {
             "split": split.describe(),
-            "dice_before": report.dice_before,
-            "dice_after": report.dice_after,
-            "mean_dice_before": report.mean_before,
-            "mean_dice_after": report.mean_after,
+            "jittered_boxes": {"before": dataclasses.asdict(report.before), "after": dataclasses.asdict(report.after)},
+            "tight_boxes": {
+                "before": dataclasses.asdict(report.tight_before),
+                "after": dataclasses.asdict(report.tight_after),
+            },
             "masks": report.validation_masks,
             "slices": len(outcome.validation),
         },
@@ -102,10 +103,17 @@ def run(args: argparse.Namespace) -> int:
         },
     }
     spec = save_finetuned(model, args.name, provenance, store, args.overwrite)
-    print(f"Validation Dice ({split.describe()}, {report.validation_masks} masks):")
-    for structure in report.dice_before:
-        print(f"  {structure:<20} {report.dice_before[structure]:.3f} -> {report.dice_after[structure]:.3f}")
-    print(f"  {'mean':<20} {report.mean_before:.3f} -> {report.mean_after:.3f}")
+    print(f"Validation Dice ({split.describe()}, {report.validation_masks} masks), before -> after:")
+    print(f"  {'':<16} {'boxes jittered ' + format(options.box_jitter_px, 'g') + ' px':>24} {'tight boxes':>18}")
+    for structure in report.before.per_structure:
+        jittered = f"{report.before.per_structure[structure]:.3f} -> {report.after.per_structure[structure]:.3f}"
+        tight = (
+            f"{report.tight_before.per_structure[structure]:.3f} -> {report.tight_after.per_structure[structure]:.3f}"
+        )
+        print(f"  {structure:<16} {jittered:>24} {tight:>18}")
+    jittered = f"{report.before.mean:.3f} -> {report.after.mean:.3f}"
+    tight = f"{report.tight_before.mean:.3f} -> {report.tight_after.mean:.3f}"
+    print(f"  {'mean':<16} {jittered:>24} {tight:>18}")
     print(f"Saved {spec.name} to {store.cached_path(spec)} (provenance: {spec.extra['provenance']})")
     return 0
 

@@ -99,8 +99,9 @@ def measure_finetune(epochs: int = 5) -> None:
     _save(
         "finetune",
         {
-            "what": "LiteMedSAM mask decoder fine-tuned on axial slices k<15 of the shared CT, validated on k>=15, "
-            "box prompts from the labels jittered +-5 px (validation boxes jittered once from a fixed seed)",
+            "what": "LiteMedSAM mask decoder fine-tuned on axial slices k<15 of the shared CT, validated on k>=15 "
+            "(same patient), box prompts from the labels jittered +-5 px per side (validation boxes jittered once "
+            "from a fixed seed) and also tight label boxes",
             "command_seconds": wall,
             "validation": record["validation"],
             "training": record["training"],

@@ -9,11 +9,19 @@ from .store import (
     list_finetuned_models,
     save_finetuned,
 )
-from .train import FinetuneOptions, FinetuneReport, finetune_decoder, freeze_all_but_mask_decoder, validation_dice
+from .train import (
+    DiceSummary,
+    FinetuneOptions,
+    FinetuneReport,
+    finetune_decoder,
+    freeze_all_but_mask_decoder,
+    validation_dice,
+)
 from .volumes import FinetuneRun, case_label_values, finetune_on_volumes
 
 __all__ = [
     "FINETUNED_FOLDER",
+    "DiceSummary",
     "FinetuneOptions",
     "FinetuneReport",
     "FinetuneRun",
