@@ -78,6 +78,21 @@ def test_batched_decoding_matches_the_engine_decoder_prompt_by_prompt(phantom_pr
         decode_batch(model, embedding, points_xy=points, boxes_xyxy=boxes)
 
 
+def test_grid_segmentation_runs_on_an_onnx_runtime_model_like_on_torch(phantom_predictor, tmp_path):
+    pytest.importorskip("onnxruntime")
+    from SAMSegmentLib.backends import open_backend
+
+    onnx_model = open_backend(phantom_predictor.model, "onnxruntime", graph_root=tmp_path)
+    predictor = VolumePredictor(onnx_model)
+    predictor.set_volume(phantom_predictor.volume)
+    options = dataclasses.replace(KEEP_ALL, points_per_side=3)
+    on_onnx = generate_masks(onnx_model, predictor.embed(Axis.AXIAL, 6), options)
+    on_torch = generate_masks(phantom_predictor.model, phantom_predictor.embed(Axis.AXIAL, 6), options)
+    assert len(on_onnx) == len(on_torch) > 0
+    assert np.allclose(on_onnx.predicted_iou, on_torch.predicted_iou, atol=1e-3)
+    assert np.mean(on_onnx.masks != on_torch.masks) < 0.01
+
+
 def test_kept_masks_satisfy_every_filter(phantom_predictor):
     embedding = phantom_predictor.embed(Axis.AXIAL, 6)
     everything = generate_masks(phantom_predictor.model, embedding, KEEP_ALL)

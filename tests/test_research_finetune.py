@@ -75,6 +75,18 @@ def test_training_changes_only_the_mask_decoder_and_raises_validation_dice(phant
     assert not any(parameter.requires_grad for parameter in model.network.parameters())
 
 
+def test_a_model_running_in_onnx_runtime_trains_its_torch_decoder(phantom_slices, tmp_path):
+    pytest.importorskip("onnxruntime")
+    from SAMSegmentLib.backends import open_backend
+
+    model, _, training, validation = phantom_slices
+    onnx_model = open_backend(model, "onnxruntime", graph_root=tmp_path)
+    before = model.network.mask_decoder.iou_token.weight.clone()
+    report = finetune_decoder(onnx_model, training, validation, FinetuneOptions(epochs=1, learning_rate=1e-3))
+    assert not torch.equal(model.network.mask_decoder.iou_token.weight, before)
+    assert len(report.epoch_losses) == 1
+
+
 def test_training_needs_both_sets_and_can_be_cancelled(phantom_slices):
     model, _, training, validation = phantom_slices
     with pytest.raises(SAMSegmentError, match="validation"):
@@ -104,7 +116,7 @@ def test_jittered_boxes_stay_near_the_mask_and_on_the_slice():
 
 
 def test_whole_volumes_are_split_into_training_and_validation_slices():
-    from conftest import make_ct_phantom
+    from synthetic import make_ct_phantom
     from tiny_models import tiny_sam
 
     from SAMSegmentLib.datasets import LabelledCase

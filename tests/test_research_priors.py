@@ -62,7 +62,7 @@ def test_boundary_prior_marks_both_sides_of_each_edge_with_its_quality():
 
 @pytest.fixture(scope="module")
 def phantom_maps(tiny_sam_model):
-    from conftest import make_ct_phantom
+    from synthetic import make_ct_phantom
 
     volume = make_ct_phantom()
     predictor = VolumePredictor(tiny_sam_model)
@@ -82,7 +82,7 @@ def test_volume_priors_are_those_of_each_slice_and_zero_elsewhere(phantom_maps):
 
 
 def test_priors_along_another_axis_fill_that_axis(tiny_sam_model):
-    from conftest import make_ct_phantom
+    from synthetic import make_ct_phantom
 
     volume = make_ct_phantom()
     predictor = VolumePredictor(tiny_sam_model)

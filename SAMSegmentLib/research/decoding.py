@@ -3,6 +3,10 @@
 ``PromptableModel.decode`` serves one interactive prompt set under inference mode; automatic
 segmentation decodes hundreds of grid prompts per slice and fine-tuning needs gradients, so
 both go through this batched form instead. Each prompt is either one positive point or one box.
+
+Batches run in the torch mask decoder even when the model runs in ONNX Runtime: the exported
+decoder takes one prompt set, and training needs autograd. The ONNX model's encoder features
+have the torch encoder's names and shapes, so its embeddings serve both decoders.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ def decode_batch(
     """
     if (points_xy is None) == (boxes_xyxy is None):
         raise ValueError("Give either points or boxes, not both or neither.")
+    model = torch_model_of(model)
     network = model.network
     points = None
     boxes = None
@@ -42,3 +47,9 @@ def decode_batch(
     sparse, dense = network.prompt_encoder(points=points, boxes=boxes, masks=None)
     # The decoders repeat the single image embedding once per prompt in the batch.
     return model.run_mask_decoder(embedding, sparse, dense, multimask)
+
+
+def torch_model_of(model: PromptableModel) -> PromptableModel:
+    """The torch model behind ``model``: an ONNX Runtime model (``backends.onnx_model``) keeps the
+    torch model it was exported from as ``torch_model``; a torch model is its own."""
+    return getattr(model, "torch_model", model)

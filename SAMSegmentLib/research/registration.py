@@ -91,14 +91,18 @@ def register_with_masks(
 
     fixed_distance = _distance_map(fixed_binary, options.distance_clip_mm)
     moving_distance = _distance_map(moving_binary, options.distance_clip_mm)
-    distances = sitk.ImageRegistrationMethod()
-    distances.SetMetricAsMeanSquares()
-    _optimise(distances, fixed_distance, moving_distance, rigid, options, "rigid masks", progress, _MASK_STEP_MM)
+    _optimise(_mean_squares(), fixed_distance, moving_distance, rigid, options, "rigid masks", progress, _MASK_STEP_MM)
     transform = _as_affine(rigid)
     if options.affine:
-        distances.SetMetricAsMeanSquares()
         _optimise(
-            distances, fixed_distance, moving_distance, transform, options, "affine masks", progress, _MASK_STEP_MM
+            _mean_squares(),
+            fixed_distance,
+            moving_distance,
+            transform,
+            options,
+            "affine masks",
+            progress,
+            _MASK_STEP_MM,
         )
     dice_masks = mask_dice(transform)
 
@@ -126,6 +130,12 @@ def _checked_mask(mask: np.ndarray, volume: Volume, role: str) -> np.ndarray:
 def _distance_map(binary: sitk.Image, clip_mm: float) -> sitk.Image:
     distance = sitk.SignedMaurerDistanceMap(binary, insideIsPositive=False, squaredDistance=False, useImageSpacing=True)
     return sitk.Clamp(sitk.Cast(distance, sitk.sitkFloat32), sitk.sitkFloat32, -clip_mm, clip_mm)
+
+
+def _mean_squares() -> sitk.ImageRegistrationMethod:
+    method = sitk.ImageRegistrationMethod()
+    method.SetMetricAsMeanSquares()
+    return method
 
 
 def _optimise(

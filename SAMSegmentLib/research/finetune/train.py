@@ -102,7 +102,11 @@ def finetune_decoder(
     progress: ProgressCallback | None = None,
     cancel: CancelToken | None = None,
 ) -> FinetuneReport:
-    """Train ``model``'s mask decoder in place on ``training``; measure Dice on ``validation``."""
+    """Train ``model``'s mask decoder in place on ``training``; measure Dice on ``validation``.
+
+    A model running in ONNX Runtime trains its torch decoder; its exported decoder keeps the old
+    weights, so load the saved fine-tuned model to segment with the new ones.
+    """
     if not training:
         raise SAMSegmentError("No training slice has a chosen structure on it: widen the training slices or cases.")
     if not validation:
