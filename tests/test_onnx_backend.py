@@ -191,7 +191,8 @@ def test_a_gpu_without_the_cuda_provider_is_reported_not_silently_dropped(monkey
     with caplog.at_level(logging.WARNING):
         assert runtime.providers_for(torch.device("cuda")) == ["CPUExecutionProvider"]
     assert "onnxruntime-gpu" in caplog.text
-    monkeypatch.setattr(runtime.ort, "get_available_providers", lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
+    gpu_build = ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    monkeypatch.setattr(runtime.ort, "get_available_providers", lambda: gpu_build)
     providers = runtime.providers_for(torch.device("cuda", 1))
     assert providers[0] == ("CUDAExecutionProvider", {"device_id": "1", "arena_extend_strategy": "kSameAsRequested"})
     assert providers[1] == "CPUExecutionProvider"

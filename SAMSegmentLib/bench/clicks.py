@@ -16,7 +16,9 @@ from .timing import timed
 _JITTER_PIXELS = 4
 
 
-def jittered_prompts(box: Box, slice_hw: tuple[int, int], takes_points: bool, count: int, seed: int = 0) -> list[Prompts]:
+def jittered_prompts(
+    box: Box, slice_hw: tuple[int, int], takes_points: bool, count: int, seed: int = 0
+) -> list[Prompts]:
     """Prompts a user would give the same object: the box a few pixels off each time and, for
     models that take points, one to three clicks inside it (so the multimask path is timed too)."""
     rng = np.random.default_rng(seed)

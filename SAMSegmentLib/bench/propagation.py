@@ -15,11 +15,21 @@ from ..models import PromptableModel
 from ..predictor import VolumePredictor
 from ..prompts import Prompts
 from ..propagation import ObjectPrompts, PropagationRequest, PropagationResult, SliceResult, StopRule
-from ..worker import InferenceWorker, LoadModel, MessageKind, Predict, Propagate, SetVolume, WorkerMessage, WorkerSettings
+from ..worker import (
+    InferenceWorker,
+    LoadModel,
+    MessageKind,
+    Predict,
+    Propagate,
+    SetVolume,
+    WorkerMessage,
+    WorkerSettings,
+)
 from .cases import BenchCase, Box, mask_box
 from .stall import StallReport, measure_main_thread_stall
 
 OBJECT_ID = "organ"
+_MIN_BOX_PIXELS = 1  # Prompts.validate refuses boxes narrower than this
 # For random weights (timing only): carry whatever mask the model makes through every slice.
 TIMING_ONLY_STOP_RULE = StopRule(
     min_score=-math.inf, min_area_fraction=0.0, min_overlap=0.0, max_intensity_shift=math.inf
@@ -87,7 +97,7 @@ def plain_loop(
         towards_seed = index - 1 if index > case.seed_index else index + 1
         box = boxes[case.seed_index if index == case.seed_index else towards_seed]
         masks[index] = predictor.predict(case.axis, index, Prompts(box=box)).mask
-        boxes[index] = mask_box(masks[index]) if masks[index].any() else box
+        boxes[index] = _next_box(masks[index], box)
     return time.perf_counter() - started, masks
 
 
@@ -96,6 +106,14 @@ def mean_dice(result: PropagationResult, case: BenchCase, masks: dict[int, np.nd
     mask3d = result.objects[OBJECT_ID].mask
     axis = case.axis.array_axis
     return float(np.mean([dice(np.take(mask3d, index, axis=axis), mask) for index, mask in masks.items()]))
+
+
+def _next_box(mask: np.ndarray, previous: Box) -> Box:
+    """The box of ``mask``, or ``previous`` when the mask is empty or thinner than a box may be."""
+    if not mask.any():
+        return previous
+    box = mask_box(mask)
+    return box if box[2] - box[0] >= _MIN_BOX_PIXELS and box[3] - box[1] >= _MIN_BOX_PIXELS else previous
 
 
 def _result(worker: InferenceWorker, request: object) -> object:

@@ -51,8 +51,8 @@ def format_table(report: Mapping[str, object]) -> str:
     if report.get("random_weights"):
         lines[0] += " - RANDOM WEIGHTS: timings only"
     encoder = report["encoder_ms"]
-    lines.append(f"  encoder ms        torch {encoder['torch']}  onnxruntime {encoder['onnxruntime']}"  # type: ignore[index]
-                 f"  (engine: {report['engine_backend']})")
+    lines.append(f"  encoder ms        torch {encoder['torch']}  "  # type: ignore[index]
+                 f"onnxruntime {encoder['onnxruntime']}  (engine: {report['engine_backend']})")  # type: ignore[index]
     lines.append(f"  {'target':<30} {'measured':>10}  {'goal':<10} met")
     for name, check in report["targets"].items():  # type: ignore[union-attr]
         lines.append(f"  {name:<30} {check['measured']:>10g}  {check['target']:<10} {'yes' if check['met'] else 'NO'}")
