@@ -258,8 +258,14 @@ class UnknownModelError(SAMSegmentError):
 
 
 def get_spec(name: str) -> ModelSpec:
+    """The registered model called ``name``, or a model the user fine-tuned under that name."""
     try:
         return MODELS[name]
     except KeyError:
+        from .research.finetune.store import find_finetuned  # lazy: the store imports this module
+
+        finetuned = find_finetuned(name)
+        if finetuned is not None:
+            return finetuned
         known = ", ".join(sorted(MODELS))
         raise UnknownModelError(f"Unknown model '{name}'. Known models: {known}") from None

@@ -13,12 +13,13 @@ from ..models import PromptableModel, load_model
 from ..predictor import VolumePredictor
 from ..prompts import Prompts
 from ..propagation.sam2 import MemoryPolicy, SAM2VolumeSession, open_sam2_session
-from ..registry import MODELS, Family, get_spec
+from ..registry import Family, get_spec
 from ..volume import Axis, Volume, ijk_to_slice
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", default="litemedsam", choices=sorted(MODELS), help="model (default: litemedsam)")
+    parser.add_argument("--model", default="litemedsam",
+                        help="a model of `samsegment models`, fine-tuned ones included (default: litemedsam)")
     parser.add_argument("--checkpoint", type=Path, help="use this checkpoint file instead of the cached one")
     parser.add_argument("--device", default="auto", choices=DEVICE_CHOICES, help="compute device (default: auto)")
     parser.add_argument("--backend", default="auto", choices=BACKEND_CHOICES,

@@ -6,6 +6,7 @@ import argparse
 
 from ..checkpoints import CheckpointStore
 from ..registry import MODELS
+from ..research.finetune.store import list_finetuned_models
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -16,7 +17,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     store = CheckpointStore()
     rows = [("name", "family", "state", "size", "prompts", "description")]
-    for spec in MODELS.values():
+    for spec in [*MODELS.values(), *list_finetuned_models(store)]:
         prompts = "+".join(sorted(kind.value for kind in spec.prompts))
         size = f"{spec.size_bytes / 1e6:.0f} MB" if spec.size_bytes else "?"
         rows.append((spec.name, spec.family.value, store.state(spec), size, prompts, spec.description))
