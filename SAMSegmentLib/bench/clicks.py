@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -38,12 +38,20 @@ def jittered_prompts(
     return prompts_list
 
 
-def click_seconds(predictor: VolumePredictor, axis: Axis, index: int, prompts_list: Sequence[Prompts]) -> list[float]:
-    """Seconds per click from prompts to a full-resolution boolean mask, the slice embedded beforehand."""
-    predictor.embed(axis, index)
-    predictor.predict(axis, index, prompts_list[0])  # warm-up: first decoder run allocates
-    device = predictor.model.device
-    return [timed(lambda p=prompts: predictor.predict(axis, index, p), device)[0] for prompts in prompts_list]
+def click_seconds(
+    predictors: Mapping[str, VolumePredictor], axis: Axis, index: int, prompts_list: Sequence[Prompts]
+) -> dict[str, list[float]]:
+    """Seconds per click from prompts to a full-resolution boolean mask, the slice embedded
+    beforehand, for each predictor; interleaved click by click so load changes hit all alike."""
+    for predictor in predictors.values():
+        predictor.embed(axis, index)
+        predictor.predict(axis, index, prompts_list[0])  # warm-up: the first decoder run allocates
+    seconds: dict[str, list[float]] = {name: [] for name in predictors}
+    for prompts in prompts_list:
+        for name, predictor in predictors.items():
+            elapsed, _ = timed(lambda: predictor.predict(axis, index, prompts), predictor.model.device)
+            seconds[name].append(elapsed)
+    return seconds
 
 
 def first_mask_seconds(predictor: VolumePredictor, axis: Axis, indices: Sequence[int], box: Box) -> list[float]:

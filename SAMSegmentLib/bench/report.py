@@ -123,19 +123,17 @@ def _encoder_section(models: dict[str, PromptableModel], engine_name: str, case:
 
 def _click_section(models: dict[str, PromptableModel], engine_name: str, case: BenchCase,
                    intensity: IntensityMapping, settings: BenchSettings) -> dict[str, object]:
-    clicks_ms: dict[str, dict[str, float]] = {}
-    first_mask: list[float] = []
-    count = case.volume.slice_count(case.axis)
-    for name, model in models.items():
-        predictor = VolumePredictor(model)
+    predictors = {name: VolumePredictor(model) for name, model in models.items()}
+    for predictor in predictors.values():
         predictor.set_volume(case.volume, intensity, volume_key="bench")
-        prompts_list = jittered_prompts(case.box, case.volume.slice_shape(case.axis), takes_points(predictor),
-                                        settings.clicks)
-        seconds = click_seconds(predictor, case.axis, case.seed_index, prompts_list)
-        clicks_ms[name] = {"p50": milliseconds(seconds, 50), "p95": milliseconds(seconds, 95)}
-        if name == engine_name:
-            fresh = [i % count for i in range(case.seed_index + 1, case.seed_index + 1 + settings.first_mask_slices)]
-            first_mask = first_mask_seconds(predictor, case.axis, fresh, case.box)
+    points = takes_points(predictors[TORCH])
+    prompts_list = jittered_prompts(case.box, case.volume.slice_shape(case.axis), points, settings.clicks)
+    seconds = click_seconds(predictors, case.axis, case.seed_index, prompts_list)
+    clicks_ms = {name: {"p50": milliseconds(values, 50), "p95": milliseconds(values, 95)}
+                 for name, values in seconds.items()}
+    count = case.volume.slice_count(case.axis)
+    fresh = [i % count for i in range(case.seed_index + 1, case.seed_index + 1 + settings.first_mask_slices)]
+    first_mask = first_mask_seconds(predictors[engine_name], case.axis, fresh, case.box)
     return {
         "click_to_mask_ms": {**clicks_ms[engine_name], "backend": engine_name, "clicks": settings.clicks},
         "click_to_mask_ms_by_backend": clicks_ms,
