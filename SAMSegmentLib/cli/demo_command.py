@@ -13,7 +13,7 @@ from ..imageio import Segment, write_segmentation
 from ..predictor import VolumePredictor
 from ..volume import Axis
 from .common import add_model_arguments, open_model
-from .overlay import write_overlay_png
+from .overlay import display_flips, write_overlay_png
 from .progress import progress_bar
 
 DEMO_STRUCTURES = ("spleen", "liver", "kidney_right", "kidney_left")
@@ -50,7 +50,8 @@ def run(args: argparse.Namespace) -> int:
     report_path.write_text(json.dumps({r.name: r.to_json() for r in reports}, indent=2))
     index = reports[0].seed_index
     png = args.output_dir / "demo.png"
-    write_overlay_png(png, predictor.slice_image(Axis.AXIAL, index), [r.mask[index] for r in reports])
+    write_overlay_png(png, predictor.slice_image(Axis.AXIAL, index), [r.mask[index] for r in reports],
+                      flips=display_flips(case.volume, Axis.AXIAL))
     print(f"embedded {predictor.embed_count} slices once each; wrote {segmentation} (open it in 3D Slicer over "
           f"the CT), {report_path} and {png}")
     return 0

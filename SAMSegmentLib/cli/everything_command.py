@@ -12,7 +12,7 @@ from ..research.automatic import GridOptions
 from ..research.everything import as_segments, segment_everything
 from ..volume import Axis
 from .common import add_model_arguments, open_model
-from .overlay import write_overlay_png
+from .overlay import display_flips, write_overlay_png
 from .progress import progress_bar
 from .research_args import add_grid_arguments, grid_options, parse_slice_range
 
@@ -66,6 +66,6 @@ def run(args: argparse.Namespace) -> int:
     if args.png:
         first = slices.start
         outlines = [item.masks[first] for item in result.objects if first in item.masks]
-        write_overlay_png(args.png, predictor.slice_image(axis, first), outlines)
+        write_overlay_png(args.png, predictor.slice_image(axis, first), outlines, flips=display_flips(volume, axis))
         print(f"wrote {args.png}")
     return 0

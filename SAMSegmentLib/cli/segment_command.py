@@ -18,7 +18,7 @@ from ..registry import get_spec
 from ..volume import Axis, put_slice
 from ..worker.propagators import make_propagator
 from .common import add_model_arguments, open_segmenter, parse_numbers, parse_prompts
-from .overlay import write_overlay_png
+from .overlay import display_flips, write_overlay_png
 from .progress import progress_bar
 
 
@@ -73,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
     if args.png:
         seed_mask = np.take(mask, args.slice, axis=axis.array_axis)
         image = mapping_for(volume, args.preset).apply(volume.slice_2d(axis, args.slice))
-        write_overlay_png(args.png, image, [seed_mask], prompts)
+        write_overlay_png(args.png, image, [seed_mask], prompts, flips=display_flips(volume, axis))
         print(f"wrote {args.png}")
     return 0
 
