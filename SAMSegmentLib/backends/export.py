@@ -81,6 +81,7 @@ def ensure_graph(folder: Path, definition: GraphDefinition) -> Path:
     try:
         started = time.perf_counter()
         _export(definition, temporary / GRAPH_FILE)
+        _flush_to_disk(temporary)
         try:
             os.rename(temporary, final.parent)
         except OSError:
@@ -93,8 +94,15 @@ def ensure_graph(folder: Path, definition: GraphDefinition) -> Path:
 
 
 def discard_graph(folder: Path, name: str) -> None:
-    """Remove a cached graph that ONNX Runtime could not load, so it is exported again."""
+    """Remove a graph's folder (damaged or incomplete), so that it is exported again."""
     shutil.rmtree(folder / name, ignore_errors=True)
+
+
+def _flush_to_disk(folder: Path) -> None:
+    # On disk before the rename, so that a power cut cannot leave an empty graph under the final name.
+    for path in folder.iterdir():
+        with open(path, "rb") as stream:
+            os.fsync(stream.fileno())
 
 
 def _export(definition: GraphDefinition, path: Path) -> None:

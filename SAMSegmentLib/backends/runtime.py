@@ -16,7 +16,8 @@ same process (the prompt encoder and the mask upsampling stay in torch):
 * ``allow_spinning`` = 0 (intra and inter op): idle ONNX Runtime workers otherwise
   busy-wait after every run, stealing the cores from the torch work that follows (the torch
   LiteMedSAM decoder went from 0.11 to 0.17 s per prompt) and from Slicer's GUI thread.
-  Waking sleeping threads costs a little per run, which is small next to an encoder call.
+  Waking the sleeping threads between operators costs ~5-8% of an encoder call (LiteMedSAM
+  0.68 -> 0.75 s on 2 cores); one thread instead of two took 1.25 s.
 * CPU memory arena on, memory pattern off: the arena hands the same blocks back on every
   encoder call instead of allocating and page-faulting the activations each time (without
   it LiteMedSAM's encoder ran ~10% slower); the memory pattern pre-plans one more block
