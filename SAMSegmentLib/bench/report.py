@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +35,7 @@ if TYPE_CHECKING:  # onnxruntime is optional: the bench then times torch alone
     from ..backends.onnx_model import OnnxPromptableModel as OnnxModel
 
 TORCH, ONNXRUNTIME = "torch", "onnxruntime"
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -190,6 +192,10 @@ def _backends(
         return engine, cast("OnnxModel", engine), round(time.perf_counter() - started, 1)
     if not onnxruntime_available():
         return engine, None, None
-    # The engine keeps torch here (e.g. a GPU without onnxruntime-gpu); time ONNX Runtime anyway.
+    if torch_model.device.type != "cpu":
+        # A GPU without onnxruntime-gpu: the engine runs torch there, and an ONNX Runtime twin on
+        # the CPU cannot be exported from the GPU model; the report times torch alone.
+        logger.warning("ONNX Runtime cannot use %s here; only torch is timed.", torch_model.device)
+        return engine, None, None
     onnx_model = open_backend(torch_model, ONNXRUNTIME, graph_root)
     return engine, cast("OnnxModel", onnx_model), round(time.perf_counter() - started, 1)
