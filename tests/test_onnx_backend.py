@@ -186,6 +186,17 @@ def test_auto_falls_back_to_torch_with_a_warning_when_export_fails(tiny_sam_mode
         open_backend(tiny_sam_model, "onnxruntime", tmp_path)
 
 
+def test_auto_keeps_torch_when_onnx_runtime_lands_on_another_device(
+    tiny_sam_model, graph_root, monkeypatch, caplog
+):
+    # As on a GPU whose CUDA provider is installed but cannot start: ONNX Runtime falls back to the CPU.
+    monkeypatch.setattr(OnnxPromptableModel, "execution_device", property(lambda self: torch.device("cuda")))
+    with caplog.at_level(logging.WARNING):
+        assert open_backend(tiny_sam_model, "auto", graph_root) is tiny_sam_model
+    assert "using torch" in caplog.text
+    assert isinstance(open_backend(tiny_sam_model, "onnxruntime", graph_root), OnnxPromptableModel)
+
+
 def test_a_gpu_without_the_cuda_provider_is_reported_not_silently_dropped(monkeypatch, caplog):
     monkeypatch.setattr(runtime.ort, "get_available_providers", lambda: ["CPUExecutionProvider"])
     with caplog.at_level(logging.WARNING):

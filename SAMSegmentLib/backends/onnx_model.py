@@ -105,8 +105,10 @@ class OnnxPromptableModel(PromptableModel):
         return encoder_graph(self.torch_model, tuple(example_features(self.torch_model)))
 
     def _decoder_definition(self, multimask: bool) -> GraphDefinition:
-        # Features from the exported encoder: same names and shapes, without a torch encoder run.
-        features = dict(zip(self.feature_names, self._encoder.run([example_image(self.torch_model)])))
+        # Features from the exported encoder: same names and shapes, without a torch encoder run;
+        # on the torch model's device, where the decoder is traced (ONNX Runtime may run elsewhere).
+        outputs = self._encoder.run([example_image(self.torch_model)])
+        features = {name: value.to(self.device) for name, value in zip(self.feature_names, outputs)}
         return decoder_graph(self.torch_model, features, multimask)
 
     # ----- PromptableModel -----

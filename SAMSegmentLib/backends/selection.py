@@ -24,7 +24,8 @@ def open_backend(model: PromptableModel, backend: str = "auto", graph_root: Path
     "auto" picks ONNX Runtime when it is installed and can use the model's device: on the
     CPU it roughly halves the encoder time. On a GPU without the ``onnxruntime-gpu``
     build, and on Apple MPS, torch on the GPU beats ONNX Runtime on the CPU, so "auto"
-    keeps torch there and logs why. The first use of a model exports its graphs (see
+    keeps torch there and logs why; likewise when the CUDA provider is installed but cannot
+    start (missing CUDA libraries). The first use of a model exports its graphs (see
     ``OnnxPromptableModel``); if that fails, "auto" falls back to torch with a warning.
     """
     if backend not in BACKEND_CHOICES:
@@ -54,7 +55,11 @@ def open_backend(model: PromptableModel, backend: str = "auto", graph_root: Path
     if backend == "onnxruntime":
         return OnnxPromptableModel(model, graph_root)
     try:
-        return OnnxPromptableModel(model, graph_root)
+        onnx_model = OnnxPromptableModel(model, graph_root)
     except Exception as error:  # export or session errors vary by model, torch and onnxruntime version
         logger.warning("ONNX Runtime cannot run %s (%s); using torch.", model.spec.name, error)
         return model
+    if onnx_model.execution_device.type != model.device.type:
+        logger.warning("ONNX Runtime would run %s on the CPU, not on %s; using torch.", model.spec.name, model.device)
+        return model
+    return onnx_model

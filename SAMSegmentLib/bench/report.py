@@ -193,8 +193,8 @@ def _backends(
     if not onnxruntime_available():
         return engine, None, None
     if torch_model.device.type != "cpu":
-        # A GPU without onnxruntime-gpu: the engine runs torch there, and an ONNX Runtime twin on
-        # the CPU cannot be exported from the GPU model; the report times torch alone.
+        # A GPU without onnxruntime-gpu: the engine runs torch there, and an ONNX Runtime twin
+        # would run on the CPU, which says nothing about this GPU; the report times torch alone.
         logger.warning("ONNX Runtime cannot use %s here; only torch is timed.", torch_model.device)
         return engine, None, None
     onnx_model = open_backend(torch_model, ONNXRUNTIME, graph_root)
