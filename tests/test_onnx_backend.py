@@ -18,11 +18,13 @@ from SAMSegmentLib.predictor import VolumePredictor  # noqa: E402
 from SAMSegmentLib.prompts import Prompts  # noqa: E402
 from SAMSegmentLib.volume import Axis  # noqa: E402
 
-# Float32 kernels differ between torch and ONNX Runtime (fused attention, NCHWc convolutions):
-# tiny networks agree to ~3e-6, LiteMedSAM's logits to ~1e-4 of their range.
+# Float32 kernels differ between torch and ONNX Runtime (fused operators, NCHWc convolutions):
+# tiny networks agree to ~3e-6; LiteMedSAM's logits to ~3e-6 of their range (1.2e-4 of ~46) and
+# its masks exactly on the synthetic CT and on the shared CT's liver and spleen. The tolerances
+# leave room for other CPUs' kernels: a boundary pixel whose logit is ~0 may flip.
 TINY_LOGIT_TOLERANCE = 1e-4
-REAL_LOGIT_TOLERANCE = 2e-3  # relative to the largest |logit|
-REAL_MASK_PIXELS_DIFFERING = 0.001  # share of a 512 x 512 mask allowed to flip at the boundary
+REAL_LOGIT_TOLERANCE = 1e-4  # relative to the largest |logit|
+REAL_MASK_PIXELS_DIFFERING = 1e-4  # share of a 512 x 512 mask (26 pixels)
 
 
 @pytest.fixture(params=["tiny_sam_model", "tiny_hq_model"])
