@@ -34,8 +34,12 @@ def test_bench_report_has_every_measurement_with_sane_values(report):
     propagation = report["propagation"]
     assert 1 <= propagation["slices"] <= PROPAGATION_SLICES
     assert propagation["engine_s_per_slice"] > 0 and propagation["plain_loop_s_per_slice"] > 0
-    ratio = propagation["plain_loop_s_per_slice"] / propagation["engine_s_per_slice"]
-    assert propagation["speedup_vs_plain_loop"] == pytest.approx(ratio, rel=0.05)
+    plain, engine = propagation["plain_loop_s_per_slice"], propagation["engine_s_per_slice"]
+    ratio = plain / engine
+    # The report rounds seconds to 3 decimals and the ratio to 2: at the tiny model's millisecond
+    # timings that rounding alone moves the ratio by several percent.
+    rounding = 0.005 + ratio * (0.0005 / plain + 0.0005 / engine)
+    assert propagation["speedup_vs_plain_loop"] == pytest.approx(ratio, rel=0.05, abs=rounding)
     assert 0 <= propagation["mean_dice_engine_vs_plain"] <= 1
     stall = report["main_thread_stall_ms"]
     assert stall["period"] == 50 and stall["ticks"] >= 1 and np.isfinite(stall["max"]) and stall["max"] > -1
