@@ -53,14 +53,14 @@ class VolumePredictor:
         self.mapping = intensity if isinstance(intensity, IntensityMapping) else mapping_for(volume, intensity)
         self.volume_key = volume_key or uuid.uuid4().hex
 
-    def _require_volume(self) -> Volume:
+    def require_volume(self) -> Volume:
         if self.volume is None:
             raise RuntimeError("No volume is set: call set_volume() first.")
         return self.volume
 
     def slice_image(self, axis: Axis, index: int) -> np.ndarray:
         """The slice mapped to [0, 1] with the volume's intensity mapping."""
-        volume = self._require_volume()
+        volume = self.require_volume()
         assert self.mapping is not None
         return self.mapping.apply(volume.slice_2d(axis, index))
 
@@ -74,7 +74,7 @@ class VolumePredictor:
     def embed(self, axis: Axis, index: int) -> ImageEmbedding:
         """The slice's embedding, computed once and then served from the cache."""
         axis = Axis(axis)
-        self._require_volume()
+        self.require_volume()
         key = self.cache_key(axis, index)
         embedding = self.cache.get(key)
         if embedding is None:
@@ -100,9 +100,9 @@ class VolumePredictor:
         several candidates for a single point, one otherwise; the best-scored is returned.
         """
         axis = Axis(axis)
-        volume = self._require_volume()
+        volume = self.require_volume()
         slice_hw = volume.slice_shape(axis)
-        volume._check_slice_index(axis, index)
+        volume.check_slice_index(axis, index)
         prompts.validate(slice_hw, self.model.spec)
         if mask_logits is not None and not self.model.spec.accepts(PromptKind.MASK):
             raise PromptError(f"{self.model.spec.name} does not take mask prompts.")

@@ -62,7 +62,7 @@ class Volume:
 
     def slice_2d(self, axis: Axis, index: int) -> np.ndarray:
         """The 2D slice ``[y, x]`` at ``index`` along ``axis`` (a view, not a copy)."""
-        self._check_slice_index(axis, index)
+        self.check_slice_index(axis, index)
         return np.take(self.array, index, axis=axis.array_axis)
 
     def slice_shape(self, axis: Axis) -> tuple[int, int]:
@@ -76,7 +76,7 @@ class Volume:
         ix, iy = _IN_PLANE_IJK[axis]
         return self.spacing[ix], self.spacing[iy]
 
-    def _check_slice_index(self, axis: Axis, index: int) -> None:
+    def check_slice_index(self, axis: Axis, index: int) -> None:
         count = self.slice_count(axis)
         if not 0 <= index < count:
             raise PromptError(f"Slice {index} is outside the volume: the {axis.value} axis has slices 0 to {count - 1}.")

@@ -113,7 +113,7 @@ def _segment(
     predictor: VolumePredictor, prompts: Prompts, seed: int, name: str, settings: EvaluationSettings
 ) -> tuple[np.ndarray, list[int], list[Stop]]:
     """The 3D mask from ``prompts`` on the seed slice: propagated, or that slice alone."""
-    volume = predictor._require_volume()
+    volume = predictor.require_volume()
     if settings.propagate:
         request = PropagationRequest(settings.axis, seed, [ObjectPrompts(name, prompts)], settings.direction)
         propagator = make_propagator(predictor, request, None, CancelToken(), lambda done, total: None)

@@ -56,7 +56,7 @@ class MaskCarryPropagation:
         self.stop_rule = stop_rule or StopRule()
         self.cancel = cancel or CancelToken()
         self.progress = progress
-        volume = predictor._require_volume()
+        volume = predictor.require_volume()
         shape = volume.array.shape
         self.result = PropagationResult({o.object_id: ObjectResult(o.object_id, np.zeros(shape, bool))
                                          for o in request.objects})

@@ -35,7 +35,7 @@ def prefetch_steps(predictor: VolumePredictor, axis: Axis, seed: int, count: int
     its own cache key. Stops short of the cache budget so that prefetching never evicts
     the seed or the slices it has just embedded.
     """
-    volume = predictor._require_volume()
+    volume = predictor.require_volume()
     seed_was_cached = predictor.is_embedded(axis, seed)
     slice_bytes = max(1, predictor.embed(axis, seed).nbytes)
     if not seed_was_cached:
