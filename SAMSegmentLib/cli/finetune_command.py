@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 from contextlib import ExitStack
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +18,7 @@ from ..research.finetune import (
     finetune_on_volumes,
     save_finetuned,
 )
+from ..research.finetune.provenance import finetune_provenance
 from ..volume import Axis
 from .common import add_model_arguments, open_model
 from .progress import progress_bar
@@ -77,31 +76,8 @@ def run(args: argparse.Namespace) -> int:
 
         outcome = finetune_on_volumes(model, cases, structures, split, options, axis, args.preset, progress=show)
     report = outcome.report
-    provenance = {
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "data": [_data_record(args, number) for number in range(len(cases))],
-        "structures": structures,
-        "axis": axis.value,
-        "intensity_preset": args.preset,
-        "options": dataclasses.asdict(options),
-        "validation": {
-            "split": split.describe(),
-            "jittered_boxes": {"before": dataclasses.asdict(report.before), "after": dataclasses.asdict(report.after)},
-            "tight_boxes": {
-                "before": dataclasses.asdict(report.tight_before),
-                "after": dataclasses.asdict(report.tight_after),
-            },
-            "masks": report.validation_masks,
-            "slices": len(outcome.validation),
-        },
-        "training": {
-            "masks": report.training_masks,
-            "epoch_losses": report.epoch_losses,
-            "slices": len(outcome.training),
-            "embedding_seconds": outcome.embedding_seconds,
-            "training_seconds": report.seconds,
-        },
-    }
+    data = [_data_record(args, number) for number in range(len(cases))]
+    provenance = finetune_provenance(outcome, data, structures, split, options, axis, args.preset)
     spec = save_finetuned(model, args.name, provenance, store, args.overwrite)
     print(f"Validation Dice ({split.describe()}, {report.validation_masks} masks), before -> after:")
     print(f"  {'':<16} {'boxes jittered ' + format(options.box_jitter_px, 'g') + ' px':>24} {'tight boxes':>18}")

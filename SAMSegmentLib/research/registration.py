@@ -25,12 +25,13 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
-from ..errors import InputImageError
+from ..errors import CancelledError, InputImageError
 from ..metrics import dice
 from ..volume import Volume
 from .sitk_images import image_on_grid, volume_image
 
 ProgressCallback = Callable[[str, int], None]  # (stage name, optimiser iteration)
+CancelCheck = Callable[[], bool]  # True once the caller no longer wants the result
 
 # First optimiser step: the mask stage may still have to move centimetres; the edge stage only refines.
 _MASK_STEP_MM = 2.0
@@ -68,8 +69,13 @@ def register_with_masks(
     moving_mask: np.ndarray,
     options: RegistrationOptions | None = None,
     progress: ProgressCallback | None = None,
+    cancelled: CancelCheck | None = None,
 ) -> RegistrationResult:
-    """Find the transform that maps ``moving`` onto ``fixed``, given the same structure's mask in each."""
+    """Find the transform that maps ``moving`` onto ``fixed``, given the same structure's mask in each.
+
+    ``cancelled`` is asked at every optimiser iteration; once it says True the optimiser stops and
+    CancelledError is raised.
+    """
     options = options or RegistrationOptions()
     fixed_mask = _checked_mask(fixed_mask, fixed, "fixed")
     moving_mask = _checked_mask(moving_mask, moving, "moving")
@@ -91,7 +97,17 @@ def register_with_masks(
 
     fixed_distance = _distance_map(fixed_binary, options.distance_clip_mm)
     moving_distance = _distance_map(moving_binary, options.distance_clip_mm)
-    _optimise(_mean_squares(), fixed_distance, moving_distance, rigid, options, "rigid masks", progress, _MASK_STEP_MM)
+    _optimise(
+        _mean_squares(),
+        fixed_distance,
+        moving_distance,
+        rigid,
+        options,
+        "rigid masks",
+        progress,
+        cancelled,
+        _MASK_STEP_MM,
+    )
     transform = _as_affine(rigid)
     if options.affine:
         _optimise(
@@ -102,13 +118,14 @@ def register_with_masks(
             options,
             "affine masks",
             progress,
+            cancelled,
             _MASK_STEP_MM,
         )
     dice_masks = mask_dice(transform)
 
     final, dice_final, refined = transform, dice_masks, False
     if options.edge_refinement:
-        candidate = _edge_refined(fixed, fixed_mask, moving, transform, options, progress)
+        candidate = _edge_refined(fixed, fixed_mask, moving, transform, options, progress, cancelled)
         candidate_dice = mask_dice(candidate)
         if candidate_dice >= dice_masks - options.max_dice_loss:
             final, dice_final, refined = candidate, candidate_dice, True
@@ -146,6 +163,7 @@ def _optimise(
     options: RegistrationOptions,
     stage: str,
     progress: ProgressCallback | None,
+    cancelled: CancelCheck | None,
     first_step_mm: float,
     levels: bool = True,
 ) -> None:
@@ -166,7 +184,12 @@ def _optimise(
     method.SetInitialTransform(transform, inPlace=True)
     if progress is not None:
         method.AddCommand(sitk.sitkIterationEvent, lambda: progress(stage, method.GetOptimizerIteration()))
+    if cancelled is not None:
+        # SimpleITK swallows exceptions raised in a command, so the command stops the optimiser instead.
+        method.AddCommand(sitk.sitkIterationEvent, lambda: cancelled() and method.StopRegistration())
     method.Execute(fixed, moving)
+    if cancelled is not None and cancelled():
+        raise CancelledError("Registration cancelled; no transform was made.")
 
 
 def _edge_refined(
@@ -176,6 +199,7 @@ def _edge_refined(
     start: sitk.AffineTransform,
     options: RegistrationOptions,
     progress: ProgressCallback | None,
+    cancelled: CancelCheck | None,
 ) -> sitk.AffineTransform:
     """``start`` refined by matching edge maps inside a band around the fixed mask."""
     fixed_edges = _edge_map(fixed, options.edge_sigma_mm)
@@ -191,7 +215,9 @@ def _edge_refined(
     correction = sitk.Euler3DTransform()
     correction.SetCenter(tuple(fixed.ijk_to_physical(np.argwhere(fixed_mask).mean(axis=0)[::-1])))
     refined = sitk.CompositeTransform([sitk.AffineTransform(start), correction])
-    _optimise(method, fixed_edges, moving_edges, refined, options, "edges", progress, _EDGE_STEP_MM, levels=False)
+    _optimise(
+        method, fixed_edges, moving_edges, refined, options, "edges", progress, cancelled, _EDGE_STEP_MM, levels=False
+    )
     return _as_affine(refined)
 
 

@@ -3,13 +3,24 @@
 from .messages import MessageKind, ModelReady, Preview, VolumeReady, WorkerMessage
 from .prefetch import neighbour_order
 from .requests import Cancel, Download, LoadModel, Predict, Propagate, Request, SetVolume
+from .research_requests import (
+    ComputePriorMaps,
+    FineTune,
+    FineTuned,
+    PriorMapsReady,
+    Register,
+    SegmentEverything,
+)
 from .sam2_sessions import SAM2Model
 from .session import ModelLoader, WorkerSettings
 from .worker import InferenceWorker
 
 __all__ = [
     "Cancel",
+    "ComputePriorMaps",
     "Download",
+    "FineTune",
+    "FineTuned",
     "InferenceWorker",
     "LoadModel",
     "MessageKind",
@@ -17,9 +28,12 @@ __all__ = [
     "ModelReady",
     "Predict",
     "Preview",
+    "PriorMapsReady",
     "Propagate",
+    "Register",
     "Request",
     "SAM2Model",
+    "SegmentEverything",
     "SetVolume",
     "VolumeReady",
     "WorkerMessage",

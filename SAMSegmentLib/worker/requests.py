@@ -17,6 +17,7 @@ from ..intensity import AUTO_PRESET, IntensityMapping
 from ..prompts import Prompts
 from ..propagation import PropagationRequest, StopRule
 from ..propagation.sam2 import MemoryPolicy, SAM2StopRule
+from .research_requests import ComputePriorMaps, FineTune, Register, SegmentEverything
 from ..volume import Axis, Volume
 
 
@@ -90,4 +91,6 @@ class Cancel:
     request_id: int | None = None
 
 
-Request = Union[LoadModel, SetVolume, Predict, Propagate, Download, Cancel]
+Request = Union[
+    LoadModel, SetVolume, Predict, Propagate, Download, SegmentEverything, ComputePriorMaps, FineTune, Register, Cancel
+]

@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 
 from ..backends import open_backend
+from ..backends.export import default_graph_root
 from ..cache import DEFAULT_BUDGET_BYTES, EmbeddingCache
 from ..checkpoints import CheckpointStore
 from ..device import select_device
@@ -63,7 +64,12 @@ class InferenceSession:
         spec = get_spec(request.model)
         if spec.family is Family.SAM2:
             return SAM2Model(spec, load_sam2_predictor(spec, device, self.store, request.checkpoint))
-        return open_backend(load_model(spec, device, self.store, request.checkpoint), request.backend)
+        model = load_model(spec, device, self.store, request.checkpoint)
+        return open_backend(model, request.backend, graph_root=default_graph_root(self.store))
+
+    def fresh_model(self, request: LoadModel) -> PromptableModel | SAM2Model:
+        """A new instance of the request's model that the session does not keep (fine-tuning changes it)."""
+        return self._loader(request)
 
     def load_model(self, request: LoadModel) -> ModelReady:
         model = self._loader(request)

@@ -6,7 +6,8 @@ ERROR or OUT_OF_MEMORY), after any PROGRESS or SLICE messages of its own, and me
 come out of ``poll`` in the order they were produced. What each RESULT holds:
 LoadModel -> ModelReady, SetVolume -> VolumeReady, Predict -> Preview,
 Propagate -> PropagationResult, Download -> the checkpoint's Path,
-Cancel -> the ids it dropped or told to stop.
+Cancel -> the ids it dropped or told to stop; the research requests (segment everything,
+prior maps, fine-tuning, registration) as ``research_requests`` says.
 
 What the caller no longer wants is not delivered:
 
@@ -14,9 +15,9 @@ What the caller no longer wants is not delivered:
   and one that is running, or whose answer is not yet polled, ends STALE instead of
   delivering its mask;
 * Cancel drops queued requests at once (final CANCELLED), ends a running or unpolled
-  Predict CANCELLED, stops a running download, and stops a running propagation before
-  its next slice: its final CANCELLED message holds the partial PropagationResult,
-  which has masks on exactly the slices already reported by SLICE messages;
+  Predict CANCELLED, stops a running download or research request, and stops a running
+  propagation before its next slice: its final CANCELLED message holds the partial
+  PropagationResult, which has masks on exactly the slices already reported by SLICE messages;
 * LoadModel and SetVolume that have started always finish and report their RESULT, so
   the caller always knows which model and volume the worker holds.
 
@@ -51,6 +52,8 @@ from ..propagation import CancelToken, SliceResult
 from .failures import failure_message
 from .messages import MessageKind, WorkerMessage
 from .requests import Cancel, Download, LoadModel, Predict, Propagate, Request, SetVolume
+from .research_jobs import run_research
+from .research_requests import RESEARCH_REQUESTS
 from .session import InferenceSession, ModelLoader, WorkerSettings
 
 logger = logging.getLogger(__name__)
@@ -87,6 +90,7 @@ class InferenceWorker:
             Predict: self._predict,
             Propagate: self._propagate,
             Download: self._download,
+            **{kind: self._research for kind in RESEARCH_REQUESTS},
         }
         self._lock = threading.Condition()
         self._inbox: deque[_Ticket] = deque()
@@ -223,7 +227,7 @@ class InferenceWorker:
         if ticket.dropped is not None or isinstance(ticket.request, Cancel):
             return False
         if ticket.started and not isinstance(ticket.request, Predict):
-            if ticket.finished or not isinstance(ticket.request, (Propagate, Download)):
+            if ticket.finished or not isinstance(ticket.request, (Propagate, Download, *RESEARCH_REQUESTS)):
                 return False
         ticket.dropped = kind
         ticket.cancel.cancel()
@@ -323,3 +327,11 @@ class InferenceWorker:
             self._emit(ticket, MessageKind.PROGRESS, (done, total))
 
         return MessageKind.RESULT, self._session.download(ticket.request, ticket.cancel, on_progress)
+
+    def _research(self, ticket: _Ticket) -> tuple[MessageKind, object]:
+        def report(done: int, total: int, stage: str) -> None:
+            self._outbox.put(WorkerMessage(ticket.request_id, MessageKind.PROGRESS, (done, total), stage))
+
+        request = ticket.request
+        assert isinstance(request, RESEARCH_REQUESTS)
+        return MessageKind.RESULT, run_research(self._session, request, ticket.cancel, report)

@@ -1,0 +1,145 @@
+"""How the inference thread serves the research requests (see ``research_requests``)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from ..errors import ModelUnavailableError, SAMSegmentError
+from ..predictor import VolumePredictor
+from ..propagation import CancelToken
+from ..research.everything import EverythingResult, segment_everything
+from ..research.finetune import check_new_name, finetune_on_volumes, save_finetuned
+from ..research.finetune.provenance import finetune_provenance
+from ..research.prior_maps import volume_prior_maps
+from ..research.registration import RegistrationResult, register_with_masks
+from ..volume import Axis, Volume
+from .requests import LoadModel
+from .research_requests import (
+    ComputePriorMaps,
+    FineTune,
+    FineTuned,
+    PriorMapsReady,
+    Register,
+    ResearchRequest,
+    SegmentEverything,
+)
+from .sam2_sessions import SAM2Model
+from .session import InferenceSession
+
+Report = Callable[[int, int, str], None]  # (done, total or 0 when unknown, stage)
+
+
+def run_research(session: InferenceSession, request: ResearchRequest, cancel: CancelToken, report: Report) -> object:
+    """Serve ``request``; CancelledError once ``cancel`` is set (between slices, steps or iterations)."""
+    if isinstance(request, SegmentEverything):
+        return _segment_everything(session, request, cancel, report)
+    if isinstance(request, ComputePriorMaps):
+        return _prior_maps(session, request, cancel, report)
+    if isinstance(request, FineTune):
+        return _fine_tune(session, request, cancel, report)
+    if isinstance(request, Register):
+        return _register(request, cancel, report)
+    raise TypeError(f"Not a research request: {type(request).__name__}.")
+
+
+def _image_predictor(
+    session: InferenceSession, volume: Volume | None, preset: str, volume_key: str | None
+) -> VolumePredictor:
+    """The session's predictor on its current volume, or a predictor of the session's model (sharing
+    its embedding cache) on ``volume``."""
+    if isinstance(session.model, SAM2Model):
+        raise ModelUnavailableError(
+            f"{session.model.spec.name} is a SAM 2 model, which segments from prompts only; choose SAM, "
+            "HQ-SAM or LiteMedSAM for automatic segmentation."
+        )
+    if volume is None:
+        if session.predictor is None:
+            missing = "model" if session.model is None else "volume"
+            raise SAMSegmentError(f"No {missing} is loaded yet: choose a {missing} first.")
+        return session.predictor
+    if session.model is None:
+        raise SAMSegmentError("No model is loaded yet: choose a model first.")
+    predictor = VolumePredictor(session.model, session.cache)
+    predictor.set_volume(volume, preset, volume_key)
+    return predictor
+
+
+def _segment_everything(
+    session: InferenceSession, request: SegmentEverything, cancel: CancelToken, report: Report
+) -> EverythingResult:
+    predictor = _image_predictor(session, request.volume, request.preset, request.volume_key)
+    return segment_everything(
+        predictor,
+        Axis(request.axis),
+        request.first,
+        request.last,
+        request.options,
+        request.link_iou,
+        progress=lambda done, total: report(done, total, ""),
+        cancel=cancel,
+    )
+
+
+def _prior_maps(
+    session: InferenceSession, request: ComputePriorMaps, cancel: CancelToken, report: Report
+) -> PriorMapsReady:
+    predictor = _image_predictor(session, request.volume, request.preset, request.volume_key)
+    volume = predictor.require_volume()
+    axis = Axis(request.axis)
+    slices = list(range(volume.slice_count(axis)) if request.slices is None else request.slices)
+    if not slices:
+        raise SAMSegmentError("Choose at least one slice for the prior maps.")
+    for index in slices:
+        volume.check_slice_index(axis, index)
+    maps = volume_prior_maps(
+        predictor,
+        axis,
+        slices,
+        request.options,
+        request.quality,
+        request.combine,
+        progress=lambda done, total: report(done, total, ""),
+        cancel=cancel,
+    )
+    assert predictor.mapping is not None
+    return PriorMapsReady(maps, predictor.mapping.apply(volume.array))
+
+
+def _fine_tune(session: InferenceSession, request: FineTune, cancel: CancelToken, report: Report) -> FineTuned:
+    check_new_name(request.name, session.store, request.overwrite)  # before any slow work
+    if not request.cases:
+        raise SAMSegmentError("Choose at least one labelled image to fine-tune on.")
+    # A copy of its own: training changes the model in place, and the loaded one must stay as it was.
+    model = session.fresh_model(LoadModel(request.base_model, request.device))
+    if isinstance(model, SAM2Model):
+        raise ModelUnavailableError(
+            f"{request.base_model} is a SAM 2 model; fine-tuning works with SAM, HQ-SAM and LiteMedSAM models."
+        )
+    outcome = finetune_on_volumes(
+        model,
+        request.cases,
+        request.structures,
+        request.split,
+        request.options,
+        Axis(request.axis),
+        request.preset,
+        progress=lambda stage, done, total: report(done, total, stage),
+        cancel=cancel,
+    )
+    provenance = finetune_provenance(
+        outcome, request.data, request.structures, request.split, request.options, request.axis, request.preset
+    )
+    spec = save_finetuned(model, request.name, provenance, session.store, request.overwrite)
+    return FineTuned(spec.name, outcome.report)
+
+
+def _register(request: Register, cancel: CancelToken, report: Report) -> RegistrationResult:
+    return register_with_masks(
+        request.fixed,
+        request.fixed_mask,
+        request.moving,
+        request.moving_mask,
+        request.options,
+        progress=lambda stage, iteration: report(iteration, 0, stage),
+        cancelled=lambda: cancel.cancelled,
+    )
