@@ -30,7 +30,7 @@ logger = logging.getLogger(__name__)
 
 OPSET = 17
 # Bump when graphs.py changes what a graph computes, so older cached graphs are not reused.
-EXPORT_FORMAT = 1
+EXPORT_FORMAT = 2  # 2: SAM and LiteMedSAM decoders exported factored
 GRAPH_FILE = "model.onnx"
 
 

@@ -1,10 +1,11 @@
 """The torch modules that are exported to ONNX: a model's image encoder and its mask decoder.
 
-Both call the model adapter's own ``encode_tensor`` and ``run_mask_decoder``, so the
-exported graphs compute exactly what the torch backend computes, family differences
-(HQ-SAM's intermediate features, its fused HQ mask) included. Prompts are embedded by
-the torch prompt encoder before the decoder graph runs: that is a handful of tiny
-operations, and keeping it in torch keeps every prompt rule in one place.
+The encoder calls the model adapter's own ``encode_tensor``. The decoder of SAM and
+LiteMedSAM is exported rearranged (``factored_decoder``: the same function in about half
+the operations); other decoders call the adapter's ``run_mask_decoder``, so family
+differences (HQ-SAM's intermediate features, its fused HQ mask) are included. Prompts are
+embedded by the torch prompt encoder before the decoder graph runs: that is a handful of
+tiny operations, and keeping it in torch keeps every prompt rule in one place.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from dataclasses import dataclass
 import torch
 
 from ..models.base import ImageEmbedding, PromptableModel
+from ..models.sam import SAMModel
+from .factored_decoder import FactoredMaskDecoder, is_factorable
 
 SPARSE_INPUT = "sparse_prompt_embeddings"
 DENSE_INPUT = "dense_prompt_embeddings"
@@ -84,6 +87,13 @@ def encoder_graph(model: PromptableModel, feature_names: tuple[str, ...]) -> Gra
     )
 
 
+def _decoder_module(model: PromptableModel, feature_names: tuple[str, ...], multimask: bool) -> torch.nn.Module:
+    decoder = model.network.mask_decoder
+    if isinstance(model, SAMModel) and feature_names == ("image_embeddings",) and is_factorable(decoder):
+        return FactoredMaskDecoder(decoder, model.network.prompt_encoder.get_dense_pe(), multimask)
+    return _DecoderModule(model, feature_names, multimask)
+
+
 @torch.no_grad()
 def decoder_graph(model: PromptableModel, features: dict[str, torch.Tensor], multimask: bool) -> GraphDefinition:
     """The mask decoder for any number of point and box tokens (dynamic axis 1 of the sparse input)."""
@@ -95,7 +105,7 @@ def decoder_graph(model: PromptableModel, features: dict[str, torch.Tensor], mul
     sparse, dense = model.network.prompt_encoder(points=point, boxes=box, masks=None)
     return GraphDefinition(
         name="decoder_multimask" if multimask else "decoder",
-        module=_DecoderModule(model, names, multimask),
+        module=_decoder_module(model, names, multimask),
         example_inputs=(*features.values(), sparse.clone(), dense.contiguous()),
         input_names=(*names, SPARSE_INPUT, DENSE_INPUT),
         output_names=DECODER_OUTPUTS,
