@@ -16,6 +16,7 @@ import numpy as np
 import slicer
 from SAMSegmentLib.volume import Axis, put_slice
 
+from .everything_writer import addEverythingSegments
 from .geometry import arrayShape, geometryOf, volumeFromOrientedImage
 from .preview import PreviewSegmentation
 from .prompt_session import PromptSession
@@ -28,6 +29,7 @@ if TYPE_CHECKING:  # the worker imports torch, which is installed on first use
     from SAMSegmentLib.worker import InferenceWorker
 
 PREVIEW, PROPAGATION, MODEL, VOLUME, DOWNLOAD = "preview", "propagation", "model", "volume", "download"
+EVERYTHING = "everything"
 
 
 @dataclass(frozen=True)
@@ -215,6 +217,28 @@ class EditorSession:
         if requestId is not None:
             self.worker.cancel(requestId)
 
+    def segmentEverything(self, axis: Axis, index: int, options: Any = None) -> None:
+        """Find every structure on slice ``index`` along ``axis`` and add each as a new segment (one
+        undo step); ``options`` is a ``research.automatic.GridOptions`` (the default when None)."""
+        from SAMSegmentLib.worker import SegmentEverything
+
+        count = self.volume.slice_count(axis)
+        if not 0 <= index < count:
+            raise ValueError(f"Slice {index} is outside the volume (0 to {count - 1}).")
+        if self.segmentingEverything:
+            raise ValueError("Segment everything is already running: wait for it or cancel it.")
+        request = SegmentEverything(axis, index) if options is None else SegmentEverything(axis, index, options=options)
+        self.tracker.track(self.worker.submit(request), EVERYTHING)
+
+    @property
+    def segmentingEverything(self) -> bool:
+        return self.tracker.pending(EVERYTHING) is not None
+
+    def cancelEverything(self) -> None:
+        requestId = self.tracker.pending(EVERYTHING)
+        if requestId is not None:
+            self.worker.cancel(requestId)
+
     def processMessages(self) -> list[Notice]:
         """Apply every answer the worker has for this session; what to show the user."""
         notices: list[Notice] = []
@@ -241,7 +265,20 @@ class EditorSession:
             return self._showPreview(context, message.value)
         if purpose == PROPAGATION:
             return self._propagationMessage(context, message)
+        if purpose == EVERYTHING:
+            return self._everythingMessage(message)
         return []
+
+    def _everythingMessage(self, message: Any) -> list[Notice]:
+        kind = message.kind.value
+        if kind == "progress":
+            return [Notice("progress", progress=message.value)]
+        if kind != "result":
+            return [Notice("status", message.text)]
+        added = addEverythingSegments(self.segmentationNode, self.geometry, message.value, self.editing)
+        if not added:
+            return [Notice("written", "No structure was found on this slice; nothing was added.")]
+        return [Notice("written", f"Added {len(added)} segments, one per structure found.")]
 
     def _showPreview(self, revision: int, preview: Any) -> list[Notice]:
         mask2d = np.asarray(preview.prediction.mask, bool)
