@@ -357,3 +357,19 @@ def test_segments_of_a_transformed_segmentation_are_refused(scene, tmp_path):
     segmentationNode.SetAndObserveTransformNodeID(scene.AddNewNodeByClass("vtkMRMLLinearTransformNode").GetID())
     with pytest.raises(ValueError, match="harden the transform"):
         volumeAndMask(volumeNode, segmentationNode, segmentID)
+
+
+def test_fine_tuned_models_are_offered_after_the_registry_models(tmp_path):
+    from tiny_models import tiny_sam
+
+    from SAMSegmentLib.checkpoints import CheckpointStore
+    from SAMSegmentLib.registry import MODELS
+    from SAMSegmentLib.research.finetune import save_finetuned
+    from SAMSegmentMRML.model_choices import modelChoices, modelLabel
+
+    store = CheckpointStore(tmp_path)
+    assert [spec.name for spec in modelChoices(store)] == list(MODELS)
+    save_finetuned(tiny_sam(), "my-organs", {"structures": ["organ"]}, store)
+    choices = modelChoices(store)
+    assert [spec.name for spec in choices] == [*MODELS, "my-organs"]
+    assert modelLabel(choices[-1], store).startswith("my-organs (cached, ")
