@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import warnings
 from pathlib import Path
 
 import torch
@@ -29,7 +30,12 @@ _PACKAGES = {
 def _import_family_package(family: Family):  # noqa: ANN202 - returns a module
     module_name, pip_name = _PACKAGES[family]
     try:
-        return importlib.import_module(module_name)
+        with warnings.catch_warnings():
+            # LiteMedSAM's vendored TinyViT uses timm's old import paths and re-registers timm's
+            # TinyViT names; timm warns about both on every start, which users cannot act on.
+            warnings.filterwarnings("ignore", "Importing from timm", FutureWarning)
+            warnings.filterwarnings("ignore", "Overwriting .* in registry", UserWarning)
+            return importlib.import_module(module_name)
     except ImportError as error:
         raise ModelUnavailableError(
             f"The {family.value} models need the Python package '{pip_name}' ({error}). Install it with: "
