@@ -8,6 +8,7 @@ import os
 import sys
 
 import qt
+import vtk
 
 import slicer
 from slicer.i18n import tr as _
@@ -76,15 +77,29 @@ class SAMSegmentWidget(ScriptedLoadableModuleWidget):
         openEditorButton = qt.QPushButton(_("Open the Segment Editor"))
         openEditorButton.clicked.connect(lambda: slicer.util.selectModule("SegmentEditor"))
         self.layout.addWidget(openEditorButton)
+
+        from SAMSegmentPanels.everythingPanel import EverythingPanel
+        from SAMSegmentPanels.finetunePanel import FinetunePanel
+        from SAMSegmentPanels.priorMapsPanel import PriorMapsPanel
+        from SAMSegmentPanels.registrationPanel import RegistrationPanel
+
+        # Kept: each panel owns its timer and its share of the worker.
+        self.panels = [
+            EverythingPanel(self.layout),
+            PriorMapsPanel(self.layout),
+            RegistrationPanel(self.layout),
+            FinetunePanel(self.layout, lambda name: self.enter()),
+        ]
         self.layout.addStretch(1)
 
     def enter(self):
         from SAMSegmentLib.checkpoints import CheckpointStore
-        from SAMSegmentLib.registry import MODELS
+        from SAMSegmentMRML.model_choices import modelChoices
 
         store = CheckpointStore()
-        self.modelTable.setRowCount(len(MODELS))
-        for row, spec in enumerate(MODELS.values()):
+        specs = modelChoices(store)
+        self.modelTable.setRowCount(len(specs))
+        for row, spec in enumerate(specs):
             state = f"{store.state(spec)} ({spec.size_bytes / 1e6:.0f} MB)"
             for column, text in enumerate((spec.name, state, spec.description)):
                 self.modelTable.setItem(row, column, qt.QTableWidgetItem(text))
@@ -97,6 +112,7 @@ class SAMSegmentLogic(ScriptedLoadableModuleLogic):
     def __init__(self):
         ScriptedLoadableModuleLogic.__init__(self)
         self._worker = None
+        self._hub = None
         self.loadedModel = None  # (model name, device) the worker holds
 
     def worker(self):
@@ -104,15 +120,24 @@ class SAMSegmentLogic(ScriptedLoadableModuleLogic):
         if self._worker is None or not self._worker.is_alive:
             from SAMSegmentLib.worker import InferenceWorker
 
+            from SAMSegmentLib.worker.clients import WorkerHub
+
             self._worker = InferenceWorker()
+            self._hub = WorkerHub(self._worker)
             self.loadedModel = None
             slicer.app.connect("aboutToQuit()", self.shutdown)
         return self._worker
 
+    def workerClient(self):
+        """A share of the worker that sees only the answers to its own requests: the effect and each
+        panel have one, so none takes another's answers."""
+        self.worker()
+        return self._hub.client()
+
     def shutdown(self):
         if self._worker is not None:
             self._worker.shutdown(timeout=5.0)
-            self._worker = None
+            self._worker = self._hub = None
 
 
 class SAMSegmentTest(ScriptedLoadableModuleTest):
@@ -124,6 +149,10 @@ class SAMSegmentTest(ScriptedLoadableModuleTest):
     def runTest(self):
         self.setUp()
         self.test_promptApplyAndPropagate()
+        self.setUp()
+        self.test_segmentEverythingAndUndo()
+        self.setUp()
+        self.test_registrationTransform()
 
     def test_promptApplyAndPropagate(self):
         import importlib.util
@@ -187,6 +216,118 @@ class SAMSegmentTest(ScriptedLoadableModuleTest):
         session.close()
         logic.shutdown()
         self.delayDisplay("SAM test passed")
+
+    def _editorOn(self, volumeNode):
+        """A segment editor logic on ``volumeNode`` with one selected empty segment."""
+        segmentationNode = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentationNode")
+        segmentationNode.CreateDefaultDisplayNodes()
+        editorNode = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentEditorNode")
+        editorNode.SetAndObserveSegmentationNode(segmentationNode)
+        editorLogic = slicer.vtkSlicerSegmentEditorLogic()
+        editorLogic.SetMRMLScene(slicer.mrmlScene)
+        editorLogic.SetMRMLApplicationLogic(slicer.app.applicationLogic())
+        editorLogic.SetSegmentEditorNode(editorNode)
+        editorLogic.SetSourceVolumeNode(volumeNode)
+        editorLogic.TrivialSetSourceRepresentationToBinaryLabelmap()
+        editorLogic.ResetModifierLabelmapToDefault()
+        editorLogic.UpdateAlignedSourceVolume()
+        editorNode.SetSelectedSegmentID(editorLogic.AddEmptySegment())
+        return segmentationNode, editorLogic
+
+    def test_segmentEverythingAndUndo(self):
+        """The effect's "Segment everything" path: new segments on one slice, removed by one undo."""
+        import importlib.util
+
+        import numpy as np
+
+        if importlib.util.find_spec("torch") is None:
+            self.delayDisplay("PyTorch is not installed: skipping the segment everything test.")
+            return
+        from SAMSegmentLib.volume import Axis
+        from SAMSegmentMRML.segment_writer import EditorLogicEditing
+        from SAMSegmentMRML.session import EditorSession
+
+        k, j, i = np.meshgrid(np.arange(4), np.arange(64), np.arange(64), indexing="ij")
+        first = ((j - 20) / 10.0) ** 2 + ((i - 20) / 10.0) ** 2 < 1
+        organs = first | (((j - 44) / 9.0) ** 2 + ((i - 44) / 12.0) ** 2 < 1)
+        volumeNode = slicer.util.addVolumeFromArray(np.where(organs, 160, 20).astype(np.int16), name="SAMEverything")
+        segmentationNode, editorLogic = self._editorOn(volumeNode)
+        logic = SAMSegmentLogic()
+        session = EditorSession(
+            logic.workerClient(),
+            slicer.mrmlScene,
+            segmentationNode,
+            editorLogic.GetAlignedSourceVolume(),
+            EditorLogicEditing(editorLogic),
+        )
+        session.loadModel("litemedsam", "auto")
+        session.setVolume("auto")
+        session.segmentEverything(Axis.AXIAL, 2)
+        self._pump(session, lambda notices: any(n.kind == "written" for n in notices), timeout=300)
+        segmentation = segmentationNode.GetSegmentation()
+        self.assertGreater(segmentation.GetNumberOfSegments(), 1)
+        editorLogic.Undo()
+        self.assertEqual(segmentation.GetNumberOfSegments(), 1)
+        session.close()
+        logic.shutdown()
+        self.delayDisplay("Segment everything test passed")
+
+    def test_registrationTransform(self):
+        """A pair made by a known shift: the transform node moves the moving organ onto the fixed one."""
+        import importlib.util
+
+        import numpy as np
+
+        if importlib.util.find_spec("torch") is None:
+            self.delayDisplay("PyTorch is not installed: skipping the registration test.")
+            return
+        from SAMSegmentLib.research.registration import RegistrationOptions
+        from SAMSegmentLib.worker import Register
+        from SAMSegmentMRML.research_inputs import volumeAndMask
+        from SAMSegmentMRML.research_outputs import addRegistrationTransform
+
+        k, j, i = np.meshgrid(np.arange(24), np.arange(48), np.arange(64), indexing="ij")
+
+        def organAt(shiftI):
+            return ((k - 12) / 7.0) ** 2 + ((j - 24) / 10.0) ** 2 + ((i - 30 - shiftI) / 14.0) ** 2 < 1
+
+        nodes, segmentationNode = {}, slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentationNode")
+        for role, shiftI, inside in (("fixed", 0, 150), ("moving", 5, -50)):
+            organ = organAt(shiftI)
+            volumeNode = slicer.util.addVolumeFromArray(np.where(organ, inside, 40).astype(np.int16), name=role)
+            segmentID = segmentationNode.GetSegmentation().AddEmptySegment(role, role)
+            labels = organ.astype(np.uint8)
+            slicer.util.updateSegmentBinaryLabelmapFromArray(labels, segmentationNode, segmentID, volumeNode)
+            nodes[role] = volumeAndMask(volumeNode, segmentationNode, segmentID), volumeNode
+        (fixed, fixedMask), fixedNode = nodes["fixed"]
+        (moving, movingMask), movingNode = nodes["moving"]
+        logic = SAMSegmentLogic()
+        client = logic.workerClient()
+        request = Register(fixed, fixedMask, moving, movingMask, RegistrationOptions(edge_refinement=False))
+        requestId = client.submit(request)
+        messages = self._pumpClient(client, requestId)
+        self.assertEqual(messages[-1].kind.value, "result", messages[-1].text)
+        transformNode = addRegistrationTransform(slicer.mrmlScene, movingNode, messages[-1].value.transform, "moved")
+        # The moving organ's centre (voxel i = 35) must land on the fixed organ's centre (i = 30).
+        ijkToRas = vtk.vtkMatrix4x4()
+        movingNode.GetIJKToRASMatrix(ijkToRas)
+        movedCentre = transformNode.GetTransformToParent().TransformPoint(ijkToRas.MultiplyPoint((35, 24, 12, 1))[:3])
+        fixedNode.GetIJKToRASMatrix(ijkToRas)
+        fixedCentre = ijkToRas.MultiplyPoint((30, 24, 12, 1))[:3]
+        self.assertLess(float(np.linalg.norm(np.subtract(movedCentre, fixedCentre))), 1.0)
+        logic.shutdown()
+        self.delayDisplay("Registration test passed")
+
+    def _pumpClient(self, client, requestId, timeout=120.0):
+        import time
+
+        messages, deadline = [], time.monotonic() + timeout
+        while not any(m.request_id == requestId and m.kind.final for m in messages):
+            self.assertLess(time.monotonic(), deadline, "The worker did not answer in time")
+            slicer.app.processEvents()
+            time.sleep(0.05)
+            messages.extend(client.poll())
+        return messages
 
     def _pump(self, session, done, timeout=120.0):
         import time

@@ -1,0 +1,27 @@
+"""Segment writes through the SAM effect: the Segment Editor widget's own modification, masking and undo."""
+
+import slicer
+
+from SAMSegmentMRML.segment_writer import Modification
+
+
+class EffectEditing:
+    """SegmentEditing through this effect: the Segment Editor widget's own logic, masking and undo."""
+
+    _MODES = {
+        Modification.ADD: slicer.qSlicerSegmentEditorAbstractEffect.ModificationModeAdd,
+        Modification.REMOVE: slicer.qSlicerSegmentEditorAbstractEffect.ModificationModeRemove,
+    }
+
+    def __init__(self, scriptedEffect):
+        self.scriptedEffect = scriptedEffect
+
+    def saveStateForUndo(self):
+        self.scriptedEffect.saveStateForUndo()
+
+    def selectedSegmentID(self):
+        return self.scriptedEffect.parameterSetNode().GetSelectedSegmentID() or ""
+
+    def modifySegment(self, segmentationNode, segmentID, labelmap, modification, extent):
+        # Only the selected segment is ever written (checked by writeSegmentMasks).
+        self.scriptedEffect.modifySelectedSegmentByLabelmap(labelmap, self._MODES[modification], list(extent))

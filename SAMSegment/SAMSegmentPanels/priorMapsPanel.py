@@ -1,0 +1,65 @@
+"""SAM prior maps (SAMAug): a segmentation prior and a boundary prior as volumes over the input,
+optionally also written to a folder with the stacked (image, prior, boundary) U-Net input."""
+
+import ctk
+import qt
+
+import slicer
+from slicer.i18n import tr as _
+
+from SAMSegmentPanels.workerJob import axisSelector, chosenPreset, jobControls, volumeKey, volumeSelector
+
+
+class PriorMapsPanel:
+    def __init__(self, parentLayout):
+        button = ctk.ctkCollapsibleButton()
+        button.text = _("Prior maps for a segmentation network")
+        button.collapsed = True
+        parentLayout.addWidget(button)
+        layout = qt.QFormLayout(button)
+        self.volumeSelector = volumeSelector(_("The volume to compute prior maps of."))
+        layout.addRow(_("Volume:"), self.volumeSelector)
+        self.axisSelector = axisSelector()
+        layout.addRow(_("Slices along:"), self.axisSelector)
+        self.limitCheckBox = qt.QCheckBox(_("only slices"))
+        self.firstSpinBox, self.lastSpinBox = qt.QSpinBox(), qt.QSpinBox()
+        for spinBox in (self.firstSpinBox, self.lastSpinBox):
+            spinBox.maximum = 10000
+        slices = qt.QHBoxLayout()
+        for widget in (self.limitCheckBox, self.firstSpinBox, qt.QLabel(_("to")), self.lastSpinBox):
+            slices.addWidget(widget)
+        layout.addRow(_("Slices:"), slices)
+        self.folderEdit = ctk.ctkPathLineEdit()
+        self.folderEdit.filters = ctk.ctkPathLineEdit.Dirs
+        self.folderEdit.toolTip = _("Optional: also write sam_prior, sam_boundary and sam_stacked NRRD files here.")
+        layout.addRow(_("Also save to:"), self.folderEdit)
+        runButton, self.job = jobControls(layout, _("Compute prior maps"))
+        runButton.clicked.connect(self.onRun)
+
+    def onRun(self):
+        from SAMSegmentLib.worker import ComputePriorMaps
+        from SAMSegmentMRML.geometry import volumeFromVolumeNode
+
+        volumeNode = self.volumeSelector.currentNode()
+        if volumeNode is None:
+            slicer.util.errorDisplay(_("Choose a volume first."))
+            return
+        slices = None
+        if self.limitCheckBox.checked:
+            slices = range(self.firstSpinBox.value, self.lastSpinBox.value + 1)
+        volume = volumeFromVolumeNode(volumeNode)
+        request = ComputePriorMaps(self.axisSelector.currentData, slices, volume=volume, preset=chosenPreset())
+        request.volume_key = volumeKey(volumeNode)
+        self.job.start(request, lambda ready: self._addVolumes(volumeNode, volume, ready))
+
+    def _addVolumes(self, volumeNode, volume, ready):
+        from SAMSegmentLib.research.prior_maps import write_prior_maps
+        from SAMSegmentMRML.research_outputs import addPriorMapVolumes
+
+        folder = self.folderEdit.currentPath
+        written = write_prior_maps(folder, volume, ready.image01, ready.maps) if folder else {}
+        prior, boundary = addPriorMapVolumes(volumeNode.GetScene(), volumeNode, ready.maps.prior, ready.maps.boundary)
+        text = _("Added {prior} and {boundary}.").format(prior=prior.GetName(), boundary=boundary.GetName())
+        if written:
+            text += " " + _("Saved to {folder}.").format(folder=folder)
+        self.job.statusLabel.text = text

@@ -1,0 +1,144 @@
+"""One request at a time for a panel: sent to the shared worker (after loading the model when it
+needs one), polled from a timer, with a progress bar, a Cancel button and errors shown."""
+
+import logging
+
+import qt
+
+import slicer
+from slicer.i18n import tr as _
+
+POLL_INTERVAL_MS = 100
+MODEL_SETTING, DEVICE_SETTING, PRESET_SETTING = "SAMSegment/Model", "SAMSegment/Device", "SAMSegment/IntensityPreset"
+
+
+def chosenModel():
+    """The model and device last chosen in the SAM effect (the panels use the same)."""
+    settings = qt.QSettings()
+    return settings.value(MODEL_SETTING, "litemedsam"), settings.value(DEVICE_SETTING, "auto")
+
+
+def chosenPreset():
+    return qt.QSettings().value(PRESET_SETTING, "auto")
+
+
+class WorkerJob:
+    def __init__(self, runButton, cancelButton, progressBar, statusLabel):
+        self.runButton, self.cancelButton = runButton, cancelButton
+        self.progressBar, self.statusLabel = progressBar, statusLabel
+        self.client = None
+        self.requestId = None
+        self.onResult = None
+        self.progressBar.visible = False
+        self.cancelButton.enabled = False
+        self.cancelButton.clicked.connect(self.cancel)
+        self.timer = qt.QTimer()
+        self.timer.setInterval(POLL_INTERVAL_MS)
+        self.timer.timeout.connect(self.poll)
+
+    @property
+    def running(self):
+        return self.requestId is not None
+
+    def start(self, request, onResult, needsModel=True, status=""):
+        """Send ``request`` (after a LoadModel when ``needsModel`` and the worker holds another model);
+        ``onResult`` gets its result value on the GUI thread."""
+        from SAMSegmentLib.worker import LoadModel
+
+        logic = slicer.util.getModuleLogic("SAMSegment")
+        if self.client is None:
+            self.client = logic.workerClient()  # imports torch the first time
+        if needsModel and logic.loadedModel != chosenModel():
+            self.client.submit(LoadModel(*chosenModel()))
+        self.requestId = self.client.submit(request)
+        self.onResult = onResult
+        self.progressBar.setRange(0, 0)  # busy until the first progress report
+        self.progressBar.visible = True
+        self.runButton.enabled, self.cancelButton.enabled = False, True
+        self.statusLabel.text = status
+        self.timer.start()
+
+    def cancel(self):
+        if self.client is not None:
+            self.client.cancel()
+            self.statusLabel.text = _("Cancelling...")
+
+    def poll(self):
+        for message in self.client.poll():
+            kind = message.kind.value
+            if message.request_id != self.requestId:  # the model loaded first
+                if kind == "result":
+                    slicer.util.getModuleLogic("SAMSegment").loadedModel = chosenModel()
+                elif kind in ("error", "out_of_memory"):
+                    self.statusLabel.text = message.text  # the request itself fails next, saying why
+            elif kind == "progress":
+                done, total = message.value
+                self.progressBar.setRange(0, total)
+                self.progressBar.value = done if total else 0
+                if message.text:
+                    self.statusLabel.text = message.text
+            elif message.kind.final:
+                self._finish(kind, message)
+
+    def _finish(self, kind, message):
+        self.timer.stop()
+        self.requestId = None
+        self.progressBar.visible = False
+        self.runButton.enabled, self.cancelButton.enabled = True, False
+        if kind == "result":
+            self.statusLabel.text = ""
+            try:
+                self.onResult(message.value)
+            except Exception as error:  # noqa: BLE001 - shown to the user; the scene is left as it was
+                logging.exception("SAMSegment could not apply a result")
+                slicer.util.errorDisplay(_("The result could not be added: {error}").format(error=error))
+        elif kind == "cancelled":
+            self.statusLabel.text = _("Cancelled; nothing was changed.")
+        else:
+            self.statusLabel.text = ""
+            slicer.util.errorDisplay(message.text)
+
+
+def jobControls(layout, runText):
+    """Run and Cancel buttons, a progress bar and a status line added to a form ``layout``."""
+    runButton = qt.QPushButton(runText)
+    cancelButton = qt.QPushButton(_("Cancel"))
+    buttons = qt.QHBoxLayout()
+    buttons.addWidget(runButton, 1)
+    buttons.addWidget(cancelButton)
+    layout.addRow(buttons)
+    progressBar = qt.QProgressBar()
+    layout.addRow(progressBar)
+    statusLabel = qt.QLabel()
+    statusLabel.wordWrap = True
+    layout.addRow(statusLabel)
+    return runButton, WorkerJob(runButton, cancelButton, progressBar, statusLabel)
+
+
+def volumeSelector(toolTip):
+    selector = slicer.qMRMLNodeComboBox()
+    selector.nodeTypes = ["vtkMRMLScalarVolumeNode"]
+    selector.addEnabled = selector.removeEnabled = selector.noneEnabled = False
+    selector.setMRMLScene(slicer.mrmlScene)
+    selector.toolTip = toolTip
+    return selector
+
+
+def segmentSelector(toolTip):
+    selector = slicer.qMRMLSegmentSelectorWidget()
+    selector.setMRMLScene(slicer.mrmlScene)
+    selector.toolTip = toolTip
+    return selector
+
+
+def axisSelector():
+    """Slice direction; item data is the engine's Axis value."""
+    selector = qt.QComboBox()
+    for value, label in (("axial", _("Axial")), ("coronal", _("Coronal")), ("sagittal", _("Sagittal"))):
+        selector.addItem(label, value)
+    return selector
+
+
+def volumeKey(volumeNode):
+    """Identifies the node's voxels for the embedding cache, so running again reuses them."""
+    return f"{volumeNode.GetID()}:{volumeNode.GetImageData().GetMTime()}"
