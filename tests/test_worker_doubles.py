@@ -5,10 +5,14 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numpy as np
 import torch
 
+from SAMSegmentLib.cancel import CancelToken
+from SAMSegmentLib.errors import CancelledError
 from SAMSegmentLib.models import ImageEmbedding, PromptableModel
 from SAMSegmentLib.prompts import Prompts
 from SAMSegmentLib.propagation import StopRule
@@ -30,26 +34,53 @@ KEEP_GOING = StopRule(
 
 
 class SlowEncoder:
-    """``model`` with an encoder ``seconds`` slower, as a real one is; records when each call ran."""
+    """``model`` with an encoder ``seconds`` slower, as a real one is; records when each call ran.
 
-    def __init__(self, model: PromptableModel, seconds: float) -> None:
+    Inside ``interruptible`` (background embedding) the extra time is ``background_seconds``
+    (default: ``seconds``) and stops early when cancelled, as a real encoder does;
+    ``interrupted`` counts those calls.
+    """
+
+    def __init__(self, model: PromptableModel, seconds: float, background_seconds: float | None = None) -> None:
         self.wrapped = model
         self.seconds = seconds
+        self.background_seconds = seconds if background_seconds is None else background_seconds
         self.starts: list[float] = []
         self.ends: list[float] = []
         self.started = threading.Event()
+        self.interrupted = 0
+        self._cancel: CancelToken | None = None
 
     def __getattr__(self, name: str) -> object:
         return getattr(self.wrapped, name)
 
+    @contextmanager
+    def interruptible(self, cancel: CancelToken) -> Iterator[None]:
+        self._cancel = cancel
+        try:
+            with self.wrapped.interruptible(cancel):
+                yield
+        finally:
+            self._cancel = None
+
     def encode(self, image01: np.ndarray) -> ImageEmbedding:
         self.starts.append(time.monotonic())
         self.started.set()
-        time.sleep(self.seconds)
         try:
+            self._work()
             return self.wrapped.encode(image01)
         finally:
             self.ends.append(time.monotonic())
+
+    def _work(self) -> None:
+        if self._cancel is None:
+            time.sleep(self.seconds)
+            return
+        stopped = threading.Event()
+        with self._cancel.stopping_with(stopped.set):
+            if stopped.wait(self.background_seconds):
+                self.interrupted += 1
+                raise CancelledError("interrupted")
 
 
 class OutOfMemoryEncoder:

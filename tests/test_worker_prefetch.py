@@ -71,21 +71,35 @@ def test_prefetch_can_be_turned_off(tiny_sam_model, ct_phantom):
         assert embedded(worker) == {SEED}
 
 
-def test_a_predict_during_prefetch_waits_for_at_most_one_encoder_call(tiny_sam_model, ct_phantom):
-    model = SlowEncoder(tiny_sam_model, seconds=0.3)
-    with ready_worker(model, ct_phantom, prefetch_slices=10) as worker:
+def _wait_for_encoder_calls(model: SlowEncoder, count: int) -> None:
+    deadline = time.monotonic() + TIMEOUT
+    while len(model.starts) < count:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+
+
+def test_a_request_during_prefetch_interrupts_the_encoder_call_in_flight(tiny_sam_model, ct_phantom):
+    # Prefetching the next slice would outlast the test.
+    model = SlowEncoder(tiny_sam_model, seconds=0.0, background_seconds=TIMEOUT)
+    with ready_worker(model, ct_phantom, prefetch_slices=1) as worker:
         answer_to(worker, Predict(Axis.AXIAL, SEED, organ_box(ct_phantom)))
-        deadline = time.monotonic() + TIMEOUT
-        while len(model.starts) < 3:  # the seed, then prefetching
-            assert time.monotonic() < deadline
-            time.sleep(0.01)
-        submitted = time.monotonic()
-        click = worker.submit(Predict(Axis.AXIAL, SEED, organ_box(ct_phantom)))
-        answer = worker.wait(click, timeout=TIMEOUT)[-1]
-        answered = time.monotonic()
+        _wait_for_encoder_calls(model, 2)  # the seed, then prefetching its neighbour
+        answer = answer_to(worker, Predict(Axis.AXIAL, SEED, organ_box(ct_phantom)))
         assert answer.kind is MessageKind.RESULT
-        # Only the call in flight finished before the answer; none was started and finished meanwhile.
-        assert sum(submitted < end < answered for end in model.ends) <= 1
-        assert not [start for start, end in zip(model.starts, model.ends) if submitted < start and end < answered]
+        assert model.interrupted == 1
+        _wait_for_encoder_calls(model, 3)  # prefetching started over after the click...
+    assert model.interrupted == 2  # ...and shutting down interrupted it too, instead of waiting
+
+
+def test_a_predict_on_the_slice_being_prefetched_waits_for_it_instead(tiny_sam_model, ct_phantom):
+    model = SlowEncoder(tiny_sam_model, seconds=0.0, background_seconds=0.5)
+    with ready_worker(model, ct_phantom, prefetch_slices=1) as worker:
+        answer_to(worker, Predict(Axis.AXIAL, SEED, organ_box(ct_phantom)))
+        _wait_for_encoder_calls(model, 2)  # slice SEED + 1 is being embedded
+        answer = answer_to(worker, Predict(Axis.AXIAL, SEED + 1, organ_box(ct_phantom)))
+        assert answer.kind is MessageKind.RESULT
         assert worker.wait_idle(TIMEOUT)
-        assert len(embedded(worker)) == 11  # prefetching went on after the click
+        assert model.interrupted == 0
+        # SEED and SEED + 1 once each, then SEED + 2: the neighbour of the new prompt.
+        assert len(model.ends) == 3
+        assert embedded(worker) == {SEED, SEED + 1, SEED + 2}

@@ -7,7 +7,8 @@ they are cheap, and sharing them keeps both backends' prompts and masks identica
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +16,8 @@ import onnxruntime as ort
 import torch
 from onnxruntime.capi import onnxruntime_pybind11_state as ort_errors
 
-from ..errors import InferenceOutOfMemoryError
+from ..cancel import CancelToken
+from ..errors import CancelledError, InferenceOutOfMemoryError
 from ..models.base import ImageEmbedding, PromptableModel
 from .export import default_graph_root, discard_graph, ensure_graph, graph_path, model_folder
 from .graphs import GraphDefinition, decoder_graph, encoder_graph, example_features, example_image
@@ -24,6 +26,8 @@ from .runtime import create_session, session_device
 logger = logging.getLogger(__name__)
 
 _UNLOADABLE = (ort_errors.InvalidProtobuf, ort_errors.InvalidGraph, ort_errors.NoSuchFile, ort_errors.Fail)
+# run_with_iobinding reports failures as a plain RuntimeError ("Error in execution: ...").
+_RUN_ERRORS = (RuntimeError, ort_errors.RuntimeException, ort_errors.Fail)
 _OUT_OF_MEMORY_TEXT = ("failed to allocate memory", "out of memory")
 
 
@@ -41,7 +45,7 @@ class _Graph:
         self.input_names = [node.name for node in session.get_inputs()]
         self.output_names = [node.name for node in session.get_outputs()]
 
-    def run(self, inputs: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+    def run(self, inputs: Sequence[torch.Tensor], options: ort.RunOptions | None = None) -> list[torch.Tensor]:
         binding = self.session.io_binding()
         device_type, device_id = self.device.type, self.device.index or 0
         kept = [tensor.to(self.device, torch.float32).contiguous() for tensor in inputs]  # alive during the run
@@ -52,8 +56,10 @@ class _Graph:
         if device_type == "cuda":
             torch.cuda.current_stream(self.device).synchronize()  # ONNX Runtime reads on its own stream
         try:
-            self.session.run_with_iobinding(binding)
-        except (ort_errors.RuntimeException, ort_errors.Fail) as error:
+            self.session.run_with_iobinding(binding, options)
+        except _RUN_ERRORS as error:
+            if options is not None and options.terminate:
+                raise CancelledError("Embedding the slice was interrupted by a newer request.") from error
             if any(text in str(error).lower() for text in _OUT_OF_MEMORY_TEXT):
                 raise InferenceOutOfMemoryError(
                     f"ONNX Runtime ran out of {device_type.upper()} memory ({str(error).splitlines()[0]}). "
@@ -75,6 +81,7 @@ class OnnxPromptableModel(PromptableModel):
         self.torch_model = torch_model
         self.graph_folder = model_folder(graph_root if graph_root is not None else default_graph_root(), torch_model)
         self._encoder = self._open("encoder", self._encoder_definition)
+        self._encoder_options: ort.RunOptions | None = None  # set inside interruptible()
         self.feature_names = tuple(self._encoder.output_names)
         multimask_flags = (False, True) if self.spec.multimask else (False,)
         self._decoders = {
@@ -112,12 +119,23 @@ class OnnxPromptableModel(PromptableModel):
         return decoder_graph(self.torch_model, features, multimask)
 
     # ----- PromptableModel -----
+    @contextmanager
+    def interruptible(self, cancel: CancelToken) -> Iterator[None]:
+        """Cancelling sets ONNX Runtime's terminate flag: the encoder run stops within one operator."""
+        options = ort.RunOptions()
+        self._encoder_options = options
+        try:
+            with cancel.stopping_with(lambda: setattr(options, "terminate", True)):
+                yield
+        finally:
+            self._encoder_options = None
+
     def normalise(self, image01: torch.Tensor) -> torch.Tensor:
         return self.torch_model.normalise(image01)
 
     def encode_tensor(self, batch: torch.Tensor) -> dict[str, torch.Tensor]:
         # The encoder graph takes one image (see graphs.encoder_graph); a batch is run image by image.
-        runs = [self._encoder.run([image[None]]) for image in batch]
+        runs = [self._encoder.run([image[None]], self._encoder_options) for image in batch]
         if len(runs) == 1:
             return dict(zip(self.feature_names, runs[0]))
         return {name: torch.cat([run[i] for run in runs]) for i, name in enumerate(self.feature_names)}

@@ -9,12 +9,16 @@ are shared here so every family treats slices the same way.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..cancel import CancelToken
+from ..errors import CancelledError
 from ..registry import ModelSpec
 
 
@@ -82,6 +86,22 @@ class PromptableModel(ABC):
     @abstractmethod
     def encode_tensor(self, batch: torch.Tensor) -> dict[str, torch.Tensor]:
         """Run the image encoder on a prepared Bx3xSxS batch."""
+
+    @contextmanager
+    def interruptible(self, cancel: CancelToken) -> Iterator[None]:
+        """Encoder calls inside the block raise ``CancelledError`` soon after ``cancel`` is set
+        from another thread: torch stops at the next encoder submodule it enters."""
+
+        def stop_if_cancelled(_module: torch.nn.Module, _inputs: object) -> None:
+            if cancel.cancelled:
+                raise CancelledError("Embedding the slice was interrupted by a newer request.")
+
+        hooks = [module.register_forward_pre_hook(stop_if_cancelled) for module in self.network.image_encoder.modules()]
+        try:
+            yield
+        finally:
+            for hook in hooks:
+                hook.remove()
 
     @torch.inference_mode()
     def encode(self, image01: np.ndarray) -> ImageEmbedding:

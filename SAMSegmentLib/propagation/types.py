@@ -1,8 +1,10 @@
-"""The propagation API shared by every model family: requests, per-slice results, stops, cancel."""
+"""The propagation API shared by every model family: requests, per-slice results, stops, cancel.
+
+Propagation checks its ``CancelToken`` before every slice.
+"""
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from enum import Enum
@@ -10,6 +12,7 @@ from typing import Protocol
 
 import numpy as np
 
+from ..cancel import CancelToken  # noqa: F401 - re-exported with the propagation API
 from ..prompts import Prompts
 from ..volume import Axis
 
@@ -88,20 +91,6 @@ class PropagationResult:
     objects: dict[str, ObjectResult]
     cancelled: bool = False
     embedded_slices: int = 0
-
-
-class CancelToken:
-    """Set from any thread; propagation checks it before every slice."""
-
-    def __init__(self) -> None:
-        self._event = threading.Event()
-
-    def cancel(self) -> None:
-        self._event.set()
-
-    @property
-    def cancelled(self) -> bool:
-        return self._event.is_set()
 
 
 ProgressCallback = Callable[[int, int], None]  # (slices done, slices planned at most)

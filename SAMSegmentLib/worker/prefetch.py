@@ -1,14 +1,16 @@
 """Background embedding of the slices propagation will need next (issue 5).
 
-The worker runs one step of a plan at a time and looks at its request queue between
-steps, so a real request waits for at most one slice of encoder work (about 2 s for
-LiteMedSAM on a laptop CPU, tens of milliseconds on a GPU).
+The worker runs one slice of a plan at a time and looks at its request queue between
+slices. A request that arrives while a slice is being embedded interrupts that encoder
+run (see ``PromptableModel.interruptible``) and ends the plan, so it is served at once,
+unless it is a Predict on that very slice, which needs the embedding anyway.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 
+from ..cancel import CancelToken
 from ..predictor import VolumePredictor
 from ..volume import Axis
 
@@ -27,21 +29,42 @@ def neighbour_order(seed: int, count: int, slice_count: int) -> list[int]:
     return order[:count]
 
 
-def prefetch_steps(predictor: VolumePredictor, axis: Axis, seed: int, count: int) -> Iterator[int]:
-    """Embed the seed slice, then up to ``count`` neighbours, one encoder call per step.
+class Prefetch:
+    """Embeds the seed slice, then up to ``count`` neighbours, one encoder call per ``step``.
 
-    Yields the index of each slice it embedded; slices already in the cache cost no step.
-    Goes through ``predictor.embed``, so propagation finds every prefetched slice under
-    its own cache key. Stops short of the cache budget so that prefetching never evicts
-    the seed or the slices it has just embedded.
+    Goes through ``predictor.embed``, so propagation finds every prefetched slice under its
+    own cache key. Stops short of the cache budget so that prefetching never evicts the
+    seed or the slices it has just embedded. ``cancel`` and ``embedding`` may be used from
+    any thread.
     """
-    volume = predictor.require_volume()
-    seed_was_cached = predictor.is_embedded(axis, seed)
-    slice_bytes = max(1, predictor.embed(axis, seed).nbytes)
-    if not seed_was_cached:
+
+    def __init__(self, predictor: VolumePredictor, axis: Axis, seed: int, count: int) -> None:
+        self.predictor = predictor
+        self.axis = Axis(axis)
+        self.cancel = CancelToken()
+        self.embedding: int | None = None  # the slice whose encoder call is running
+        self._plan = self._slices(seed, count)
+
+    def step(self) -> bool:
+        """Embed the next slice of the plan that is not cached yet; False once none is left.
+
+        Raises ``CancelledError`` when ``cancel`` interrupted the encoder call.
+        """
+        for index in self._plan:
+            if self.predictor.is_embedded(self.axis, index):
+                continue
+            self.embedding = index
+            try:
+                with self.predictor.model.interruptible(self.cancel):
+                    self.predictor.embed(self.axis, index)
+            finally:
+                self.embedding = None
+            return True
+        return False
+
+    def _slices(self, seed: int, count: int) -> Iterator[int]:
         yield seed
-    fits = predictor.cache.budget_bytes // slice_bytes - 1
-    for index in neighbour_order(seed, min(count, fits), volume.slice_count(axis)):
-        if not predictor.is_embedded(axis, index):
-            predictor.embed(axis, index)
-            yield index
+        slice_bytes = max(1, self.predictor.embed(self.axis, seed).nbytes)  # cached by the step before
+        fits = self.predictor.cache.budget_bytes // slice_bytes - 1
+        slice_count = self.predictor.require_volume().slice_count(self.axis)
+        yield from neighbour_order(seed, min(count, fits), slice_count)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,7 +27,7 @@ from ..propagation.sam2 import load_sam2_predictor
 from ..registry import Family, get_spec
 from ..volume import Axis
 from .messages import ModelReady, Preview, VolumeReady
-from .prefetch import prefetch_steps
+from .prefetch import Prefetch
 from .propagators import make_propagator
 from .requests import Download, LoadModel, Predict, Propagate, SetVolume
 from .sam2_sessions import SAM2Model, SAM2Sessions, parse_memory_policy
@@ -141,9 +141,9 @@ class InferenceSession:
             get_spec(request.model), progress=report_whole_percents, cancel=lambda: cancel.cancelled
         )
 
-    def prefetch(self, axis: Axis, index: int) -> Iterator[int] | None:
-        """Steps embedding the neighbours of slice ``index``, or None when there is nothing to do
+    def prefetch(self, axis: Axis, index: int) -> Prefetch | None:
+        """A plan embedding slice ``index`` and its neighbours, or None when there is nothing to do
         (also with SAM 2 models: see ``sam2_sessions``)."""
         if self.predictor is None or self.settings.prefetch_slices <= 0:
             return None
-        return prefetch_steps(self.predictor, Axis(axis), index, self.settings.prefetch_slices)
+        return Prefetch(self.predictor, Axis(axis), index, self.settings.prefetch_slices)

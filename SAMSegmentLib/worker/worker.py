@@ -22,10 +22,10 @@ What the caller no longer wants is not delivered:
   the caller always knows which model and volume the worker holds.
 
 When idle after a Predict (or a SetVolume with a focus slice) the worker embeds the
-neighbouring slices in the order propagation uses them (see ``prefetch``). It checks
-for requests between slices, so a request that arrives meanwhile waits for at most
-one encoder call: about 2 s with LiteMedSAM on a laptop CPU, tens of ms on a GPU.
-Set ``WorkerSettings.prefetch_slices`` to 0 to turn this off.
+neighbouring slices in the order propagation uses them (see ``prefetch``). A request
+that arrives meanwhile interrupts the running encoder call (about 1 s with LiteMedSAM
+on a laptop CPU) and is served at once; a Predict on the slice being embedded waits for
+it instead, as it needs it. Set ``WorkerSettings.prefetch_slices`` to 0 to turn this off.
 
 SAM 2 family models (SAM 2.1, MedSAM2) take the same requests: a preview and a propagation
 of the same object (``Predict.object_id``, the PropagationRequest's object ids) share SAM 2's
@@ -42,15 +42,18 @@ import queue
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ..cache import EmbeddingCache
+from ..errors import CancelledError
 from ..models import ImageEmbedding
 from ..predictor import VolumePredictor
 from ..propagation import CancelToken, SliceResult
+from ..volume import Axis
 from .failures import failure_message
 from .messages import MessageKind, WorkerMessage
+from .prefetch import Prefetch
 from .requests import Cancel, Download, LoadModel, Predict, Propagate, Request, SetVolume
 from .research_jobs import run_research
 from .research_requests import RESEARCH_REQUESTS
@@ -99,7 +102,8 @@ class InferenceWorker:
         self._ids = itertools.count(1)
         self._idle = False
         self._stopping = False
-        self._prefetch: Iterator[int] | None = None  # worker thread only
+        # Set by the worker thread; other threads only interrupt it (see _interrupt_prefetch).
+        self._prefetch: Prefetch | None = None
         self._thread = threading.Thread(target=self._serve, name="SAMSegment inference", daemon=True)
         self._thread.start()
 
@@ -119,6 +123,7 @@ class InferenceWorker:
                 cancelled = self._cancel_locked(request.request_id)
                 self._outbox.put(WorkerMessage(ticket.request_id, MessageKind.RESULT, cancelled))
                 return ticket.request_id
+            self._interrupt_prefetch(request)
             if isinstance(request, Predict):
                 for other in list(self._live.values()):
                     if other is not ticket and isinstance(other.request, Predict):
@@ -168,14 +173,15 @@ class InferenceWorker:
     def shutdown(self, timeout: float | None = 30.0) -> bool:
         """Cancel everything, stop the thread and join it; True if it ended within ``timeout``.
 
-        A running encoder call cannot be interrupted, so this can take one slice's time.
-        Messages produced before the end can still be polled.
+        Background embedding is interrupted; a running request's encoder call is not, so
+        this can take one slice's time. Messages produced before the end can still be polled.
         """
         with self._lock:
             if not self._stopping:
                 self._stopping = True
                 for ticket in list(self._live.values()):
                     self._drop_locked(ticket, MessageKind.CANCELLED)
+                self._interrupt_prefetch(None)
                 self._lock.notify_all()
         self._thread.join(timeout)
         if self._thread.is_alive():
@@ -237,6 +243,18 @@ class InferenceWorker:
             self._outbox.put(WorkerMessage(ticket.request_id, kind, text=_DROP_TEXT[kind]))
         return True
 
+    def _interrupt_prefetch(self, request: Request | None) -> None:
+        """A new request (or shutting down: None) does not wait for background embedding,
+        unless it is a Predict that needs the very slice being embedded."""
+        prefetch = self._prefetch
+        if prefetch is None:
+            return
+        needs_that_slice = isinstance(request, Predict) and (Axis(request.axis), request.index) == (
+            prefetch.axis, prefetch.embedding
+        )
+        if not needs_that_slice:
+            prefetch.cancel.cancel()
+
     # ----- worker thread -----
 
     def _serve(self) -> None:
@@ -279,8 +297,9 @@ class InferenceWorker:
     def _prefetch_step(self) -> None:
         assert self._prefetch is not None
         try:
-            next(self._prefetch)
-        except StopIteration:
+            if not self._prefetch.step():
+                self._prefetch = None
+        except CancelledError:  # interrupted by a request, which is served next
             self._prefetch = None
         except Exception:  # noqa: BLE001 - nobody asked for it; the next request reports real trouble
             logger.warning("Background embedding of neighbouring slices stopped.", exc_info=True)
