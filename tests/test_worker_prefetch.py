@@ -7,7 +7,7 @@ import time
 import pytest
 from test_worker_doubles import KEEP_GOING, SlowEncoder, answer_to, organ_box, ready_worker
 
-from SAMSegmentLib.propagation import ObjectPrompts, PropagationRequest
+from SAMSegmentLib.propagation import Direction, ObjectPrompts, PropagationRequest
 from SAMSegmentLib.volume import Axis
 from SAMSegmentLib.worker import MessageKind, Predict, Propagate, SetVolume, neighbour_order
 
@@ -103,3 +103,27 @@ def test_a_predict_on_the_slice_being_prefetched_waits_for_it_instead(tiny_sam_m
         # SEED and SEED + 1 once each, then SEED + 2: the neighbour of the new prompt.
         assert len(model.ends) == 3
         assert embedded(worker) == {SEED, SEED + 1, SEED + 2}
+
+
+@pytest.mark.parametrize(
+    ("direction", "slice_range", "interrupted"),
+    [
+        (Direction.BOTH, None, 0),  # it needs the slice being embedded: it waits for it
+        (Direction.FORWARD, (SEED, SEED + 3), 0),
+        (Direction.BACKWARD, None, 1),  # below the seed only: the slice above is not needed
+        (Direction.BOTH, (SEED - 3, SEED), 1),
+    ],
+)
+def test_a_propagation_interrupts_prefetching_only_of_a_slice_it_will_not_use(
+    tiny_sam_model, ct_phantom, direction, slice_range, interrupted
+):
+    # Long enough for the propagation to arrive while slice SEED + 1 is being embedded.
+    model = SlowEncoder(tiny_sam_model, seconds=0.0, background_seconds=2.0)
+    with ready_worker(model, ct_phantom, prefetch_slices=1) as worker:
+        answer_to(worker, Predict(Axis.AXIAL, SEED, organ_box(ct_phantom)))
+        _wait_for_encoder_calls(model, 2)
+        request = PropagationRequest(
+            Axis.AXIAL, SEED, [ObjectPrompts("organ", organ_box(ct_phantom))], direction, slice_range
+        )
+        assert answer_to(worker, Propagate(request, stop_rule=KEEP_GOING)).kind is MessageKind.RESULT
+        assert model.interrupted == interrupted

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import math
 import queue
 import threading
 import time
@@ -49,7 +50,7 @@ from ..cache import EmbeddingCache
 from ..errors import CancelledError
 from ..models import ImageEmbedding
 from ..predictor import VolumePredictor
-from ..propagation import CancelToken, SliceResult
+from ..propagation import CancelToken, Direction, SliceResult
 from ..volume import Axis
 from .failures import failure_message
 from .messages import MessageKind, WorkerMessage
@@ -245,14 +246,9 @@ class InferenceWorker:
 
     def _interrupt_prefetch(self, request: Request | None) -> None:
         """A new request (or shutting down: None) does not wait for background embedding,
-        unless it is a Predict that needs the very slice being embedded."""
+        unless it will use the very slice being embedded."""
         prefetch = self._prefetch
-        if prefetch is None:
-            return
-        needs_that_slice = isinstance(request, Predict) and (Axis(request.axis), request.index) == (
-            prefetch.axis, prefetch.embedding
-        )
-        if not needs_that_slice:
+        if prefetch is not None and not _uses_slice(request, prefetch.axis, prefetch.embedding):
             prefetch.cancel.cancel()
 
     # ----- worker thread -----
@@ -354,3 +350,20 @@ class InferenceWorker:
         request = ticket.request
         assert isinstance(request, RESEARCH_REQUESTS)
         return MessageKind.RESULT, run_research(self._session, request, ticket.cancel, report)
+
+
+def _uses_slice(request: Request | None, axis: Axis, index: int | None) -> bool:
+    """Whether ``request`` will embed slice ``index`` along ``axis`` of the current volume."""
+    if index is None:
+        return False
+    if isinstance(request, Predict):
+        return (Axis(request.axis), request.index) == (axis, index)
+    if isinstance(request, Propagate):
+        wanted = request.request
+        first, last = sorted(wanted.slice_range) if wanted.slice_range is not None else (-math.inf, math.inf)
+        if wanted.direction is Direction.FORWARD:
+            first = max(first, wanted.seed_index)
+        elif wanted.direction is Direction.BACKWARD:
+            last = min(last, wanted.seed_index)
+        return Axis(wanted.axis) is axis and first <= index <= last
+    return False
