@@ -13,7 +13,7 @@ PROPAGATION_SLICES = 6
 @pytest.fixture(scope="module")
 def report(tiny_sam_model, tmp_path_factory):
     settings = BenchSettings(
-        encoder_slices=2, clicks=6, first_mask_slices=1, propagation_slices=PROPAGATION_SLICES,
+        encoder_slices=2, clicks=6, prefetch_clicks=3, first_mask_slices=1, propagation_slices=PROPAGATION_SLICES,
         stop_rule=TIMING_ONLY_STOP_RULE, graph_root=tmp_path_factory.mktemp("graphs"),
     )
     return run_bench(tiny_sam_model, synthetic_ct(slices=12, size=64), settings, baseline_rss_mb=100.0)
@@ -31,6 +31,8 @@ def test_bench_report_has_every_measurement_with_sane_values(report):
     assert 0 < clicks["p50"] <= clicks["p95"] and clicks["backend"] == "onnxruntime"
     assert clicks["p95"] == report["click_to_mask_ms_by_backend"]["onnxruntime"]["p95"]
     assert report["first_mask_ms"] > 0
+    during_prefetch = report["click_during_prefetch_ms"]
+    assert during_prefetch["clicks"] == 3 and 0 < during_prefetch["p50"] <= during_prefetch["p95"]
     propagation = report["propagation"]
     assert 1 <= propagation["slices"] <= PROPAGATION_SLICES
     assert propagation["engine_s_per_slice"] > 0 and propagation["plain_loop_s_per_slice"] > 0

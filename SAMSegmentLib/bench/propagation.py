@@ -73,10 +73,10 @@ def engine_propagation(
     request = PropagationRequest(case.axis, case.seed_index, [ObjectPrompts(OBJECT_ID, Prompts(box=case.box))],
                                  slice_range=slices)
     with InferenceWorker(settings, loader=lambda _request: model) as worker:
-        _result(worker, LoadModel(model.spec.name, str(model.device)))
-        _result(worker, SetVolume(case.volume, intensity, volume_key="bench"))
+        worker_result(worker, LoadModel(model.spec.name, str(model.device)))
+        worker_result(worker, SetVolume(case.volume, intensity, volume_key="bench"))
         started = time.perf_counter()
-        _result(worker, Predict(case.axis, case.seed_index, Prompts(box=case.box)))
+        worker_result(worker, Predict(case.axis, case.seed_index, Prompts(box=case.box)))
         stall = measure_main_thread_stall(worker, Propagate(request, stop_rule), apply)
         seconds = time.perf_counter() - started
         cache_bytes = worker.cache.nbytes
@@ -118,7 +118,7 @@ def _next_box(mask: np.ndarray, previous: Box) -> Box:
     return box if box[2] - box[0] >= _MIN_BOX_PIXELS and box[3] - box[1] >= _MIN_BOX_PIXELS else previous
 
 
-def _result(worker: InferenceWorker, request: object) -> object:
+def worker_result(worker: InferenceWorker, request: object) -> object:
     message = worker.wait(worker.submit(request))[-1]  # type: ignore[arg-type]
     if message.kind is not MessageKind.RESULT:
         raise RuntimeError(f"The worker answered {message.kind.value}: {message.text}")

@@ -27,6 +27,7 @@ from .encoder import (
     peak_flops_per_second,
 )
 from .machine import describe_machine, load_average
+from .prefetch_clicks import clicks_during_prefetch_seconds
 from .propagation import OBJECT_ID, engine_propagation, mean_dice, plain_loop, slice_range
 from .targets import check_targets, peak_fraction_note
 from .timing import milliseconds
@@ -42,6 +43,7 @@ logger = logging.getLogger(__name__)
 class BenchSettings:
     encoder_slices: int = 5  # slices timed per backend for the encoder
     clicks: int = 40  # prompts timed per backend on an embedded slice
+    prefetch_clicks: int = 16  # prompts timed through the worker while it embeds neighbours
     first_mask_slices: int = 3
     propagation_slices: int = 30
     cache_budget_bytes: int = DEFAULT_BUDGET_BYTES  # the worker's embedding cache
@@ -80,6 +82,9 @@ def run_bench(torch_model: PromptableModel, case: BenchCase, settings: BenchSett
     }
     report.update(_encoder_section(models, engine_name, case, intensity, settings))
     report.update(_click_section(models, engine_name, case, intensity, settings))
+    report["click_during_prefetch_ms"] = _prefetch_click_section(
+        models[engine_name], case, intensity, settings, report["encoder_ms"][engine_name]  # type: ignore[index]
+    )
     propagation, cache_used_bytes = _propagation_section(engine_model, torch_model, case, intensity, settings)
     report.update(propagation)
     report["peak_rss_mb"] = memory.peak_rss_mb()
@@ -141,6 +146,16 @@ def _click_section(models: dict[str, PromptableModel], engine_name: str, case: B
         "click_to_mask_ms_by_backend": clicks_ms,
         "first_mask_ms": milliseconds(first_mask, 50),
     }
+
+
+def _prefetch_click_section(engine_model: PromptableModel, case: BenchCase, intensity: IntensityMapping,
+                            settings: BenchSettings, encoder_ms: float) -> dict[str, object]:
+    worker_settings = WorkerSettings(cache_budget_bytes=settings.cache_budget_bytes)
+    seconds = clicks_during_prefetch_seconds(
+        engine_model, case, intensity, settings.prefetch_clicks, encoder_ms / 1000.0, worker_settings
+    )
+    return {"p50": milliseconds(seconds, 50), "p95": milliseconds(seconds, 95), "clicks": len(seconds),
+            "how": "through the inference worker, while it embeds neighbouring slices in the background"}
 
 
 def _propagation_section(engine_model: PromptableModel, torch_model: PromptableModel, case: BenchCase,

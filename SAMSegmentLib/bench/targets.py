@@ -56,6 +56,9 @@ def format_table(report: Mapping[str, object]) -> str:
     lines.append(f"  {'target':<30} {'measured':>10}  {'goal':<10} met")
     for name, check in report["targets"].items():  # type: ignore[union-attr]
         lines.append(f"  {name:<30} {check['measured']:>10g}  {check['target']:<10} {'yes' if check['met'] else 'NO'}")
+    during = report["click_during_prefetch_ms"]
+    lines.append(f"  clicks while neighbours are embedded in the background: p50 {during['p50']} ms, "  # type: ignore[index]
+                 f"p95 {during['p95']} ms")  # type: ignore[index]
     lines.append(f"  peak RSS {report['peak_rss_mb']} MB, embedding cache budget {report['cache_budget_mb']} MB")
     if report.get("encoder_peak_note"):
         lines.append(f"  note: {report['encoder_peak_note']}")
