@@ -119,7 +119,6 @@ class SAMSegmentLogic(ScriptedLoadableModuleLogic):
         """The persistent inference worker, started on first use (this is where torch is imported)."""
         if self._worker is None or not self._worker.is_alive:
             from SAMSegmentLib.worker import InferenceWorker
-
             from SAMSegmentLib.worker.clients import WorkerHub
 
             self._worker = InferenceWorker()
@@ -163,39 +162,17 @@ class SAMSegmentTest(ScriptedLoadableModuleTest):
             self.delayDisplay("PyTorch is not installed: skipping the segmentation test.")
             return
         from SAMSegmentLib.volume import Axis
-        from SAMSegmentMRML.segment_writer import EditorLogicEditing
-        from SAMSegmentMRML.session import EditorSession
         from SAMSegmentMRML.slice_views import SlicePosition
 
         # A bright ellipsoid in soft tissue, 12 slices.
         k, j, i = np.meshgrid(np.arange(12), np.arange(64), np.arange(64), indexing="ij")
         organ = ((k - 6) / 5.0) ** 2 + ((j - 32) / 14.0) ** 2 + ((i - 32) / 12.0) ** 2 < 1
         volumeNode = slicer.util.addVolumeFromArray(np.where(organ, 160, 20).astype(np.int16), name="SAMTest")
-        segmentationNode = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentationNode")
-        segmentationNode.CreateDefaultDisplayNodes()
-        editorNode = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentEditorNode")
-        editorNode.SetAndObserveSegmentationNode(segmentationNode)
-        editorLogic = slicer.vtkSlicerSegmentEditorLogic()
-        editorLogic.SetMRMLScene(slicer.mrmlScene)
-        editorLogic.SetMRMLApplicationLogic(slicer.app.applicationLogic())
-        editorLogic.SetSegmentEditorNode(editorNode)
-        editorLogic.SetSourceVolumeNode(volumeNode)
-        editorLogic.TrivialSetSourceRepresentationToBinaryLabelmap()
-        editorLogic.ResetModifierLabelmapToDefault()
-        editorLogic.UpdateAlignedSourceVolume()
-        segmentID = editorLogic.AddEmptySegment()
-        editorNode.SetSelectedSegmentID(segmentID)
+        segmentationNode, editorLogic = self._editorOn(volumeNode)
+        segmentID = editorLogic.GetSegmentEditorNode().GetSelectedSegmentID()
 
         logic = SAMSegmentLogic()
-        session = EditorSession(
-            logic.worker(),
-            slicer.mrmlScene,
-            segmentationNode,
-            editorLogic.GetAlignedSourceVolume(),
-            EditorLogicEditing(editorLogic),
-        )
-        session.loadModel("litemedsam", "auto")
-        session.setVolume("auto")
+        session = self._editorSession(logic, segmentationNode, editorLogic)
         box = (SlicePosition(Axis.AXIAL, 6, (16.0, 14.0)), SlicePosition(Axis.AXIAL, 6, (48.0, 50.0)))
         session.setBox(*box)
         self._pump(session, lambda notices: session.canApply)
@@ -216,6 +193,22 @@ class SAMSegmentTest(ScriptedLoadableModuleTest):
         session.close()
         logic.shutdown()
         self.delayDisplay("SAM test passed")
+
+    def _editorSession(self, logic, segmentationNode, editorLogic):
+        """The effect's session on ``editorLogic``'s volume, with LiteMedSAM loaded."""
+        from SAMSegmentMRML.segment_writer import EditorLogicEditing
+        from SAMSegmentMRML.session import EditorSession
+
+        session = EditorSession(
+            logic.workerClient(),
+            slicer.mrmlScene,
+            segmentationNode,
+            editorLogic.GetAlignedSourceVolume(),
+            EditorLogicEditing(editorLogic),
+        )
+        session.loadModel("litemedsam", "auto")
+        session.setVolume("auto")
+        return session
 
     def _editorOn(self, volumeNode):
         """A segment editor logic on ``volumeNode`` with one selected empty segment."""
@@ -244,8 +237,6 @@ class SAMSegmentTest(ScriptedLoadableModuleTest):
             self.delayDisplay("PyTorch is not installed: skipping the segment everything test.")
             return
         from SAMSegmentLib.volume import Axis
-        from SAMSegmentMRML.segment_writer import EditorLogicEditing
-        from SAMSegmentMRML.session import EditorSession
 
         k, j, i = np.meshgrid(np.arange(4), np.arange(64), np.arange(64), indexing="ij")
         first = ((j - 20) / 10.0) ** 2 + ((i - 20) / 10.0) ** 2 < 1
@@ -253,15 +244,7 @@ class SAMSegmentTest(ScriptedLoadableModuleTest):
         volumeNode = slicer.util.addVolumeFromArray(np.where(organs, 160, 20).astype(np.int16), name="SAMEverything")
         segmentationNode, editorLogic = self._editorOn(volumeNode)
         logic = SAMSegmentLogic()
-        session = EditorSession(
-            logic.workerClient(),
-            slicer.mrmlScene,
-            segmentationNode,
-            editorLogic.GetAlignedSourceVolume(),
-            EditorLogicEditing(editorLogic),
-        )
-        session.loadModel("litemedsam", "auto")
-        session.setVolume("auto")
+        session = self._editorSession(logic, segmentationNode, editorLogic)
         session.segmentEverything(Axis.AXIAL, 2)
         self._pump(session, lambda notices: any(n.kind == "written" for n in notices), timeout=300)
         segmentation = segmentationNode.GetSegmentation()

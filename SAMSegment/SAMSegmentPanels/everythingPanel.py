@@ -1,33 +1,30 @@
 """Segment everything on a slab of a volume; the structures go into a new segmentation node, so
 removing that node undoes it. (The SAM effect segments everything on the current slice.)"""
 
-import ctk
 import qt
 
 import slicer
 from slicer.i18n import tr as _
 
-from SAMSegmentPanels.workerJob import axisSelector, chosenPreset, jobControls, volumeKey, volumeSelector
+from SAMSegmentPanels.workerJob import (
+    axisSelector,
+    chosenPreset,
+    collapsedSection,
+    jobControls,
+    sliceSpinBoxes,
+    volumeKey,
+    volumeSelector,
+)
 
 
 class EverythingPanel:
     def __init__(self, parentLayout):
-        button = ctk.ctkCollapsibleButton()
-        button.text = _("Segment everything on a slab")
-        button.collapsed = True
-        parentLayout.addWidget(button)
-        layout = qt.QFormLayout(button)
+        layout = collapsedSection(parentLayout, _("Segment everything on a slab"))
         self.volumeSelector = volumeSelector(_("The volume to segment."))
         layout.addRow(_("Volume:"), self.volumeSelector)
         self.axisSelector = axisSelector()
         layout.addRow(_("Slices along:"), self.axisSelector)
-        self.firstSpinBox, self.lastSpinBox = qt.QSpinBox(), qt.QSpinBox()
-        for spinBox in (self.firstSpinBox, self.lastSpinBox):
-            spinBox.maximum = 10000
-        slab = qt.QHBoxLayout()
-        slab.addWidget(self.firstSpinBox)
-        slab.addWidget(qt.QLabel(_("to")))
-        slab.addWidget(self.lastSpinBox)
+        self.firstSpinBox, self.lastSpinBox, slab = sliceSpinBoxes()
         layout.addRow(_("Slab:"), slab)
         runButton, self.job = jobControls(layout, _("Segment everything"))
         runButton.toolTip = _(

@@ -1,13 +1,20 @@
 """Fine-tune the chosen model's mask decoder on volumes the user has segmented, and save it as a new
 model that the SAM effect lists like any other."""
 
-import ctk
 import qt
 
 import slicer
 from slicer.i18n import tr as _
 
-from SAMSegmentPanels.workerJob import axisSelector, chosenModel, chosenPreset, jobControls, volumeSelector
+from SAMSegmentPanels.workerJob import (
+    axisSelector,
+    chosenModel,
+    chosenPreset,
+    collapsedSection,
+    jobControls,
+    sliceSpinBoxes,
+    volumeSelector,
+)
 
 HOLD_OUT_SLICES, HOLD_OUT_LAST_CASE = "slices", "lastCase"
 
@@ -16,11 +23,7 @@ class FinetunePanel:
     def __init__(self, parentLayout, onModelSaved):
         """``onModelSaved(name)`` is called once a fine-tuned model has been saved."""
         self.onModelSaved = onModelSaved
-        button = ctk.ctkCollapsibleButton()
-        button.text = _("Fine-tune on your segmentations")
-        button.collapsed = True
-        parentLayout.addWidget(button)
-        layout = qt.QFormLayout(button)
+        layout = collapsedSection(parentLayout, _("Fine-tune on your segmentations"))
         self.casesLayout = qt.QFormLayout()
         self.cases = []  # (volume selector, segmentation selector)
         layout.addRow(self.casesLayout)
@@ -36,12 +39,8 @@ class FinetunePanel:
         self.splitSelector = qt.QComboBox()
         self.splitSelector.addItem(_("Hold out slices of every volume"), HOLD_OUT_SLICES)
         self.splitSelector.addItem(_("Hold out the last volume"), HOLD_OUT_LAST_CASE)
-        self.firstSpinBox, self.lastSpinBox = qt.QSpinBox(), qt.QSpinBox()
-        for spinBox in (self.firstSpinBox, self.lastSpinBox):
-            spinBox.maximum = 10000
-        split = qt.QHBoxLayout()
-        for widget in (self.splitSelector, self.firstSpinBox, qt.QLabel(_("to")), self.lastSpinBox):
-            split.addWidget(widget)
+        self.firstSpinBox, self.lastSpinBox, split = sliceSpinBoxes()
+        split.insertWidget(0, self.splitSelector)
         layout.addRow(_("Validation:"), split)
         self.epochsSpinBox = qt.QSpinBox()
         self.epochsSpinBox.setRange(1, 200)

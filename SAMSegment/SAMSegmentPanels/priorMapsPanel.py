@@ -7,27 +7,27 @@ import qt
 import slicer
 from slicer.i18n import tr as _
 
-from SAMSegmentPanels.workerJob import axisSelector, chosenPreset, jobControls, volumeKey, volumeSelector
+from SAMSegmentPanels.workerJob import (
+    axisSelector,
+    chosenPreset,
+    collapsedSection,
+    jobControls,
+    sliceSpinBoxes,
+    volumeKey,
+    volumeSelector,
+)
 
 
 class PriorMapsPanel:
     def __init__(self, parentLayout):
-        button = ctk.ctkCollapsibleButton()
-        button.text = _("Prior maps for a segmentation network")
-        button.collapsed = True
-        parentLayout.addWidget(button)
-        layout = qt.QFormLayout(button)
+        layout = collapsedSection(parentLayout, _("Prior maps for a segmentation network"))
         self.volumeSelector = volumeSelector(_("The volume to compute prior maps of."))
         layout.addRow(_("Volume:"), self.volumeSelector)
         self.axisSelector = axisSelector()
         layout.addRow(_("Slices along:"), self.axisSelector)
         self.limitCheckBox = qt.QCheckBox(_("only slices"))
-        self.firstSpinBox, self.lastSpinBox = qt.QSpinBox(), qt.QSpinBox()
-        for spinBox in (self.firstSpinBox, self.lastSpinBox):
-            spinBox.maximum = 10000
-        slices = qt.QHBoxLayout()
-        for widget in (self.limitCheckBox, self.firstSpinBox, qt.QLabel(_("to")), self.lastSpinBox):
-            slices.addWidget(widget)
+        self.firstSpinBox, self.lastSpinBox, slices = sliceSpinBoxes()
+        slices.insertWidget(0, self.limitCheckBox)
         layout.addRow(_("Slices:"), slices)
         self.folderEdit = ctk.ctkPathLineEdit()
         self.folderEdit.filters = ctk.ctkPathLineEdit.Dirs

@@ -1,22 +1,17 @@
 """Register a moving volume to a fixed one through the same structure segmented in both (segment it
 with the SAM effect first); the result is a linear transform node, optionally applied at once."""
 
-import ctk
 import qt
 
 import slicer
 from slicer.i18n import tr as _
 
-from SAMSegmentPanels.workerJob import jobControls, segmentSelector, volumeSelector
+from SAMSegmentPanels.workerJob import collapsedSection, jobControls, segmentSelector, volumeSelector
 
 
 class RegistrationPanel:
     def __init__(self, parentLayout):
-        button = ctk.ctkCollapsibleButton()
-        button.text = _("Register two images through one structure")
-        button.collapsed = True
-        parentLayout.addWidget(button)
-        layout = qt.QFormLayout(button)
+        layout = collapsedSection(parentLayout, _("Register two images through one structure"))
         self.fixedSelector = volumeSelector(_("The image that stays where it is."))
         layout.addRow(_("Fixed volume:"), self.fixedSelector)
         self.fixedSegmentSelector = segmentSelector(_("The structure, segmented on the fixed volume."))

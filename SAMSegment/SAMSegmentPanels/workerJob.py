@@ -3,6 +3,7 @@ needs one), polled from a timer, with a progress bar, a Cancel button and errors
 
 import logging
 
+import ctk
 import qt
 
 import slicer
@@ -142,3 +143,23 @@ def axisSelector():
 def volumeKey(volumeNode):
     """Identifies the node's voxels for the embedding cache, so running again reuses them."""
     return f"{volumeNode.GetID()}:{volumeNode.GetImageData().GetMTime()}"
+
+
+def collapsedSection(parentLayout, title):
+    """A collapsed section added to ``parentLayout``; returns its form layout."""
+    button = ctk.ctkCollapsibleButton()
+    button.text = title
+    button.collapsed = True
+    parentLayout.addWidget(button)
+    return qt.QFormLayout(button)
+
+
+def sliceSpinBoxes():
+    """First and last slice spin boxes, and a row holding them ("first to last")."""
+    first, last = qt.QSpinBox(), qt.QSpinBox()
+    for spinBox in (first, last):
+        spinBox.maximum = 10000
+    row = qt.QHBoxLayout()
+    for widget in (first, qt.QLabel(_("to")), last):
+        row.addWidget(widget)
+    return first, last, row
