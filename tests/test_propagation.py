@@ -5,8 +5,12 @@ decided by the range and the code paths alone; the stop rule is tested on its ow
 with real weights in test_stop_rule_real.py.
 """
 
+import threading
+import time
+
 import numpy as np
 import pytest
+from test_worker_doubles import SlowEncoder
 
 from SAMSegmentLib.predictor import VolumePredictor
 from SAMSegmentLib.prompts import Prompts
@@ -110,3 +114,27 @@ def test_cancel_before_start_does_nothing(predictor):
     cancel.cancel()
     propagation = MaskCarryPropagation(predictor, request(), KEEP_GOING, cancel=cancel)
     assert list(propagation) == [] and propagation.result.cancelled and predictor.embed_count == 0
+
+
+def test_cancel_interrupts_the_encoder_call_of_the_next_slice(tiny_sam_model, ct_phantom):
+    # The next slice's encoder call would outlast the test unless the cancel interrupts it.
+    model = SlowEncoder(tiny_sam_model, seconds=0.0, background_seconds=60.0)
+    predictor = VolumePredictor(model)
+    predictor.set_volume(ct_phantom)
+    cancel = CancelToken()
+    propagation = MaskCarryPropagation(predictor, request(Direction.FORWARD), KEEP_GOING, cancel=cancel)
+    threading.Thread(target=_cancel_once_encoding, args=(model, cancel), daemon=True).start()
+    results = list(propagation)
+    assert model.interrupted == 1
+    assert propagation.result.cancelled
+    assert [r.index for r in results] == [6]  # the seed only: its neighbour was being embedded
+    outcome = propagation.result.objects["organ"]
+    assert outcome.stops[-1].reason == "cancelled" and outcome.stops[-1].last_index == 6
+    assert outcome.slices == [6] and not outcome.mask[7].any()
+
+
+def _cancel_once_encoding(model, cancel):
+    deadline = time.monotonic() + 60
+    while len(model.starts) < 2 and time.monotonic() < deadline:  # the seed, then slice 7
+        time.sleep(0.01)
+    cancel.cancel()

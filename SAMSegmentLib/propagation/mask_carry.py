@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
+from ..errors import CancelledError
 from ..predictor import Prediction, VolumePredictor
 from ..prompts import Prompts
 from ..registry import PromptKind
@@ -117,7 +118,7 @@ class MaskCarryPropagation:
                 for carry in live:
                     self._stop(carry.object_id, step, last_index[carry.object_id], "reached the end of the range")
                 return
-            if self.cancel.cancelled:
+            if not self._embed_unless_cancelled(index):
                 self.result.cancelled = True
                 for carry in live:
                     self._stop(carry.object_id, step, last_index[carry.object_id], "cancelled")
@@ -137,6 +138,18 @@ class MaskCarryPropagation:
             live = still_live
             self._tick()
             index += step
+
+    def _embed_unless_cancelled(self, index: int) -> bool:
+        """Embed the next slice for every object at once; False when cancelled before or during
+        the encoder call (which a cancel interrupts, so Cancel answers within an operator)."""
+        if self.cancel.cancelled:
+            return False
+        try:
+            with self.predictor.model.interruptible(self.cancel):
+                self.predictor.embed(self.request.axis, index)
+        except CancelledError:
+            return False
+        return True
 
     def _carried_prompt(self, previous: Prediction) -> tuple[Prompts, object]:
         """The next slice's prompt from the previous mask: a box with a margin, and for models

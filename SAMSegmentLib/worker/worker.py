@@ -16,7 +16,8 @@ What the caller no longer wants is not delivered:
   delivering its mask;
 * Cancel drops queued requests at once (final CANCELLED), ends a running or unpolled
   Predict CANCELLED, stops a running download or research request, and stops a running
-  propagation before its next slice: its final CANCELLED message holds the partial
+  propagation (mask carrying: inside the slice's encoder call; SAM 2: before its next
+  slice): its final CANCELLED message holds the partial
   PropagationResult, which has masks on exactly the slices already reported by SLICE messages;
 * LoadModel and SetVolume that have started always finish and report their RESULT, so
   the caller always knows which model and volume the worker holds.
