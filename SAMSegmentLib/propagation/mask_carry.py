@@ -62,13 +62,8 @@ class MaskCarryPropagation:
         self.result = PropagationResult({o.object_id: ObjectResult(o.object_id, np.zeros(shape, bool))
                                          for o in request.objects})
         self._first, self._last = request.bounds(volume.slice_count(request.axis))
-        self._planned = self._planned_slices()
+        self._planned = request.planned_slices(volume.slice_count(request.axis))
         self._done = 0
-
-    def _planned_slices(self) -> int:
-        steps = self.request.direction.steps()
-        seed = self.request.seed_index
-        return 1 + (self._last - seed if 1 in steps else 0) + (seed - self._first if -1 in steps else 0)
 
     def run(self) -> PropagationResult:
         for _ in self:

@@ -53,6 +53,12 @@ class PropagationRequest:
             raise ValueError(f"The prompted slice {self.seed_index} is outside the range {first}..{last}.")
         return first, last
 
+    def planned_slices(self, slice_count: int) -> int:
+        """How many slices the walk visits at most, the seed included (the progress total)."""
+        first, last = self.bounds(slice_count)
+        steps = self.direction.steps()
+        return 1 + (last - self.seed_index if 1 in steps else 0) + (self.seed_index - first if -1 in steps else 0)
+
 
 @dataclass
 class SliceResult:

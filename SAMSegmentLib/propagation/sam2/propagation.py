@@ -50,9 +50,7 @@ class SAM2Propagation:
         self._first, self._last = request.bounds(len(session.frames))
         shape = session.volume.array.shape
         self.result = PropagationResult({i: ObjectResult(i, np.zeros(shape, bool)) for i in session.object_ids})
-        steps = request.direction.steps()
-        start = request.seed_index
-        self._planned = 1 + (self._last - start if 1 in steps else 0) + (start - self._first if -1 in steps else 0)
+        self._planned = request.planned_slices(len(session.frames))
         self._done = 0
 
     def run(self) -> PropagationResult:
