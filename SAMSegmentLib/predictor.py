@@ -5,7 +5,6 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -14,19 +13,10 @@ from .cache import EmbeddingCache
 from .errors import InferenceOutOfMemoryError, PromptError
 from .intensity import AUTO_PRESET, IntensityMapping, mapping_for
 from .models.base import ImageEmbedding, PromptableModel
+from .prediction import Prediction
 from .prompts import Prompts
 from .registry import PromptKind
 from .volume import Axis, Volume
-
-
-@dataclass
-class Prediction:
-    """A mask at the slice's full resolution and what the model thinks of it."""
-
-    mask: np.ndarray  # bool [y, x]
-    score: float  # predicted IoU of the chosen mask
-    scores: np.ndarray  # predicted IoU of every candidate
-    low_res_logits: torch.Tensor  # (L, L) logits of the chosen mask, reusable as a mask prompt
 
 
 class VolumePredictor:

@@ -9,7 +9,7 @@ from test_worker_doubles import SlowEncoder
 from SAMSegmentLib.research.automatic import GridOptions
 from SAMSegmentLib.volume import Axis
 from SAMSegmentLib.worker import InferenceWorker, LoadModel, MessageKind, SegmentEverything, WorkerSettings
-from SAMSegmentLib.worker.clients import WorkerHub
+from SAMSegmentLib.protocol.clients import WorkerHub
 
 OPTIONS = GridOptions(points_per_side=2, min_predicted_iou=-1.0, min_stability=0.0)
 

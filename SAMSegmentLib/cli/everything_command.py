@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ..imageio import read_volume, write_segmentation
 from ..predictor import VolumePredictor
-from ..research.automatic import GridOptions
+from ..research.types import GridOptions
 from ..research.everything import as_segments, segment_everything
 from ..volume import Axis
 from .common import add_model_arguments, open_model

@@ -6,7 +6,7 @@ import argparse
 import dataclasses
 
 from ..errors import PromptError
-from ..research.automatic import GridOptions
+from ..research.types import GridOptions
 
 
 def parse_slice_range(text: str, count: int, what: str) -> range:

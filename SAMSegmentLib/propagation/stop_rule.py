@@ -9,7 +9,7 @@ import numpy as np
 from scipy import ndimage
 
 from ..metrics import dice
-from ..predictor import Prediction
+from ..prediction import Prediction
 
 
 @dataclass

@@ -31,34 +31,10 @@ from ..models.base import ImageEmbedding, PromptableModel
 from ..propagation.types import CancelToken
 from ..registry import PromptKind
 from .decoding import decode_batch
+from .types import GridOptions
 
 # Logit threshold of a mask; the stability score thresholds +-offset around it.
 _MASK_THRESHOLD = 0.0
-
-
-@dataclass(frozen=True)
-class GridOptions:
-    """How prompts are laid out and which masks are kept."""
-
-    points_per_side: int = 16  # point models: points_per_side**2 points
-    box_scales: tuple[float, ...] = (0.5, 0.25)  # box models: box side as a fraction of the slice side
-    box_overlap: float = 0.5  # fraction of a box's side shared with its neighbour
-    prompts_per_batch: int = 32
-    min_predicted_iou: float = 0.8
-    min_stability: float = 0.75
-    stability_offset: float = 1.0
-    nms_iou: float = 0.7
-    min_area_px: int = 16
-
-    def __post_init__(self) -> None:
-        if self.points_per_side < 1 or self.prompts_per_batch < 1:
-            raise ValueError("points_per_side and prompts_per_batch must be at least 1.")
-        if not self.box_scales or not all(0.0 < scale <= 1.0 for scale in self.box_scales):
-            raise ValueError(f"Box scales must lie in (0, 1], got {self.box_scales}.")
-        if not 0.0 <= self.box_overlap < 1.0:
-            raise ValueError(f"Box overlap must lie in [0, 1), got {self.box_overlap}.")
-        if not 0.0 < self.nms_iou <= 1.0:
-            raise ValueError(f"The NMS IoU threshold must lie in (0, 1], got {self.nms_iou}.")
 
 
 @dataclass

@@ -8,7 +8,6 @@ so a structure crossing the slab is one segment rather than one per slice.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
@@ -18,32 +17,10 @@ from ..imageio import Segment
 from ..predictor import VolumePredictor
 from ..propagation.types import CancelToken
 from ..volume import Axis, put_slice
-from .automatic import GridOptions, SliceMasks, generate_masks
+from .automatic import SliceMasks, generate_masks
+from .types import EverythingObject, EverythingResult, GridOptions
 
 ProgressCallback = Callable[[int, int], None]  # (slices done, slices in the slab)
-
-
-@dataclass
-class EverythingObject:
-    """One structure found on one or more consecutive slices."""
-
-    masks: dict[int, np.ndarray] = field(default_factory=dict)  # slice index -> bool [y, x]
-    scores: list[float] = field(default_factory=list)  # predicted IoU of each slice's mask
-
-    @property
-    def score(self) -> float:
-        return float(np.mean(self.scores))
-
-    @property
-    def voxels(self) -> int:
-        return int(sum(int(mask.sum()) for mask in self.masks.values()))
-
-
-@dataclass
-class EverythingResult:
-    axis: Axis
-    objects: list[EverythingObject]  # best mean predicted IoU first
-    masks_per_slice: dict[int, int]  # slice index -> masks kept on it
 
 
 def segment_everything(

@@ -11,8 +11,6 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
-from enum import Enum
 from pathlib import Path
 
 import numpy as np
@@ -23,35 +21,11 @@ from ..errors import CancelledError
 from ..predictor import VolumePredictor
 from ..propagation.types import CancelToken
 from ..volume import Axis, Volume, put_slice
-from .automatic import GridOptions, SliceMasks, generate_masks
+from .automatic import SliceMasks, generate_masks
 from .sitk_images import image_on_grid
+from .types import PRIOR_GRID_OPTIONS, Combine, GridOptions, PriorMaps, Quality
 
 ProgressCallback = Callable[[int, int], None]  # (slices done, slices planned)
-
-# SAMAug keeps more masks than SAM's generator (it used predicted IoU 0.5 and NMS 0.5): a prior
-# map is a soft hint, and a doubtful mask still marks a region boundary.
-PRIOR_GRID_OPTIONS = GridOptions(min_predicted_iou=0.5, min_stability=0.5, nms_iou=0.5)
-
-
-class Quality(str, Enum):
-    STABILITY = "stability"
-    PREDICTED_IOU = "predicted_iou"
-
-
-class Combine(str, Enum):
-    SUM = "sum"  # SAMAug: overlapping masks add up
-    MAX = "max"
-
-
-@dataclass
-class PriorMaps:
-    prior: np.ndarray  # float32 [k, j, i]; zero on slices not processed
-    boundary: np.ndarray  # float32 [k, j, i] in [0, 1]
-    axis: Axis
-    slices: list[int]
-    masks_per_slice: dict[int, int]
-    seconds_per_slice: float
-
 
 def slice_prior_maps(
     found: SliceMasks, quality: Quality = Quality.STABILITY, combine: Combine = Combine.SUM

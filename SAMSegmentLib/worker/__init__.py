@@ -1,9 +1,9 @@
 """The persistent inference worker: one thread owns the models; the GUI submits and polls."""
 
-from .messages import MessageKind, ModelReady, Preview, VolumeReady, WorkerMessage
+from ..protocol.messages import MessageKind, ModelReady, Preview, VolumeReady, WorkerMessage
 from .prefetch import neighbour_order
-from .requests import Cancel, Download, LoadModel, Predict, Propagate, Request, SetVolume
-from .research_requests import (
+from ..protocol.requests import Cancel, Download, LoadModel, Predict, Propagate, Request, SetVolume
+from ..protocol.research import (
     ComputePriorMaps,
     FineTune,
     FineTuned,

@@ -7,7 +7,7 @@ import logging
 import torch
 
 from ..errors import CancelledError, InferenceOutOfMemoryError, SAMSegmentError
-from .messages import MessageKind, WorkerMessage
+from ..protocol.messages import MessageKind, WorkerMessage
 
 logger = logging.getLogger(__name__)
 

@@ -13,8 +13,8 @@ from ..research.finetune.provenance import finetune_provenance
 from ..research.prior_maps import volume_prior_maps
 from ..research.registration import RegistrationResult, register_with_masks
 from ..volume import Axis, Volume
-from .requests import LoadModel
-from .research_requests import (
+from ..protocol.requests import LoadModel
+from ..protocol.research import (
     ComputePriorMaps,
     FineTune,
     FineTuned,

@@ -36,7 +36,7 @@ from ..propagation.types import ProgressCallback, Propagator
 from ..registry import ModelSpec
 from ..volume import Axis, Volume
 from .propagators import make_propagator
-from .requests import Predict, Propagate
+from ..protocol.requests import Predict, Propagate
 
 if TYPE_CHECKING:
     from ..propagation.sam2.predictor import VolumeVideoPredictor

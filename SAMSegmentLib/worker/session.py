@@ -26,10 +26,10 @@ from ..propagation import CancelToken, PropagationResult, SliceResult
 from ..propagation.sam2 import load_sam2_predictor
 from ..registry import Family, get_spec
 from ..volume import Axis
-from .messages import ModelReady, Preview, VolumeReady
+from ..protocol.messages import ModelReady, Preview, VolumeReady
 from .prefetch import Prefetch
 from .propagators import make_propagator
-from .requests import Download, LoadModel, Predict, Propagate, SetVolume
+from ..protocol.requests import Download, LoadModel, Predict, Propagate, SetVolume
 from .sam2_sessions import SAM2Model, SAM2Sessions, parse_memory_policy
 
 # Builds the model of a LoadModel: a PromptableModel, or a SAM2Model for the SAM 2 family.

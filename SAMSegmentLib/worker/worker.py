@@ -54,11 +54,11 @@ from ..predictor import VolumePredictor
 from ..propagation import CancelToken, Direction, SliceResult
 from ..volume import Axis
 from .failures import failure_message
-from .messages import MessageKind, WorkerMessage
+from ..protocol.messages import MessageKind, WorkerMessage
 from .prefetch import Prefetch
-from .requests import Cancel, Download, LoadModel, Predict, Propagate, Request, SetVolume
+from ..protocol.requests import Cancel, Download, LoadModel, Predict, Propagate, Request, SetVolume
 from .research_jobs import run_research
-from .research_requests import RESEARCH_REQUESTS
+from ..protocol.research import RESEARCH_REQUESTS
 from .session import InferenceSession, ModelLoader, WorkerSettings
 
 logger = logging.getLogger(__name__)
@@ -139,12 +139,18 @@ class InferenceWorker:
         """Shorthand for ``submit(Cancel(request_id))``."""
         return self.submit(Cancel(request_id))
 
-    def poll(self) -> list[WorkerMessage]:
-        """Every message produced since the last poll, in order; never blocks."""
+    def poll(self, timeout: float = 0.0) -> list[WorkerMessage]:
+        """Every message produced since the last poll, in order. With a ``timeout`` (seconds), waits
+        that long at most for the first one (the engine service's long poll); else never blocks."""
         delivered: list[WorkerMessage] = []
+        deadline = time.monotonic() + timeout
         while True:
+            remaining = deadline - time.monotonic()
             try:
-                message = self._outbox.get_nowait()
+                if delivered or remaining <= 0:
+                    message = self._outbox.get_nowait()
+                else:
+                    message = self._outbox.get(timeout=remaining)
             except queue.Empty:
                 return delivered
             self._deliver(message, delivered)

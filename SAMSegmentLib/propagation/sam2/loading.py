@@ -15,7 +15,8 @@ from ...errors import CheckpointError, ModelUnavailableError
 from ...intensity import AUTO_PRESET, IntensityMapping
 from ...registry import Family, ModelSpec
 from ...volume import Axis, Volume
-from .memory_bank import MemoryPolicy, SelfSortingSettings
+from .memory_bank import SelfSortingSettings
+from .policy import MemoryPolicy
 from .session import SAM2VolumeSession
 
 if TYPE_CHECKING:

@@ -30,22 +30,17 @@ Everything here works on tensors only; ``predictor.py`` connects it to SAM 2.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import Enum
 from typing import Any
 
 import torch
 import torch.nn.functional as F
+
 
 # The keys SAM 2's per-slice output dict gains from our predictor (see predictor.py).
 PREDICTED_IOU_KEY = "samsegment_predicted_iou"
 IMAGE_KEY = "samsegment_image_key"
 # The key of an object's bank in its SAM 2 output dict, where the predictor looks for it.
 MEMORY_BANK_KEY = "samsegment_memory_bank"
-
-
-class MemoryPolicy(str, Enum):
-    RECENT = "recent"  # SAM 2's default: the most recent slices
-    SELF_SORTING = "self-sorting"  # MedSAM-2's self-sorting memory bank
 
 
 @dataclass(frozen=True)

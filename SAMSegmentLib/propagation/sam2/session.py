@@ -18,7 +18,8 @@ from ...registry import ModelSpec
 from ...volume import Axis, Volume
 from ..types import CancelToken, Direction, ProgressCallback, PropagationRequest, SliceResult
 from .frames import VolumeFrames, volume_inference_state
-from .memory_bank import MEMORY_BANK_KEY, PREDICTED_IOU_KEY, MemoryPolicy, SelfSortingMemoryBank, SelfSortingSettings
+from .memory_bank import MEMORY_BANK_KEY, PREDICTED_IOU_KEY, SelfSortingMemoryBank, SelfSortingSettings
+from .policy import MemoryPolicy
 from .propagation import SAM2Propagation
 from .stop_rule import SAM2StopRule
 

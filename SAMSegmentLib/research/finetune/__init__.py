@@ -1,6 +1,7 @@
 """Fine-tune a model's mask decoder on the user's labelled volumes and keep the result as a model."""
 
-from .data import TrainingSlice, ValidationSplit, embed_labelled_slices, jittered_boxes, label_values, mask_box
+from ..types import DiceSummary, FinetuneOptions, FinetuneReport, ValidationSplit
+from .data import TrainingSlice, embed_labelled_slices, jittered_boxes, label_values, mask_box
 from .store import (
     FINETUNED_FOLDER,
     check_new_name,
@@ -10,9 +11,6 @@ from .store import (
     save_finetuned,
 )
 from .train import (
-    DiceSummary,
-    FinetuneOptions,
-    FinetuneReport,
     finetune_decoder,
     freeze_all_but_mask_decoder,
     validation_dice,

@@ -21,29 +21,6 @@ from ...volume import Axis
 ProgressCallback = Callable[[int, int], None]  # (slices embedded, slices to embed)
 
 
-@dataclass(frozen=True)
-class ValidationSplit:
-    """Which slices are held out: a slice range on every case, and/or whole cases."""
-
-    slices: range | None = None
-    cases: frozenset[int] = frozenset()  # positions in the list of labelled images
-
-    def __post_init__(self) -> None:
-        if self.slices is None and not self.cases:
-            raise SAMSegmentError("Hold out some slices or cases for validation, or Dice cannot be measured.")
-
-    def holds_out(self, case: int, index: int) -> bool:
-        return case in self.cases or (self.slices is not None and index in self.slices)
-
-    def describe(self) -> str:
-        parts = []
-        if self.slices is not None:
-            parts.append(f"slices {self.slices.start}:{self.slices.stop}")
-        if self.cases:
-            parts.append("cases " + ",".join(str(case) for case in sorted(self.cases)))
-        return " and ".join(parts)
-
-
 @dataclass
 class TrainingSlice:
     """One labelled slice: its kept embedding and a mask per structure present on it."""

@@ -8,8 +8,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from ...volume import Axis
-from .data import ValidationSplit
-from .train import FinetuneOptions
+from ..types import FinetuneOptions, ValidationSplit
 from .volumes import FinetuneRun
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -21,6 +20,7 @@ from ...metrics import dice
 from ...models.base import PromptableModel
 from ...propagation.types import CancelToken
 from ..decoding import decode_batch
+from ..types import DiceSummary, FinetuneOptions, FinetuneReport
 from .data import TrainingSlice, jittered_boxes
 from .loss import segmentation_loss
 
@@ -28,46 +28,6 @@ ProgressCallback = Callable[[int, int], None]  # (training steps done, steps pla
 
 # Validation boxes come from their own generator so they do not depend on the training schedule.
 _VALIDATION_SEED = 12345
-
-
-@dataclass(frozen=True)
-class FinetuneOptions:
-    epochs: int = 5
-    learning_rate: float = 1e-4
-    weight_decay: float = 0.01
-    box_jitter_px: float = 5.0
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        if self.epochs < 1:
-            raise SAMSegmentError(f"Train for at least one epoch (got {self.epochs}).")
-        if self.learning_rate <= 0:
-            raise SAMSegmentError(f"The learning rate must be positive (got {self.learning_rate}).")
-        if self.box_jitter_px < 0:
-            raise SAMSegmentError(f"The box jitter cannot be negative (got {self.box_jitter_px}).")
-
-
-@dataclass
-class DiceSummary:
-    per_structure: dict[str, float]  # mean Dice of each structure's validation masks
-    mean: float  # mean over every validation mask
-
-    @classmethod
-    def of(cls, scores: dict[str, list[float]]) -> DiceSummary:
-        every = [value for values in scores.values() for value in values]
-        return cls({name: float(np.mean(values)) for name, values in scores.items()}, float(np.mean(every)))
-
-
-@dataclass
-class FinetuneReport:
-    before: DiceSummary  # jittered validation boxes
-    after: DiceSummary
-    tight_before: DiceSummary  # tight label boxes
-    tight_after: DiceSummary
-    epoch_losses: list[float]  # mean training loss of each epoch
-    training_masks: int
-    validation_masks: int
-    seconds: float
 
 
 def freeze_all_but_mask_decoder(model: PromptableModel) -> list[torch.nn.Parameter]:

@@ -14,8 +14,9 @@ from ...models.base import PromptableModel
 from ...predictor import VolumePredictor
 from ...propagation.types import CancelToken
 from ...volume import Axis
-from .data import TrainingSlice, ValidationSplit, embed_labelled_slices, label_values
-from .train import FinetuneOptions, FinetuneReport, finetune_decoder
+from ..types import FinetuneOptions, FinetuneReport, ValidationSplit
+from .data import TrainingSlice, embed_labelled_slices, label_values
+from .train import finetune_decoder
 
 StageProgress = Callable[[str, int, int], None]  # (stage, done, total)
 

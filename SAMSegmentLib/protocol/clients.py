@@ -1,21 +1,32 @@
-"""One inference worker shared by several parts of a GUI (the effect, each module panel): each
-part gets a client that sees only the answers to its own requests, whoever polls first.
+"""One engine shared by several parts of a GUI (the effect, each module panel): each part gets a
+client that sees only the answers to its own requests, whoever polls first.
 
-GUI thread only: clients poll from their own timers, and whichever polls drains the worker and
+The engine is anything that takes requests and gives messages (``Engine``): the engine service's
+``EngineClient`` in Slicer, an in-process ``InferenceWorker`` in tests and the CLI.
+
+GUI thread only: clients poll from their own timers, and whichever polls drains the engine and
 files every message under the client that submitted its request.
 """
 
 from __future__ import annotations
 
 from collections import deque
+from typing import Protocol
 
 from .messages import WorkerMessage
 from .requests import Cancel, Request
-from .worker import InferenceWorker
+
+
+class Engine(Protocol):
+    def submit(self, request: Request) -> int:
+        """Queue ``request``; its id, which every message answering it carries."""
+
+    def poll(self) -> list[WorkerMessage]:
+        """Every message since the last poll, in order; never blocks."""
 
 
 class WorkerHub:
-    def __init__(self, worker: InferenceWorker) -> None:
+    def __init__(self, worker: Engine) -> None:
         self.worker = worker
         self._owners: dict[int, WorkerClient] = {}  # request id -> client, until its final message
 

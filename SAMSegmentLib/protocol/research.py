@@ -10,16 +10,23 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import Union
 
 import numpy as np
 
 from ..datasets import LabelledCase
 from ..intensity import AUTO_PRESET
-from ..research.automatic import GridOptions
-from ..research.finetune import FinetuneOptions, FinetuneReport, ValidationSplit
-from ..research.prior_maps import PRIOR_GRID_OPTIONS, Combine, Quality
 from ..research.registration import RegistrationOptions
+from ..research.types import (
+    PRIOR_GRID_OPTIONS,
+    Combine,
+    FinetuneOptions,
+    FinetuneReport,
+    GridOptions,
+    PriorMaps,
+    Quality,
+    ValidationSplit,
+)
 from ..volume import Axis, Volume
 
 
@@ -61,7 +68,7 @@ class ComputePriorMaps:
 class PriorMapsReady:
     """Result of ComputePriorMaps, on the grid of the volume it was computed on."""
 
-    maps: Any  # research.prior_maps.PriorMaps (float32 [k, j, i] prior and boundary)
+    maps: PriorMaps  # float32 [k, j, i] prior and boundary
     image01: np.ndarray  # float32 [k, j, i]: the volume as the model saw it, for a stacked U-Net input
 
 

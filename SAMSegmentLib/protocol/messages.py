@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
-from ..predictor import Prediction
+from ..prediction import Prediction
 from ..propagation import SliceResult
 from ..registry import ModelSpec
 from ..volume import Axis

@@ -11,14 +11,13 @@ from pathlib import Path
 from typing import Union
 
 import numpy as np
-import torch
 
 from ..intensity import AUTO_PRESET, IntensityMapping
 from ..prompts import Prompts
 from ..propagation import PropagationRequest, StopRule
 from ..propagation.sam2 import MemoryPolicy, SAM2StopRule
-from .research_requests import ComputePriorMaps, FineTune, Register, SegmentEverything
 from ..volume import Axis, Volume
+from .research import ComputePriorMaps, FineTune, Register, SegmentEverything
 
 
 @dataclass
@@ -64,7 +63,7 @@ class Predict:
     axis: Axis
     index: int
     prompts: Prompts
-    mask_logits: np.ndarray | torch.Tensor | None = None  # low_res_logits of an earlier preview
+    mask_logits: np.ndarray | None = None  # low_res_logits of an earlier preview
     multimask: bool | None = None
     object_id: str = "object"
 
@@ -94,3 +93,15 @@ class Cancel:
 Request = Union[
     LoadModel, SetVolume, Predict, Propagate, Download, SegmentEverything, ComputePriorMaps, FineTune, Register, Cancel
 ]
+REQUEST_TYPES = (
+    LoadModel,
+    SetVolume,
+    Predict,
+    Propagate,
+    Download,
+    Cancel,
+    SegmentEverything,
+    ComputePriorMaps,
+    FineTune,
+    Register,
+)

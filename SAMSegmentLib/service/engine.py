@@ -1,0 +1,160 @@
+"""The engine service's core, free of any transport: sessions, each with its own inference worker,
+that take batches of requests and hand out their messages.
+
+A session is what one client holds: a Slicer process (the effect and its module panels share it),
+or a script. Its ``InferenceWorker`` keeps the model, the volume and its embeddings. Clients
+choose their request ids, so they can track a request before the engine has answered; the
+session maps them to the worker's.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from .. import __version__
+from ..errors import SAMSegmentError
+from ..protocol import PROTOCOL_VERSION, Cancel, MessageKind, Request, WorkerMessage
+from ..registry import MODELS
+from ..worker import InferenceWorker
+
+logger = logging.getLogger(__name__)
+
+
+class SessionLostError(SAMSegmentError):
+    """The session is unknown here: it expired, or the engine restarted since it was opened."""
+
+
+@dataclass
+class ServiceSettings:
+    max_sessions: int = 8  # each holds a model and a volume's embeddings
+    idle_session_s: float = 3600.0  # a session unused this long is closed and its memory freed
+    max_wait_s: float = 20.0  # the longest a client's message poll is held open
+
+
+class ServiceSession:
+    def __init__(self, session_id: str, worker: InferenceWorker) -> None:
+        self.session_id = session_id
+        self.worker = worker
+        self.last_used = time.monotonic()
+        self._lock = threading.Lock()
+        self._to_worker: dict[int, int] = {}  # client's request id -> worker's, until final
+        self._to_client: dict[int, int] = {}  # kept after the final message: a Cancel's answer names them
+        self._cancels: set[int] = set()  # worker ids of Cancel requests
+        self._refused: deque[WorkerMessage] = deque()  # requests that never reached the worker
+
+    def submit(self, batch: Sequence[tuple[int, Request]]) -> None:
+        """Hand ``batch`` to the worker in order; a request it refuses gets a final ERROR."""
+        with self._lock:
+            self.last_used = time.monotonic()
+            for client_id, request in batch:
+                if client_id in self._to_worker:
+                    self._refused.append(_error(client_id, f"Request id {client_id} is already in use."))
+                    continue
+                if isinstance(request, Cancel) and request.request_id is not None:
+                    target = self._to_worker.get(request.request_id)
+                    if target is None:  # already answered: nothing to cancel
+                        self._refused.append(WorkerMessage(client_id, MessageKind.RESULT, ()))
+                        continue
+                    request = Cancel(target)
+                try:
+                    worker_id = self.worker.submit(request)
+                except (TypeError, RuntimeError) as error:
+                    self._refused.append(_error(client_id, str(error)))
+                    continue
+                self._to_worker[client_id] = worker_id
+                self._to_client[worker_id] = client_id
+                if isinstance(request, Cancel):
+                    self._cancels.add(worker_id)
+
+    def messages(self, wait_s: float) -> list[WorkerMessage]:
+        """Every message since the last call, with the client's ids; waits ``wait_s`` at most for one."""
+        with self._lock:
+            refused = list(self._refused)
+            self._refused.clear()
+        delivered = self.worker.poll(0.0 if refused else wait_s)
+        with self._lock:
+            self.last_used = time.monotonic()
+            return refused + [self._for_client(message) for message in delivered]
+
+    def _for_client(self, message: WorkerMessage) -> WorkerMessage:
+        client_id = self._to_client.get(message.request_id, -1)
+        if message.kind.final:
+            self._to_worker.pop(client_id, None)
+        value = message.value
+        if message.request_id in self._cancels and message.kind is MessageKind.RESULT:
+            value = tuple(self._to_client.get(worker_id, -1) for worker_id in value)  # the ids it stopped
+        return WorkerMessage(client_id, message.kind, value, message.text)
+
+    def close(self) -> None:
+        self.worker.shutdown(timeout=5.0)
+
+
+def _error(request_id: int, text: str) -> WorkerMessage:
+    return WorkerMessage(request_id, MessageKind.ERROR, text=text)
+
+
+class EngineService:
+    """Open sessions and route requests and messages to them; thread-safe (one thread per
+    connection in the HTTP server)."""
+
+    def __init__(
+        self, settings: ServiceSettings | None = None, worker_factory: Callable[[], InferenceWorker] | None = None
+    ) -> None:
+        self.settings = settings or ServiceSettings()
+        self._worker_factory = worker_factory or InferenceWorker
+        self._sessions: dict[str, ServiceSession] = {}
+        self._lock = threading.Lock()
+
+    def health(self) -> dict[str, object]:
+        return {
+            "protocol": PROTOCOL_VERSION,
+            "engine": __version__,
+            "models": sorted(MODELS),
+            "sessions": len(self._sessions),
+        }
+
+    def open_session(self) -> str:
+        self.expire_idle()
+        with self._lock:
+            if len(self._sessions) >= self.settings.max_sessions:
+                raise SAMSegmentError(
+                    f"The SAM engine already serves {self.settings.max_sessions} sessions; try again later."
+                )
+            session_id = secrets.token_urlsafe(16)
+            self._sessions[session_id] = ServiceSession(session_id, self._worker_factory())
+        logger.info("Opened session %s…", session_id[:6])
+        return session_id
+
+    def session(self, session_id: str) -> ServiceSession:
+        with self._lock:
+            session = self._sessions.get(session_id)
+        if session is None:
+            raise SessionLostError("The SAM engine no longer has this session (it expired or the engine restarted).")
+        return session
+
+    def close_session(self, session_id: str) -> None:
+        with self._lock:
+            session = self._sessions.pop(session_id, None)
+        if session is not None:
+            session.close()
+            logger.info("Closed session %s…", session_id[:6])
+
+    def expire_idle(self) -> None:
+        limit = time.monotonic() - self.settings.idle_session_s
+        with self._lock:
+            idle = [sid for sid, session in self._sessions.items() if session.last_used < limit]
+        for session_id in idle:
+            logger.info("Session %s… was idle for %.0f s: closing it.", session_id[:6], self.settings.idle_session_s)
+            self.close_session(session_id)
+
+    def close(self) -> None:
+        with self._lock:
+            sessions = list(self._sessions)
+        for session_id in sessions:
+            self.close_session(session_id)
