@@ -21,7 +21,7 @@ from .geometry import arrayShape, geometryOf, labelmapLike
 from .segment_writer import SegmentEditing
 
 if TYPE_CHECKING:  # the research package imports torch, which may not be installed yet
-    from SAMSegmentLib.research.everything import EverythingObject, EverythingResult
+    from SAMSegmentLib.research.types import EverythingObject, EverythingResult
 
 # One label layer of a .seg.nrrd holds 255 segments; more would not help anyone either.
 MAX_SEGMENTS = 255

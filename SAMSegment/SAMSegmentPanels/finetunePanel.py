@@ -69,7 +69,7 @@ class FinetunePanel:
 
     def onRun(self):
         from SAMSegmentLib.errors import SAMSegmentError
-        from SAMSegmentLib.research.finetune import FinetuneOptions, ValidationSplit
+        from SAMSegmentLib.research.types import FinetuneOptions, ValidationSplit
         from SAMSegmentLib.worker import FineTune
         from SAMSegmentMRML.research_inputs import labelledCase
 

@@ -10,7 +10,19 @@ from collections.abc import Sequence
 
 from ..errors import SAMSegmentError
 
-_COMMANDS = ("segment", "models", "download", "demo", "evaluate", "bench", "finetune", "priors", "everything", "register")
+_COMMANDS = (
+    "segment",
+    "models",
+    "download",
+    "demo",
+    "evaluate",
+    "bench",
+    "finetune",
+    "priors",
+    "everything",
+    "register",
+    "serve",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

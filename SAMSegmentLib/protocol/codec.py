@@ -144,11 +144,9 @@ def decode(frame: bytes | bytearray | memoryview) -> Any:
 
 
 def _encode(value: Any, blobs: list[memoryview]) -> Any:
-    if value is None or isinstance(value, (bool, str)):
-        return value
-    if isinstance(value, enum.Enum):  # before int: some enums are ints or strings
+    if isinstance(value, enum.Enum):  # first: most of ours are also strings
         return {"$enum": _wire_name(type(value)), "value": value.value}
-    if isinstance(value, (int, float)):
+    if value is None or isinstance(value, (bool, str, int, float)):
         return value
     if isinstance(value, np.generic):
         return value.item()

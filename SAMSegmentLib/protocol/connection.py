@@ -1,0 +1,222 @@
+"""A keep-alive HTTP/1.1 connection that never blocks: for a GUI thread that holds Python's GIL.
+
+Slicer never releases the GIL while its Qt event loop runs, so the client of the engine may not
+wait on a socket, nor work on a Python thread. Instead ``pump`` does what the socket allows at
+once (connect, send, receive, parse) and returns; the host calls it when Qt's event loop sees
+the socket ready (``fileno``, ``wants_write``) and from a timer. Each call does a bounded amount
+of work (``_PUMP_BYTES``), so a 150 MB upload is spread over many short calls.
+
+Requests on one connection are answered in order; a connection sends its next request when the
+previous one is answered.
+"""
+
+from __future__ import annotations
+
+import errno
+import socket
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+_PUMP_BYTES = 8 << 20  # at most this much sent and received per pump: about 5-10 ms on loopback
+_MAX_HEADER_BYTES = 64 << 10
+
+
+@dataclass
+class Response:
+    status: int
+    headers: dict[str, str]  # lower-case names
+    body: bytearray
+
+
+ResponseHandler = Callable[[Response], None]
+
+
+@dataclass
+class _Pending:
+    head: bytes
+    body: Sequence[bytes | memoryview]
+    on_response: ResponseHandler
+    sent: bool = False
+    pieces: deque[memoryview] = field(default_factory=deque)
+
+
+class ConnectionLost(ConnectionError):
+    """The connection failed or the server closed it."""
+
+
+class HttpConnection:
+    def __init__(self, host: str, port: int, headers: dict[str, str], connect_timeout_s: float = 10.0) -> None:
+        self.host, self.port = host, port
+        self._headers = headers
+        self._socket: socket.socket | None = None
+        self._connected = False
+        self._connect_deadline = 0.0
+        self._connect_timeout_s = connect_timeout_s
+        self._queue: deque[_Pending] = deque()
+        self._inbox = bytearray()
+        self._response: Response | None = None  # headers parsed, body still arriving
+        self._expected = 0
+        self.error: ConnectionLost | None = None  # set once; the connection is then useless
+
+    # ----- what the host's event loop watches -----
+
+    def fileno(self) -> int | None:
+        return self._socket.fileno() if self._socket is not None and self.error is None else None
+
+    @property
+    def wants_write(self) -> bool:
+        """True while connecting or sending: watch the socket for writability too."""
+        return self.error is None and (not self._connected or any(p.pieces for p in self._queue if p.sent))
+
+    @property
+    def busy(self) -> bool:
+        """A request is queued or waiting for its answer."""
+        return bool(self._queue)
+
+    # ----- use -----
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        on_response: ResponseHandler,
+        body: Sequence[bytes | memoryview] = (),
+        content_type: str = "application/octet-stream",
+    ) -> None:
+        """Queue a request; ``on_response`` is called from ``pump`` with its answer."""
+        length = sum(memoryview(piece).nbytes for piece in body)
+        lines = [f"{method} {path} HTTP/1.1", f"Host: {self.host}:{self.port}", f"Content-Length: {length}"]
+        if length:
+            lines.append(f"Content-Type: {content_type}")
+        lines += [f"{name}: {value}" for name, value in self._headers.items()]
+        self._queue.append(_Pending(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"), body, on_response))
+
+    def pump(self) -> None:
+        """Make what progress the socket allows now; raises ConnectionLost (also later calls)."""
+        if self.error is not None:
+            raise self.error
+        try:
+            if not self._connect():
+                return
+            self._send()
+            self._receive()
+        except ConnectionLost as error:
+            self._fail(error)
+            raise
+        except OSError as error:
+            lost = ConnectionLost(f"{error.strerror or error}")
+            self._fail(lost)
+            raise lost from error
+
+    def close(self) -> None:
+        if self._socket is not None:
+            self._socket.close()
+            self._socket = None
+        if self.error is None:
+            self.error = ConnectionLost("The connection was closed.")
+
+    # ----- inside -----
+
+    def _fail(self, error: ConnectionLost) -> None:
+        self.error = error
+        if self._socket is not None:
+            self._socket.close()
+            self._socket = None
+
+    def _connect(self) -> bool:
+        if self._connected:
+            return True
+        if self._socket is None:
+            self._socket = socket.socket(socket.AF_INET6 if ":" in self.host else socket.AF_INET, socket.SOCK_STREAM)
+            self._socket.setblocking(False)
+            self._socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            self._connect_deadline = time.monotonic() + self._connect_timeout_s
+            code = self._socket.connect_ex((self.host, self.port))
+        else:
+            code = self._socket.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+            if code == 0:  # a second connect_ex tells whether the handshake finished
+                code = self._socket.connect_ex((self.host, self.port))
+        if code in (0, errno.EISCONN):
+            self._connected = True
+            return True
+        if code in (errno.EINPROGRESS, errno.EALREADY, errno.EWOULDBLOCK, getattr(errno, "WSAEWOULDBLOCK", -1)):
+            if time.monotonic() > self._connect_deadline:
+                raise ConnectionLost(f"No answer from {self.host}:{self.port} within {self._connect_timeout_s:.0f} s.")
+            return False
+        raise ConnectionLost(f"Cannot connect to {self.host}:{self.port}: {errno.errorcode.get(code, code)}.")
+
+    def _send(self) -> None:
+        assert self._socket is not None
+        if not self._queue:
+            return
+        pending = self._queue[0]
+        if not pending.sent:  # only the head of the queue is on the wire (no pipelining)
+            pending.sent = True
+            pending.pieces = deque(memoryview(piece).cast("B") for piece in (pending.head, *pending.body))
+        budget = _PUMP_BYTES
+        while pending.pieces and budget > 0:
+            piece = pending.pieces[0]
+            try:
+                count = self._socket.send(piece[: min(len(piece), budget)])
+            except (BlockingIOError, InterruptedError):
+                return
+            budget -= count
+            if count == len(piece):
+                pending.pieces.popleft()
+            else:
+                pending.pieces[0] = piece[count:]
+
+    def _receive(self) -> None:
+        assert self._socket is not None
+        budget = _PUMP_BYTES
+        while budget > 0:
+            try:
+                chunk = self._socket.recv(min(budget, 1 << 20))
+            except (BlockingIOError, InterruptedError):
+                break
+            if not chunk:
+                if self._queue and self._queue[0].sent:
+                    raise ConnectionLost("The engine closed the connection before answering.")
+                raise ConnectionLost("The engine closed the connection.")
+            budget -= len(chunk)
+            self._inbox += chunk
+            self._parse()
+        self._parse()
+
+    def _parse(self) -> None:
+        while True:
+            if self._response is None:
+                end = self._inbox.find(b"\r\n\r\n")
+                if end < 0:
+                    if len(self._inbox) > _MAX_HEADER_BYTES:
+                        raise ConnectionLost("The engine's answer has an oversized header.")
+                    return
+                self._response, self._expected = _parse_head(bytes(self._inbox[:end]))
+                del self._inbox[: end + 4]
+            if len(self._inbox) < self._expected:
+                return
+            response, self._response = self._response, None
+            response.body = self._inbox[: self._expected]
+            del self._inbox[: self._expected]
+            if not self._queue or not self._queue[0].sent:
+                raise ConnectionLost("The engine answered a request that was never sent.")
+            pending = self._queue.popleft()
+            pending.on_response(response)
+            if self._queue:
+                self._send()
+
+
+def _parse_head(head: bytes) -> tuple[Response, int]:
+    lines = head.decode("latin-1").split("\r\n")
+    try:
+        _version, status, *_reason = lines[0].split(" ", 2)
+        headers = {}
+        for line in lines[1:]:
+            name, _, value = line.partition(":")
+            headers[name.strip().lower()] = value.strip()
+        length = int(headers.get("content-length", "0"))
+        return Response(int(status), headers, bytearray()), length
+    except ValueError:
+        raise ConnectionLost(f"The engine's answer is not HTTP: {lines[0][:80]!r}") from None
