@@ -16,7 +16,7 @@ from SegmentEditorEffects import AbstractScriptedSegmentEditorEffect
 from SAMSegmentEffect.effect_editing import EffectEditing
 from SAMSegmentEffect.effect_options import EffectOptions
 from SAMSegmentEffect.prompt_drawing import PromptDrawing
-from SAMSegmentMRML.geometry import arrayToRasMatrix
+from SAMSegmentMRML.geometry import arrayToWorldMatrix
 from SAMSegmentMRML.slice_views import ObliqueSliceError, OutsideVolumeError, slicePositionFromXy
 
 POLL_INTERVAL_MS = 50
@@ -151,7 +151,7 @@ class SegmentEditorEffect(AbstractScriptedSegmentEditorEffect):
             source,
             EffectEditing(self.scriptedEffect),
         )
-        self.arrayToRas = arrayToRasMatrix(self.session.geometry)
+        self.arrayToRas = arrayToWorldMatrix(self.session.geometry, parameterNode.GetSegmentationNode())
         count = max(self.session.volume.array.shape) - 1
         for spinBox in (self.options.firstSliceSpinBox, self.options.lastSliceSpinBox):
             spinBox.maximum = count
