@@ -94,6 +94,61 @@ def gridInNodeCoordinates(
     return grid
 
 
+def _numbers(values) -> str:  # noqa: ANN001
+    return ",".join(format(float(value), ".17g") for value in np.asarray(values).reshape(-1))
+
+
+def _toWorldKey(node: slicer.vtkMRMLTransformableNode | None) -> str:
+    """Where ``node``'s parent transforms put it: the matrix when linear (identity without any, so an
+    identity transform keys as none); for a non-linear chain, each transform node's ID and
+    modification time (any change re-keys)."""
+    parent = node.GetParentTransformNode() if node is not None else None
+    if parent is None or parent.IsTransformToWorldLinear():
+        return _numbers(parentToWorldMatrix(node) if parent is not None else np.eye(4))
+    chain = []
+    while parent is not None:
+        chain.append(f"{parent.GetID()}@{parent.GetMTime()}")
+        parent = parent.GetParentTransformNode()
+    return "nonlinear:" + ",".join(chain)
+
+
+def volumeKey(
+    volumeNode: slicer.vtkMRMLScalarVolumeNode,
+    alignedSourceImage: slicer.vtkOrientedImageData | None = None,
+    segmentationNode: slicer.vtkMRMLSegmentationNode | None = None,
+) -> str:
+    """The embedding cache key of the voxels the engine is sent: equal keys mean equal arrays.
+
+    ``alignedSourceImage`` is the image actually sent: the Segment Editor's aligned source volume
+    (the source resampled onto ``segmentationNode``'s reference grid, in the segmentation's
+    coordinates, ``vtkSlicerSegmentEditorLogic::UpdateAlignedSourceVolume``), or, without it, the
+    volume itself in world coordinates (the research panels, ``orientedImageFromVolumeNode``).
+    Its voxels depend on
+    - the volume's voxels: node ID and image data modification time (editing voxels re-keys);
+    - the volume's IJK-to-world matrix (spacing, origin, directions and its parent transforms);
+    - the grid they were resampled to (``vtkSegmentationConverter::SerializeImageGeometry``);
+    - the segmentation's parent transforms (the source is resampled through the transform from the
+      volume to the segmentation).
+    A change that leaves the voxels alike may still re-key; the cost is only a recomputation.
+    (The intensity mapping is not part of it: the engine caches per key and mapping.)"""
+    imageData = volumeNode.GetImageData() if volumeNode is not None else None
+    if imageData is None:
+        raise ValueError("The volume has no image data.")
+    if alignedSourceImage is None:
+        alignedSourceImage = orientedImageFromVolumeNode(volumeNode)
+    ijkToRas = vtk.vtkMatrix4x4()
+    volumeNode.GetIJKToRASMatrix(ijkToRas)  # before the volume's parent transforms (next part)
+    return "|".join(
+        (
+            f"{volumeNode.GetID()}:{imageData.GetMTime()}",
+            _numbers(matrixToArray(ijkToRas)),
+            _toWorldKey(volumeNode),
+            slicer.vtkSegmentationConverter.SerializeImageGeometry(alignedSourceImage),
+            _toWorldKey(segmentationNode),
+        )
+    )
+
+
 def arrayShape(image: vtk.vtkImageData) -> tuple[int, int, int]:
     """``[k, j, i]`` shape of an image's voxel array."""
     ni, nj, nk = image.GetDimensions()
