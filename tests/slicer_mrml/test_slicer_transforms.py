@@ -229,3 +229,22 @@ def test_a_segmentation_under_a_non_linear_transform_is_refused(scene, editor, v
     editor.segmentation.SetAndObserveTransformNodeID(scene.AddNewNodeByClass("vtkMRMLGridTransformNode").GetID())
     with pytest.raises(ValueError, match="non-linear transform: harden it"):
         volumeAndMask(volumeNode, editor.segmentation, segmentID)
+
+
+def test_segment_everything_writes_on_the_transformed_segmentations_grid(editor, volumeNode):
+    pytest.importorskip("torch")  # the research package imports it
+    from SAMSegmentLib.research.everything import EverythingObject, EverythingResult
+    from SAMSegmentMRML.everything_writer import addEverythingSegments
+
+    aligned = editor.logic.GetAlignedSourceVolume()
+    shape = volumeFromOrientedImage(aligned).array.shape
+    structure = np.zeros(shape[1:], bool)
+    structure[2:9, 3:12] = True
+    result = EverythingResult(Axis.AXIAL, [EverythingObject({4: structure, 5: structure}, [0.9, 0.8])], {4: 1, 5: 1})
+    (segmentID,) = addEverythingSegments(editor.segmentation, geometryOf(aligned), result)
+    expected = np.zeros(shape, bool)
+    expected[4:6] = structure
+    # On the volume's voxels in world coordinates (Slicer's export resamples through the transforms).
+    written = slicer.util.arrayFromSegmentBinaryLabelmap(editor.segmentation, segmentID, volumeNode) > 0
+    np.testing.assert_array_equal(written, expected)
+    np.testing.assert_array_equal(volumeAndMask(volumeNode, editor.segmentation, segmentID)[1], expected)
