@@ -16,7 +16,7 @@ from SegmentEditorEffects import AbstractScriptedSegmentEditorEffect
 from SAMSegmentEffect.effect_editing import EffectEditing
 from SAMSegmentEffect.effect_options import EffectOptions
 from SAMSegmentEffect.prompt_drawing import PromptDrawing
-from SAMSegmentMRML.geometry import arrayToRasMatrix
+from SAMSegmentMRML.geometry import arrayToWorldMatrix, volumeKey
 from SAMSegmentMRML.slice_views import ObliqueSliceError, OutsideVolumeError, slicePositionFromXy
 
 POLL_INTERVAL_MS = 50
@@ -151,12 +151,12 @@ class SegmentEditorEffect(AbstractScriptedSegmentEditorEffect):
             source,
             EffectEditing(self.scriptedEffect),
         )
-        self.arrayToRas = arrayToRasMatrix(self.session.geometry)
+        self.arrayToRas = arrayToWorldMatrix(self.session.geometry, parameterNode.GetSegmentationNode())
         count = max(self.session.volume.array.shape) - 1
         for spinBox in (self.options.firstSliceSpinBox, self.options.lastSliceSpinBox):
             spinBox.maximum = count
         self._loadModel()
-        self.volumeKey = f"{volumeNode.GetID()}:{volumeNode.GetImageData().GetMTime()}"
+        self.volumeKey = volumeKey(volumeNode, source, parameterNode.GetSegmentationNode())
         self._sendVolume()
         self.pollTimer.start()
         self.updateButtons()

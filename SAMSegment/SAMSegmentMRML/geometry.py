@@ -3,6 +3,11 @@
 Every array here is indexed ``[k, j, i]`` from the first voxel of the image's extent, which
 need not be voxel 0 (a segmentation's reference geometry may start anywhere), so each image
 is described by its *array-to-RAS* matrix: the image-to-world matrix shifted to the extent start.
+
+Coordinates: the Segment Editor works in the *segmentation's* coordinates (its aligned source
+volume and modifier labelmap are on the reference grid, before the segmentation's parent
+transform); views, clicks and markers are in *world* RAS. ``arrayToRasMatrix`` is the former,
+``arrayToWorldMatrix`` the latter; they differ only for a segmentation under a transform.
 """
 
 from __future__ import annotations
@@ -38,6 +43,110 @@ def arrayToRasMatrix(image: slicer.vtkOrientedImageData) -> np.ndarray:
     shift = np.eye(4)
     shift[:3, 3] = extent[0], extent[2], extent[4]
     return matrixToArray(imageToWorld) @ shift
+
+
+def arrayToWorldMatrix(
+    image: slicer.vtkOrientedImageData, segmentationNode: slicer.vtkMRMLSegmentationNode
+) -> np.ndarray:
+    """4x4 matrix mapping array indices (i, j, k, 1) of ``image``, an image in ``segmentationNode``'s
+    coordinates (the aligned source volume, the session's grid), to world RAS: what slice views,
+    clicks and prompt markers use.
+
+    This is the Segment Editor's own image-to-world matrix (``vtkSlicerSegmentEditorLogic::
+    ImageToWorldMatrix(vtkOrientedImageData*, vtkMRMLSegmentationNode*, vtkMatrix4x4*)``, which
+    ``qSlicerSegmentEditorAbstractLabelEffect::imageToWorldMatrix`` calls): the segmentation's linear
+    parent transforms applied; like Slicer's effects, a non-linear one is skipped (Slicer logs an
+    error), so harden such a transform before segmenting."""
+    imageToWorld = vtk.vtkMatrix4x4()
+    slicer.vtkSlicerSegmentEditorLogic.ImageToWorldMatrix(image, segmentationNode, imageToWorld)
+    extent = image.GetExtent()
+    shift = np.eye(4)
+    shift[:3, 3] = extent[0], extent[2], extent[4]
+    return matrixToArray(imageToWorld) @ shift
+
+
+def parentToWorldMatrix(node: slicer.vtkMRMLTransformableNode) -> np.ndarray:
+    """The 4x4 RAS matrix of the transforms above ``node`` (identity if none); ValueError if not linear."""
+    parent = node.GetParentTransformNode()
+    if parent is None:
+        return np.eye(4)
+    if not parent.IsTransformToWorldLinear():
+        raise ValueError(f"'{node.GetName()}' is under a non-linear transform: harden it (Data module) first.")
+    toWorld = vtk.vtkMatrix4x4()
+    parent.GetMatrixTransformToWorld(toWorld)
+    return matrixToArray(toWorld)
+
+
+def gridInNodeCoordinates(
+    image: slicer.vtkOrientedImageData, node: slicer.vtkMRMLTransformableNode
+) -> slicer.vtkOrientedImageData:
+    """``image``'s grid (no voxels), given in world RAS, expressed in the coordinates of ``node``
+    (before its linear parent transforms): resampling a segment of a transformed segmentation on it
+    gives the segment's voxels at ``image``'s world positions. ValueError under a non-linear transform.
+    (A transform with shear cannot be represented by an oriented image's directions and spacing.)"""
+    grid = geometryOf(image)
+    parentToWorld = parentToWorldMatrix(node)
+    if np.array_equal(parentToWorld, np.eye(4)):
+        return grid
+    imageToWorld = vtk.vtkMatrix4x4()
+    image.GetImageToWorldMatrix(imageToWorld)
+    grid.SetImageToWorldMatrix(arrayToMatrix(np.linalg.inv(parentToWorld) @ matrixToArray(imageToWorld)))
+    return grid
+
+
+def _numbers(values) -> str:  # noqa: ANN001
+    return ",".join(format(float(value), ".17g") for value in np.asarray(values).reshape(-1))
+
+
+def _toWorldKey(node: slicer.vtkMRMLTransformableNode | None) -> str:
+    """Where ``node``'s parent transforms put it: the matrix when linear (identity without any, so an
+    identity transform keys as none); for a non-linear chain, each transform node's ID and
+    modification time (any change re-keys)."""
+    parent = node.GetParentTransformNode() if node is not None else None
+    if parent is None or parent.IsTransformToWorldLinear():
+        return _numbers(parentToWorldMatrix(node) if parent is not None else np.eye(4))
+    chain = []
+    while parent is not None:
+        chain.append(f"{parent.GetID()}@{parent.GetMTime()}")
+        parent = parent.GetParentTransformNode()
+    return "nonlinear:" + ",".join(chain)
+
+
+def volumeKey(
+    volumeNode: slicer.vtkMRMLScalarVolumeNode,
+    alignedSourceImage: slicer.vtkOrientedImageData | None = None,
+    segmentationNode: slicer.vtkMRMLSegmentationNode | None = None,
+) -> str:
+    """The embedding cache key of the voxels the engine is sent: equal keys mean equal arrays.
+
+    ``alignedSourceImage`` is the image actually sent: the Segment Editor's aligned source volume
+    (the source resampled onto ``segmentationNode``'s reference grid, in the segmentation's
+    coordinates, ``vtkSlicerSegmentEditorLogic::UpdateAlignedSourceVolume``), or, without it, the
+    volume itself in world coordinates (the research panels, ``orientedImageFromVolumeNode``).
+    Its voxels depend on
+    - the volume's voxels: node ID and image data modification time (editing voxels re-keys);
+    - the volume's IJK-to-world matrix (spacing, origin, directions and its parent transforms);
+    - the grid they were resampled to (``vtkSegmentationConverter::SerializeImageGeometry``);
+    - the segmentation's parent transforms (the source is resampled through the transform from the
+      volume to the segmentation).
+    A change that leaves the voxels alike may still re-key; the cost is only a recomputation.
+    (The intensity mapping is not part of it: the engine caches per key and mapping.)"""
+    imageData = volumeNode.GetImageData() if volumeNode is not None else None
+    if imageData is None:
+        raise ValueError("The volume has no image data.")
+    if alignedSourceImage is None:
+        alignedSourceImage = orientedImageFromVolumeNode(volumeNode)
+    ijkToRas = vtk.vtkMatrix4x4()
+    volumeNode.GetIJKToRASMatrix(ijkToRas)  # before the volume's parent transforms (next part)
+    return "|".join(
+        (
+            f"{volumeNode.GetID()}:{imageData.GetMTime()}",
+            _numbers(matrixToArray(ijkToRas)),
+            _toWorldKey(volumeNode),
+            slicer.vtkSegmentationConverter.SerializeImageGeometry(alignedSourceImage),
+            _toWorldKey(segmentationNode),
+        )
+    )
 
 
 def arrayShape(image: vtk.vtkImageData) -> tuple[int, int, int]:

@@ -1,5 +1,8 @@
 """Show a proposed mask in the views without touching the user's segmentation: a separate,
-unsaved segmentation node that the Segment Editor does not offer for editing."""
+unsaved segmentation node that the Segment Editor does not offer for editing.
+
+Masks are on the edited segmentation's grid, in its coordinates (the aligned source volume's), so
+the preview node sits under the same parent transform as the edited segmentation."""
 
 from __future__ import annotations
 
@@ -16,8 +19,13 @@ PREVIEW_OPACITY = 0.6
 
 
 class PreviewSegmentation:
-    def __init__(self, scene: slicer.vtkMRMLScene) -> None:
+    def __init__(
+        self, scene: slicer.vtkMRMLScene, segmentationNode: slicer.vtkMRMLSegmentationNode | None = None
+    ) -> None:
+        """``segmentationNode`` is the edited segmentation: the preview follows its parent transform
+        (without it the preview is placed in world coordinates)."""
         self.scene = scene
+        self.segmentationNode = segmentationNode
         self.node: slicer.vtkMRMLSegmentationNode | None = None
 
     def show(self, geometry: slicer.vtkOrientedImageData, mask: np.ndarray, color: tuple[float, float, float]) -> None:
@@ -37,9 +45,17 @@ class PreviewSegmentation:
 
     def _set(self, geometry, mask, region, color, mode) -> None:  # noqa: ANN001
         node = self._node(geometry)
+        self._followTransform(node)
         labelmap = labelmapLike(geometry, mask, regionExtent(region, geometry))
         slicer.vtkSlicerSegmentationsModuleLogic.SetBinaryLabelmapToSegment(labelmap, node, PREVIEW_SEGMENT_ID, mode)
         node.GetSegmentation().GetSegment(PREVIEW_SEGMENT_ID).SetColor(*color)
+
+    def _followTransform(self, node: slicer.vtkMRMLSegmentationNode) -> None:
+        """Put the preview under the edited segmentation's parent transform (checked on every update,
+        so a transform chosen while segmenting is followed from the next preview on)."""
+        transformID = self.segmentationNode.GetTransformNodeID() if self.segmentationNode is not None else None
+        if node.GetTransformNodeID() != transformID:
+            node.SetAndObserveTransformNodeID(transformID)
 
     def previewArray(self, geometry: slicer.vtkOrientedImageData) -> np.ndarray:
         """What the preview shows, on ``geometry``'s grid (all False when nothing is shown)."""

@@ -1,9 +1,11 @@
 """What the research tools take from the scene: volume nodes as engine volumes, segments as masks on
 their grid, and labelled cases for fine-tuning. Copies only, safe to hand to the inference worker.
 
-Volumes are taken in world coordinates (linear parent transforms applied). Segments are read in
-their segmentation's own coordinates, so a segmentation under a transform is refused: harden
-its transform first.
+Volumes are taken in world coordinates (linear parent transforms applied), and segments are read
+at the world positions of the volume's voxels: a segmentation under a linear transform is read
+through it (the volume's grid is expressed in the segmentation's coordinates, as the Segment Editor
+resamples its source volume, vtkSlicerSegmentEditorLogic::UpdateAlignedSourceVolume). Only a
+non-linear transform is refused: harden it first.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import slicer
 from SAMSegmentLib.datasets import LabelledCase
 from SAMSegmentLib.volume import Volume
 
-from .geometry import orientedImageFromVolumeNode, volumeFromOrientedImage
+from .geometry import gridInNodeCoordinates, orientedImageFromVolumeNode, volumeFromOrientedImage
 from .segment_writer import segmentMaskOnGrid
 
 
@@ -77,8 +79,5 @@ def labelledCase(
 def _segmentOn(
     segmentationNode: slicer.vtkMRMLSegmentationNode, segmentID: str, image: slicer.vtkOrientedImageData
 ) -> np.ndarray:
-    if segmentationNode.GetParentTransformNode() is not None:
-        raise ValueError(
-            f"'{segmentationNode.GetName()}' is under a transform: harden the transform (Data module) first."
-        )
-    return segmentMaskOnGrid(segmentationNode, segmentID, image)
+    """The segment on ``image``'s grid (in world RAS), through the segmentation's parent transforms."""
+    return segmentMaskOnGrid(segmentationNode, segmentID, gridInNodeCoordinates(image, segmentationNode))

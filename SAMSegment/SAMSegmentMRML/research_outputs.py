@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import numpy as np
 import SimpleITK as sitk
-import vtk
 
 import slicer
 from SAMSegmentLib.research.registration import slicer_to_parent_matrix
 
-from .geometry import arrayToMatrix, matrixToArray
+from .geometry import arrayToMatrix, parentToWorldMatrix
 
 
 def addVolumeLike(
@@ -38,18 +37,6 @@ def addPriorMapVolumes(
         addVolumeLike(scene, volumeNode, prior.astype(np.float32), f"{baseName} SAM prior"),
         addVolumeLike(scene, volumeNode, boundary.astype(np.float32), f"{baseName} SAM boundary"),
     )
-
-
-def parentToWorldMatrix(node: slicer.vtkMRMLTransformableNode) -> np.ndarray:
-    """The 4x4 RAS matrix of the transforms above ``node`` (identity if none); ValueError if not linear."""
-    parent = node.GetParentTransformNode()
-    if parent is None:
-        return np.eye(4)
-    if not parent.IsTransformToWorldLinear():
-        raise ValueError(f"'{node.GetName()}' is under a non-linear transform: harden it first.")
-    toWorld = vtk.vtkMatrix4x4()
-    parent.GetMatrixTransformToWorld(toWorld)
-    return matrixToArray(toWorld)
 
 
 def addRegistrationTransform(

@@ -1,5 +1,9 @@
 """Where a click in a slice view lands on the engine's volume: which axis the view shows, which
-slice, and the (x, y) position inside that slice."""
+slice, and the (x, y) position inside that slice.
+
+Slice views are in world RAS, so ``arrayToRas`` here is the array-to-*world* matrix of the grid:
+for the Segment Editor's grid, ``geometry.arrayToWorldMatrix`` (through the segmentation's parent
+transform), not the grid's own ``arrayToRasMatrix``."""
 
 from __future__ import annotations
 

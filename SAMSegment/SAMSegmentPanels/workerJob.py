@@ -142,7 +142,9 @@ def axisSelector():
 
 def volumeKey(volumeNode):
     """Identifies the node's voxels for the embedding cache, so running again reuses them."""
-    return f"{volumeNode.GetID()}:{volumeNode.GetImageData().GetMTime()}"
+    from SAMSegmentMRML.geometry import volumeKey as geometryVolumeKey
+
+    return geometryVolumeKey(volumeNode)
 
 
 def collapsedSection(parentLayout, title):

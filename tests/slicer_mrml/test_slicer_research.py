@@ -347,16 +347,23 @@ def test_fine_tuning_cases_need_named_non_empty_segments(scene, tmp_path):
         labelledCase(volumeNode, segmentationNode, [])
 
 
-def test_segments_of_a_transformed_segmentation_are_refused(scene, tmp_path):
+def test_segments_of_a_transformed_segmentation_are_read_where_the_transform_puts_them(scene, tmp_path):
     volume, volumeNode = _phantomNode(scene, tmp_path / "case.nrrd")
     segmentationNode = scene.AddNewNodeByClass("vtkMRMLSegmentationNode")
     segmentID = _addSegment(segmentationNode, volumeNode, "organ", volume.array > 100)
     fixedVolume, mask = volumeAndMask(volumeNode, segmentationNode, segmentID)
     np.testing.assert_array_equal(mask, volume.array > 100)
     np.testing.assert_allclose(fixedVolume.origin, volume.origin)
-    segmentationNode.SetAndObserveTransformNodeID(scene.AddNewNodeByClass("vtkMRMLLinearTransformNode").GetID())
-    with pytest.raises(ValueError, match="harden the transform"):
-        volumeAndMask(volumeNode, segmentationNode, segmentID)
+    # Moved by two slices: the segment now covers the volume's voxels two slices further on.
+    shift = np.eye(4)
+    shift[:3, 3] = 2 * matrixToArray(_ijkToRas(volumeNode))[:3, 2]
+    segmentationNode.SetAndObserveTransformNodeID(
+        scene.AddNewNodeByClass("vtkMRMLLinearTransformNode", "shift").GetID()
+    )
+    segmentationNode.GetParentTransformNode().SetMatrixTransformToParent(arrayToMatrix(shift))
+    expected = np.zeros_like(mask)
+    expected[2:] = mask[:-2]
+    np.testing.assert_array_equal(volumeAndMask(volumeNode, segmentationNode, segmentID)[1], expected)
 
 
 def test_fine_tuned_models_are_offered_after_the_registry_models(tmp_path):
