@@ -69,7 +69,7 @@ class EditorSession:
         self.geometry = geometryOf(geometry)
         self.editing = editing
         self.prompts = PromptSession()
-        self.preview = PreviewSegmentation(scene)
+        self.preview = PreviewSegmentation(scene, segmentationNode)
         self.previewColor = (1.0, 1.0, 0.0)
         self.tracker = RequestTracker()
         self.modelReady = False
