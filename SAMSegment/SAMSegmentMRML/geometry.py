@@ -17,7 +17,7 @@ import vtk
 from vtk.util import numpy_support
 
 import slicer
-from SAMSegmentLib.volume import Volume
+from SAMSegmentLib.volume import Axis, Volume
 
 # Slicer's world frame is RAS, the engine's (as read from files by SimpleITK) is LPS.
 RAS_TO_LPS = np.diag([-1.0, -1.0, 1.0])
@@ -208,17 +208,6 @@ def geometryOf(image: slicer.vtkOrientedImageData) -> slicer.vtkOrientedImageDat
     return geometry
 
 
-def regionExtent(region: np.ndarray, geometry: slicer.vtkOrientedImageData) -> tuple[int, int, int, int, int, int]:
-    """VTK extent (i0, i1, j0, j1, k0, k1), in ``geometry``'s own indices, of the bounding box of
-    the True voxels of ``region`` ``[k, j, i]``; the whole extent when there are none."""
-    if not region.any():
-        return tuple(geometry.GetExtent())  # type: ignore[return-value]
-    offset = geometry.GetExtent()[::2]
-    k, j, i = (np.flatnonzero(region.any(axis=axes)) for axes in ((1, 2), (0, 2), (0, 1)))
-    bounds = ((i[0], i[-1]), (j[0], j[-1]), (k[0], k[-1]))
-    return tuple(int(value + offset[axis]) for axis, pair in enumerate(bounds) for value in pair)  # type: ignore[return-value]
-
-
 def labelmapLike(
     geometry: slicer.vtkOrientedImageData,
     mask: np.ndarray,
@@ -242,3 +231,39 @@ def labelmapLike(
     voxels[:] = mask[k0 : k1 + 1, j0 : j1 + 1, i0 : i1 + 1].astype(np.uint8).reshape(-1)
     labelmap.Modified()
     return labelmap
+
+
+def sliceLabelmap(
+    geometry: slicer.vtkOrientedImageData, axis: Axis, index: int, mask: np.ndarray
+) -> slicer.vtkOrientedImageData:
+    """A binary labelmap holding the 2D ``mask`` ``[y, x]`` on slice ``index`` along ``axis`` of
+    ``geometry``'s grid, its extent that one slice: costs one slice, whatever the volume's size."""
+    shape = arrayShape(geometry)
+    sliceShape = tuple(side for arrayAxis, side in enumerate(shape) if arrayAxis != axis.array_axis)
+    if mask.shape != sliceShape:
+        raise ValueError(f"The slice mask has shape {mask.shape}; slices of this grid have {sliceShape}.")
+    full = list(geometry.GetExtent())
+    vtkAxis = 2 - axis.array_axis  # arrays are [k, j, i], VTK extents (i0, i1, j0, j1, k0, k1)
+    full[2 * vtkAxis] = full[2 * vtkAxis + 1] = full[2 * vtkAxis] + index
+    labelmap = slicer.vtkOrientedImageData()
+    labelmap.SetExtent(full)
+    labelmap.SetSpacing(geometry.GetSpacing())
+    labelmap.SetOrigin(geometry.GetOrigin())
+    labelmap.CopyDirections(geometry)
+    labelmap.AllocateScalars(vtk.VTK_UNSIGNED_CHAR, 1)
+    voxels = numpy_support.vtk_to_numpy(labelmap.GetPointData().GetScalars())
+    voxels[:] = np.asarray(mask, np.uint8).reshape(-1)
+    labelmap.Modified()
+    return labelmap
+
+
+def croppedGeometry(
+    geometry: slicer.vtkOrientedImageData, extent: tuple[int, int, int, int, int, int]
+) -> slicer.vtkOrientedImageData:
+    """``geometry``'s grid (same voxels, indices and orientation) cut down to ``extent``, no scalars."""
+    cropped = slicer.vtkOrientedImageData()
+    cropped.SetExtent(extent)
+    cropped.SetSpacing(geometry.GetSpacing())
+    cropped.SetOrigin(geometry.GetOrigin())
+    cropped.CopyDirections(geometry)
+    return cropped

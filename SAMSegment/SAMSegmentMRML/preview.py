@@ -10,12 +10,17 @@ import numpy as np
 
 import slicer
 
-from .geometry import arrayShape, labelmapLike, regionExtent
+from SAMSegmentLib.volume import Axis
+
+from .geometry import arrayShape, sliceLabelmap
 from .segment_writer import segmentMaskOnGrid
 
 PREVIEW_NODE_NAME = "SAM preview"
 PREVIEW_SEGMENT_ID = "preview"
 PREVIEW_OPACITY = 0.6
+Color = tuple[float, float, float]
+REPLACE = slicer.vtkSlicerSegmentationsModuleLogic.MODE_REPLACE
+MERGE = slicer.vtkSlicerSegmentationsModuleLogic.MODE_MERGE_MAX
 
 
 class PreviewSegmentation:
@@ -28,25 +33,28 @@ class PreviewSegmentation:
         self.segmentationNode = segmentationNode
         self.node: slicer.vtkMRMLSegmentationNode | None = None
 
-    def show(self, geometry: slicer.vtkOrientedImageData, mask: np.ndarray, color: tuple[float, float, float]) -> None:
-        """Show ``mask`` ``[k, j, i]`` on ``geometry``'s grid instead of what was shown before."""
-        self._set(geometry, mask, mask, color, slicer.vtkSlicerSegmentationsModuleLogic.MODE_REPLACE)
-
-    def merge(
-        self,
-        geometry: slicer.vtkOrientedImageData,
-        mask: np.ndarray,
-        region: np.ndarray,
-        color: tuple[float, float, float],
+    def showSlice(
+        self, geometry: slicer.vtkOrientedImageData, axis: Axis, index: int, mask: np.ndarray, color: Color
     ) -> None:
-        """Add ``mask`` on ``region`` (e.g. one newly propagated slice) to what is shown; only the
-        region's bounding box is copied, so each propagated slice costs one slice."""
-        self._set(geometry, mask, region, color, slicer.vtkSlicerSegmentationsModuleLogic.MODE_MERGE_MAX)
+        """Show the 2D ``mask`` on slice ``index`` along ``axis`` instead of what was shown before."""
+        self._set(sliceLabelmap(geometry, axis, index, mask), geometry, color, REPLACE)
 
-    def _set(self, geometry, mask, region, color, mode) -> None:  # noqa: ANN001
+    def mergeSlice(
+        self, geometry: slicer.vtkOrientedImageData, axis: Axis, index: int, mask: np.ndarray, color: Color
+    ) -> None:
+        """Add the 2D ``mask`` on slice ``index`` (e.g. one newly propagated slice) to what is shown.
+        Either call costs one slice, whatever the volume's size."""
+        self._set(sliceLabelmap(geometry, axis, index, mask), geometry, color, MERGE)
+
+    def _set(
+        self,
+        labelmap: slicer.vtkOrientedImageData,
+        geometry: slicer.vtkOrientedImageData,
+        color: Color,
+        mode: int,
+    ) -> None:
         node = self._node(geometry)
         self._followTransform(node)
-        labelmap = labelmapLike(geometry, mask, regionExtent(region, geometry))
         slicer.vtkSlicerSegmentationsModuleLogic.SetBinaryLabelmapToSegment(labelmap, node, PREVIEW_SEGMENT_ID, mode)
         node.GetSegmentation().GetSegment(PREVIEW_SEGMENT_ID).SetColor(*color)
 

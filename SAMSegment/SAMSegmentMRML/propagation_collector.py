@@ -1,22 +1,20 @@
 """Collect a propagation's slices on the GUI thread and turn its outcome into one write.
 
-Slices arrive one by one for the live preview; the segmentation is written once, from the
-propagation's final (or, after Cancel, partial) result, so a single undo restores it as it
-was before the propagation. A cancelled propagation keeps the slices already finished.
+Slices arrive one by one for the live preview and are kept, per object, on the session's grid;
+the segmentation is written once, from those slices, when the engine's final (or, after Cancel,
+partial) answer arrives, so a single undo restores it as it was before the propagation. A
+cancelled propagation keeps the slices already finished. Each slice costs one slice, whatever the
+volume's size: the engine is asked not to send the whole volume again at the end.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numpy as np
 
+from SAMSegmentLib.propagation.types import PropagationResult, SliceResult
 from SAMSegmentLib.volume import Axis, put_slice
 
 from .segment_writer import MaskWrite
-
-if TYPE_CHECKING:  # the propagation package imports torch, which may not be installed yet
-    from SAMSegmentLib.propagation import PropagationResult, SliceResult
 
 
 class PropagationCollector:
@@ -24,24 +22,28 @@ class PropagationCollector:
 
     def __init__(self, axis: Axis, shape: tuple[int, int, int]) -> None:
         self.axis = axis
-        self.preview = np.zeros(shape, bool)  # every object's finished slices, for display
+        self.shape = shape
+        self.masks: dict[str, np.ndarray] = {}  # object ID -> bool [k, j, i], its finished slices
         self.slices: dict[str, set[int]] = {}
         self.done = 0
         self.planned = 0
 
     def addSlice(self, result: SliceResult) -> None:
-        put_slice(self.preview, self.axis, result.index, result.mask)
+        if result.object_id not in self.masks:
+            self.masks[result.object_id] = np.zeros(self.shape, bool)
+        put_slice(self.masks[result.object_id], self.axis, result.index, result.mask)
         self.slices.setdefault(result.object_id, set()).add(result.index)
 
     def setProgress(self, done: int, planned: int) -> None:
         self.done, self.planned = done, planned
 
     def maskWrites(self, result: PropagationResult) -> list[MaskWrite]:
-        """The writes that put every finished slice of every object into its segment."""
+        """The writes that put every finished slice of every object of ``result`` into its segment."""
         writes = []
         for outcome in result.objects.values():
-            if outcome.slices:
-                writes.append(MaskWrite(outcome.object_id, outcome.mask, self.axis, sorted(outcome.slices)))
+            slices = sorted(set(outcome.slices) & self.slices.get(outcome.object_id, set()))
+            if slices:
+                writes.append(MaskWrite(outcome.object_id, self.masks[outcome.object_id], self.axis, slices))
         return writes
 
 

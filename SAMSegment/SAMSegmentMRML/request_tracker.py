@@ -14,7 +14,7 @@ from typing import Any
 
 @dataclass(frozen=True)
 class Tracked:
-    purpose: str  # what the answer is for, e.g. "preview", "propagation", "model"
+    purpose: Any  # what the answer is for, e.g. the session's Purpose.PREVIEW
     context: Any  # what the effect needs to use the answer (prompt revision, segment, grid ...)
 
 
@@ -24,11 +24,11 @@ class RequestTracker:
     def __init__(self) -> None:
         self._wanted: dict[int, Tracked] = {}
 
-    def track(self, requestId: int, purpose: str, context: Any = None) -> None:
+    def track(self, requestId: int, purpose: Any, context: Any = None) -> None:
         self.forget(purpose)
         self._wanted[requestId] = Tracked(purpose, context)
 
-    def forget(self, purpose: str) -> int | None:
+    def forget(self, purpose: Any) -> int | None:
         """Stop wanting the request of ``purpose``; its id (to cancel it), or None if there was none."""
         for requestId, tracked in list(self._wanted.items()):
             if tracked.purpose == purpose:
@@ -36,12 +36,14 @@ class RequestTracker:
                 return requestId
         return None
 
-    def forgetAll(self) -> list[int]:
-        ids = list(self._wanted)
-        self._wanted.clear()
+    def forgetAll(self, keep: Any = None) -> list[int]:
+        """Stop wanting every request but those of purpose ``keep``; the ids forgotten."""
+        ids = [requestId for requestId, tracked in self._wanted.items() if tracked.purpose != keep]
+        for requestId in ids:
+            del self._wanted[requestId]
         return ids
 
-    def pending(self, purpose: str) -> int | None:
+    def pending(self, purpose: Any) -> int | None:
         return next((requestId for requestId, t in self._wanted.items() if t.purpose == purpose), None)
 
     def wanted(self, messages: Iterable[Any]) -> Iterator[tuple[Tracked, Any]]:

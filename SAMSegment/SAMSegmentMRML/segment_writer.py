@@ -14,7 +14,7 @@ import numpy as np
 import slicer
 from SAMSegmentLib.volume import Axis
 
-from .geometry import arrayFromImage, arrayShape, labelmapLike, regionExtent
+from .geometry import arrayFromImage, arrayShape, croppedGeometry, labelmapLike
 
 
 class Modification(Enum):
@@ -66,21 +66,31 @@ class EditorLogicEditing:
 @dataclass
 class MaskWrite:
     """Replace ``segmentID`` on ``indices`` (slices along ``axis``) by ``mask`` ``[k, j, i]``; with
-    ``axis`` None the whole grid is replaced."""
+    ``axis`` None the whole grid is replaced. Only the written slices of ``mask`` are read, so a
+    mask made with ``np.zeros`` (memory the system maps only when touched) costs what is written."""
 
     segmentID: str
     mask: np.ndarray
     axis: Axis | None = None
     indices: Sequence[int] = ()
 
-    def region(self, shape: tuple[int, int, int]) -> np.ndarray:
-        """Bool ``[k, j, i]``: the voxels this write replaces."""
-        region = np.zeros(shape, bool)
+    def extent(self, geometry: slicer.vtkOrientedImageData) -> tuple[int, int, int, int, int, int]:
+        """VTK extent (in ``geometry``'s indices) of the slab holding the written slices."""
+        extent = list(geometry.GetExtent())
+        if self.axis is not None:
+            vtkAxis = 2 - self.axis.array_axis  # arrays are [k, j, i], VTK extents (i0, i1, j0, j1, k0, k1)
+            start = extent[2 * vtkAxis]
+            extent[2 * vtkAxis : 2 * vtkAxis + 2] = start + min(self.indices), start + max(self.indices)
+        return tuple(extent)  # type: ignore[return-value]
+
+    def region(self, shape: tuple[int, int, int], first: int = 0) -> np.ndarray:
+        """Bool ``[k, j, i]`` of ``shape``: the voxels this write replaces, in a slab whose first
+        slice along ``axis`` is slice ``first``."""
         if self.axis is None:
-            region[...] = True
-            return region
+            return np.ones(shape, bool)
+        region = np.zeros(shape, bool)
         indexer: list[object] = [slice(None)] * 3
-        indexer[self.axis.array_axis] = list(self.indices)
+        indexer[self.axis.array_axis] = [index - first for index in self.indices]
         region[tuple(indexer)] = True
         return region
 
@@ -132,18 +142,30 @@ def writeSegmentMasks(
     shape = arrayShape(geometry)
     steps = []
     for write in writes:
-        mask = np.asarray(write.mask, dtype=bool)
+        if write.axis is not None and not write.indices:
+            continue
+        mask = np.asarray(write.mask)
         if mask.shape != shape:
             raise ValueError(f"The mask for '{write.segmentID}' has shape {mask.shape}, the grid {shape}.")
-        region = write.region(shape)
-        current = segmentMaskOnGrid(segmentationNode, write.segmentID, geometry)
-        extent = regionExtent(region, geometry)
+        extent = write.extent(geometry)
+        slab = croppedGeometry(geometry, extent)
+        crop = tuple(
+            slice(
+                extent[2 * vtkAxis] - geometry.GetExtent()[2 * vtkAxis],
+                extent[2 * vtkAxis + 1] - geometry.GetExtent()[2 * vtkAxis] + 1,
+            )
+            for vtkAxis in (2, 1, 0)
+        )
+        slabMask = mask[crop].astype(bool, copy=False)
+        first = crop[write.axis.array_axis].start if write.axis is not None else 0
+        region = write.region(slabMask.shape, first)
+        current = segmentMaskOnGrid(segmentationNode, write.segmentID, slab)
         for modification, voxels in (
-            (Modification.REMOVE, current & region & ~mask),
-            (Modification.ADD, mask & region),
+            (Modification.REMOVE, current & region & ~slabMask),
+            (Modification.ADD, slabMask & region),
         ):
             if voxels.any():
-                steps.append((write.segmentID, labelmapLike(geometry, voxels), modification, extent))
+                steps.append((write.segmentID, labelmapLike(slab, voxels), modification, extent))
     if not steps:
         return
     editing.saveStateForUndo()

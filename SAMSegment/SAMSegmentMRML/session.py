@@ -1,19 +1,35 @@
 """The effect's GUI-thread session on one segmentation grid: prompts, previews, Apply and
-propagation, talking to the persistent inference worker by request ids.
+propagation, talking to the SAM engine by request ids.
 
-Everything here runs on the GUI thread (the only thread that touches MRML/VTK); the worker
-gets numpy copies and its answers are applied in ``processMessages``, which the effect calls
-from a timer. Answers the session no longer wants are dropped (see RequestTracker).
+Everything here runs on the GUI thread (the only thread that touches MRML/VTK). The engine runs
+in its own process (``SAMSegmentLib.service``) and is reached through a client of the engine
+protocol (``SAMSegmentLib.protocol``, no torch); its answers are applied in ``processMessages``,
+which the effect calls from a timer and when the engine's socket has data. Answers the session
+no longer wants are dropped (see RequestTracker). Each answer costs the GUI thread one slice of
+work, whatever the volume's size.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from enum import Enum
+from typing import Any
 
 import numpy as np
 
 import slicer
+from SAMSegmentLib.propagation.types import Direction, ObjectPrompts, PropagationRequest
+from SAMSegmentLib.protocol import (
+    Download,
+    LoadModel,
+    MessageKind,
+    Predict,
+    Propagate,
+    SegmentEverything,
+    SetVolume,
+    WorkerMessage,
+)
+from SAMSegmentLib.protocol.clients import Engine
 from SAMSegmentLib.volume import Axis, put_slice
 
 from .everything_writer import addEverythingSegments
@@ -25,19 +41,36 @@ from .request_tracker import RequestTracker
 from .segment_writer import MaskWrite, SegmentEditing, writeSegmentMasks
 from .slice_views import SlicePosition
 
-if TYPE_CHECKING:  # the worker imports torch, which is installed on first use
-    from SAMSegmentLib.worker import InferenceWorker
 
-PREVIEW, PROPAGATION, MODEL, VOLUME, DOWNLOAD = "preview", "propagation", "model", "volume", "download"
-EVERYTHING = "everything"
+
+class Purpose(Enum):
+    """What a request sent to the engine is for (see RequestTracker)."""
+
+    PREVIEW = "preview"
+    PROPAGATION = "propagation"
+    MODEL = "model"
+    VOLUME = "volume"
+    DOWNLOAD = "download"
+    EVERYTHING = "everything"
+
+
+class NoticeKind(Enum):
+    STATUS = "status"  # text for the status line
+    PROGRESS = "progress"  # progress of a propagation or segment everything: (done, planned)
+    ERROR = "error"
+    OUT_OF_MEMORY = "out_of_memory"  # the effect may offer the CPU
+    MODEL = "model"  # the model is ready
+    PREVIEW = "preview"  # a new preview is shown
+    WRITTEN = "written"  # the segmentation was changed (one undo step)
+    DOWNLOAD = "download"  # download progress in bytes: (done, total)
+    DOWNLOADED = "downloaded"
 
 
 @dataclass(frozen=True)
 class Notice:
-    """Something the effect should show: ``kind`` is one of "status", "progress", "error",
-    "out_of_memory", "model", "preview", "written", "download" (progress in bytes), "downloaded"."""
+    """Something the effect should show."""
 
-    kind: str
+    kind: NoticeKind
     text: str = ""
     progress: tuple[int, int] | None = None
 
@@ -53,7 +86,7 @@ class _Preview:
 class EditorSession:
     def __init__(
         self,
-        worker: InferenceWorker,
+        worker: Engine,
         scene: slicer.vtkMRMLScene,
         segmentationNode: slicer.vtkMRMLSegmentationNode,
         geometry: slicer.vtkOrientedImageData,
@@ -74,14 +107,13 @@ class EditorSession:
         self.tracker = RequestTracker()
         self.modelReady = False
         self._lastPreview: _Preview | None = None
+        self._closing = False
 
     # ----- model and volume -----
 
     def loadModel(self, modelName: str, device: str = "auto") -> None:
-        from SAMSegmentLib.worker import LoadModel
-
         self.modelReady = False
-        self.tracker.track(self.worker.submit(LoadModel(modelName, device)), MODEL)
+        self.tracker.track(self.worker.submit(LoadModel(modelName, device)), Purpose.MODEL)
 
     def setVolume(
         self,
@@ -93,21 +125,17 @@ class EditorSession:
         """Send the volume (a copy) to the worker; ``focus`` starts embedding the slice in view.
         ``memoryPolicy`` ("recent" or "self-sorting") is what SAM 2 models remember; sending it
         starts their memory over. Other models ignore it."""
-        from SAMSegmentLib.worker import SetVolume
-
         focusSlice = (focus.axis, focus.index) if focus is not None else None
         request = SetVolume(self.volume, preset, volumeKey, focusSlice, memoryPolicy)
-        self.tracker.track(self.worker.submit(request), VOLUME)
+        self.tracker.track(self.worker.submit(request), Purpose.VOLUME)
         self._dropPreview()
 
     def download(self, modelName: str) -> None:
         """Download a model's checkpoint in the background (resumable, verified)."""
-        from SAMSegmentLib.worker import Download
-
-        self.tracker.track(self.worker.submit(Download(modelName)), DOWNLOAD)
+        self.tracker.track(self.worker.submit(Download(modelName)), Purpose.DOWNLOAD)
 
     def cancelDownload(self) -> None:
-        requestId = self.tracker.pending(DOWNLOAD)
+        requestId = self.tracker.pending(Purpose.DOWNLOAD)
         if requestId is not None:
             self.worker.cancel(requestId)
 
@@ -129,12 +157,6 @@ class EditorSession:
             self._promptsChanged()
         return removed
 
-    def removeLastPrompt(self) -> bool:
-        removed = self.prompts.removeLast()
-        if removed:
-            self._promptsChanged()
-        return removed
-
     def clearPrompts(self) -> None:
         self.prompts.clear()
         self._dropPreview()
@@ -145,18 +167,16 @@ class EditorSession:
             raise ValueError(f"Slice {position.index} is outside the volume (0 to {count - 1}).")
 
     def _promptsChanged(self) -> None:
-        from SAMSegmentLib.worker import Predict
-
         if self.prompts.empty:
             self._dropPreview()
             return
         # SAM 2 models remember per segment: a preview after a propagation corrects that segment.
         segmentID = self.editing.selectedSegmentID()
         request = Predict(self.prompts.axis, self.prompts.index, self.prompts.enginePrompts(), object_id=segmentID)
-        self.tracker.track(self.worker.submit(request), PREVIEW, self.prompts.revision)
+        self.tracker.track(self.worker.submit(request), Purpose.PREVIEW, self.prompts.revision)
 
     def _dropPreview(self) -> None:
-        pending = self.tracker.forget(PREVIEW)
+        pending = self.tracker.forget(Purpose.PREVIEW)
         if pending is not None:
             self.worker.cancel(pending)
         self._lastPreview = None
@@ -188,12 +208,9 @@ class EditorSession:
         self, segmentID: str, direction: str = "both", sliceRange: tuple[int, int] | None = None, stopRule: Any = None
     ) -> None:
         """Propagate the current prompts from their slice through the volume into ``segmentID``."""
-        from SAMSegmentLib.propagation import Direction, ObjectPrompts, PropagationRequest
-        from SAMSegmentLib.worker import Propagate
-
         if self.prompts.empty:
             raise ValueError("Place prompts on a slice before propagating.")
-        if self.tracker.pending(PROPAGATION) is not None:
+        if self.tracker.pending(Purpose.PROPAGATION) is not None:
             raise ValueError("A propagation is already running: wait for it or cancel it.")
         request = PropagationRequest(
             self.prompts.axis,
@@ -204,110 +221,126 @@ class EditorSession:
         )
         request.bounds(self.volume.slice_count(request.axis))  # a seed outside the range fails here, not later
         collector = PropagationCollector(request.axis, self.volume.array.shape)
-        self.tracker.track(self.worker.submit(Propagate(request, stopRule)), PROPAGATION, collector)
+        # The slices come one by one (SLICE): the final answer need not carry the whole volume again.
+        propagate = Propagate(request, stopRule, volume_masks=False)
+        self.tracker.track(self.worker.submit(propagate), Purpose.PROPAGATION, collector)
         self._dropPreview()
 
     @property
     def propagating(self) -> bool:
-        return self.tracker.pending(PROPAGATION) is not None
+        return self.tracker.pending(Purpose.PROPAGATION) is not None
 
     def cancelPropagation(self) -> None:
         """Stop before the next slice; the finished slices are still written when the worker answers."""
-        requestId = self.tracker.pending(PROPAGATION)
+        requestId = self.tracker.pending(Purpose.PROPAGATION)
         if requestId is not None:
             self.worker.cancel(requestId)
 
     def segmentEverything(self, axis: Axis, index: int, options: Any = None) -> None:
         """Find every structure on slice ``index`` along ``axis`` and add each as a new segment (one
         undo step); ``options`` is a ``research.automatic.GridOptions`` (the default when None)."""
-        from SAMSegmentLib.worker import SegmentEverything
-
         count = self.volume.slice_count(axis)
         if not 0 <= index < count:
             raise ValueError(f"Slice {index} is outside the volume (0 to {count - 1}).")
         if self.segmentingEverything:
             raise ValueError("Segment everything is already running: wait for it or cancel it.")
         request = SegmentEverything(axis, index) if options is None else SegmentEverything(axis, index, options=options)
-        self.tracker.track(self.worker.submit(request), EVERYTHING)
+        self.tracker.track(self.worker.submit(request), Purpose.EVERYTHING)
 
     @property
     def segmentingEverything(self) -> bool:
-        return self.tracker.pending(EVERYTHING) is not None
+        return self.tracker.pending(Purpose.EVERYTHING) is not None
 
     def cancelEverything(self) -> None:
-        requestId = self.tracker.pending(EVERYTHING)
+        requestId = self.tracker.pending(Purpose.EVERYTHING)
         if requestId is not None:
             self.worker.cancel(requestId)
 
     def processMessages(self) -> list[Notice]:
-        """Apply every answer the worker has for this session; what to show the user."""
+        """Apply every answer the engine has for this session; what to show the user."""
         notices: list[Notice] = []
         for tracked, message in self.tracker.wanted(self.worker.poll()):
             notices.extend(self._handle(tracked.purpose, tracked.context, message))
         return notices
 
-    def _handle(self, purpose: str, context: Any, message: Any) -> list[Notice]:
-        kind = message.kind.value
-        if kind in ("error", "out_of_memory"):
-            if purpose == MODEL:
+    def _handle(self, purpose: Purpose, context: Any, message: WorkerMessage) -> list[Notice]:
+        kind = message.kind
+        if kind in (MessageKind.ERROR, MessageKind.OUT_OF_MEMORY):
+            if purpose is Purpose.MODEL:
                 self.modelReady = False
-            return [Notice(kind, message.text)]
-        if purpose == MODEL and kind == "result":
+            if purpose is Purpose.PROPAGATION:
+                self.preview.clear()  # no half-propagated preview stays on screen
+            noticeKind = NoticeKind.ERROR if kind is MessageKind.ERROR else NoticeKind.OUT_OF_MEMORY
+            return [Notice(noticeKind, message.text)]
+        if purpose is Purpose.MODEL and kind is MessageKind.RESULT:
             self.modelReady = True
-            return [Notice("model", f"{message.value.spec.name} is ready on {message.value.device}.")]
-        if purpose == DOWNLOAD:
-            if kind == "progress":
-                return [Notice("download", progress=message.value)]
-            if kind == "result":
-                return [Notice("downloaded", f"Saved {message.value}.")]
-            return [Notice("status", "Download cancelled; it resumes where it stopped next time.")]
-        if purpose == PREVIEW and kind == "result":
+            return [Notice(NoticeKind.MODEL, f"{message.value.spec.name} is ready on {message.value.device}.")]
+        if purpose is Purpose.DOWNLOAD:
+            if kind is MessageKind.PROGRESS:
+                return [Notice(NoticeKind.DOWNLOAD, progress=message.value)]
+            if kind is MessageKind.RESULT:
+                return [Notice(NoticeKind.DOWNLOADED, f"Saved {message.value}.")]
+            return [Notice(NoticeKind.STATUS, "Download cancelled; it resumes where it stopped next time.")]
+        if purpose is Purpose.PREVIEW and kind is MessageKind.RESULT:
             return self._showPreview(context, message.value)
-        if purpose == PROPAGATION:
+        if purpose is Purpose.PROPAGATION:
             return self._propagationMessage(context, message)
-        if purpose == EVERYTHING:
+        if purpose is Purpose.EVERYTHING:
             return self._everythingMessage(message)
         return []
 
-    def _everythingMessage(self, message: Any) -> list[Notice]:
-        kind = message.kind.value
-        if kind == "progress":
-            return [Notice("progress", progress=message.value)]
-        if kind != "result":
-            return [Notice("status", message.text)]
+    def _everythingMessage(self, message: WorkerMessage) -> list[Notice]:
+        if message.kind is MessageKind.PROGRESS:
+            return [Notice(NoticeKind.PROGRESS, progress=message.value)]
+        if message.kind is not MessageKind.RESULT:
+            return [Notice(NoticeKind.STATUS, message.text)]
         added = addEverythingSegments(self.segmentationNode, self.geometry, message.value, self.editing)
         if not added:
-            return [Notice("written", "No structure was found on this slice; nothing was added.")]
-        return [Notice("written", f"Added {len(added)} segments, one per structure found.")]
+            return [Notice(NoticeKind.WRITTEN, "No structure was found on this slice; nothing was added.")]
+        return [Notice(NoticeKind.WRITTEN, f"Added {len(added)} segments, one per structure found.")]
 
     def _showPreview(self, revision: int, preview: Any) -> list[Notice]:
         mask2d = np.asarray(preview.prediction.mask, bool)
         self._lastPreview = _Preview(revision, preview.axis, preview.index, mask2d)
-        volumeMask = np.zeros(arrayShape(self.geometry), bool)
-        put_slice(volumeMask, preview.axis, preview.index, mask2d)
-        self.preview.show(self.geometry, volumeMask, self.previewColor)
-        return [Notice("preview", f"Predicted quality {preview.prediction.score:.2f}.")]
+        self.preview.showSlice(self.geometry, preview.axis, preview.index, mask2d, self.previewColor)
+        return [Notice(NoticeKind.PREVIEW, f"Predicted quality {preview.prediction.score:.2f}.")]
 
-    def _propagationMessage(self, collector: PropagationCollector, message: Any) -> list[Notice]:
-        kind = message.kind.value
-        if kind == "slice":
+    def _propagationMessage(self, collector: PropagationCollector, message: WorkerMessage) -> list[Notice]:
+        if message.kind is MessageKind.SLICE:
             collector.addSlice(message.value)
-            region = np.zeros(collector.preview.shape, bool)
-            put_slice(region, collector.axis, message.value.index, np.ones(message.value.mask.shape, bool))
-            self.preview.merge(self.geometry, collector.preview, region, self.previewColor)
+            if not self.closing:
+                self.preview.mergeSlice(
+                    self.geometry, collector.axis, message.value.index, message.value.mask, self.previewColor
+                )
             return []
-        if kind == "progress":
+        if message.kind is MessageKind.PROGRESS:
             collector.setProgress(*message.value)
-            return [Notice("progress", progress=message.value)]
+            return [Notice(NoticeKind.PROGRESS, progress=message.value)]
         self.preview.clear()
         if message.value is None:  # cancelled before it started
-            return [Notice("status", "Propagation cancelled before any slice was done; nothing was written.")]
+            return [Notice(NoticeKind.STATUS, "Propagation cancelled before any slice was done; nothing was written.")]
         writeSegmentMasks(self.editing, self.segmentationNode, self.geometry, collector.maskWrites(message.value))
         self.clearPrompts()
-        return [Notice("written", summary(message.value))]
+        return [Notice(NoticeKind.WRITTEN, summary(message.value))]
 
-    def close(self) -> None:
-        """Stop wanting every answer (cancelling the running ones) and remove the preview."""
-        for requestId in self.tracker.forgetAll():
+    @property
+    def closing(self) -> bool:
+        return self._closing
+
+    @property
+    def finished(self) -> bool:
+        """After ``close``: True once nothing is left to write."""
+        return not self.propagating
+
+    def close(self) -> bool:
+        """Stop wanting every answer and cancel the requests; a running propagation is cancelled too,
+        but its finished slices are still written when the engine answers: keep calling
+        ``processMessages`` until ``finished``. True when there is such a propagation."""
+        self._closing = True
+        propagation = self.tracker.pending(Purpose.PROPAGATION)
+        for requestId in self.tracker.forgetAll(keep=Purpose.PROPAGATION):
             self.worker.cancel(requestId)
-        self.preview.clear()
+        if propagation is not None:
+            self.worker.cancel(propagation)
+        self.clearPrompts()
+        return propagation is not None

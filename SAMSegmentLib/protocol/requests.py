@@ -70,10 +70,16 @@ class Predict:
 
 @dataclass
 class Propagate:
-    """Propagate the seed slice's prompts through the volume, reporting each slice as it is done."""
+    """Propagate the seed slice's prompts through the volume, reporting each slice as it is done.
+
+    With ``volume_masks`` False, each object's ``mask`` in the final result is empty (shape
+    (0, 0, 0)): a client that kept the SLICE messages has every slice already, and need not
+    receive (and unpack) the whole volume again at the end.
+    """
 
     request: PropagationRequest
     stop_rule: StopRule | SAM2StopRule | None = None  # SAM2StopRule for SAM 2 family models
+    volume_masks: bool = True
 
 
 @dataclass

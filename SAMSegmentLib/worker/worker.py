@@ -47,6 +47,8 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from ..cache import EmbeddingCache
 from ..errors import CancelledError
 from ..models import ImageEmbedding
@@ -340,6 +342,9 @@ class InferenceWorker:
             self._emit(ticket, MessageKind.PROGRESS, (done, total))
 
         result = self._session.propagate(ticket.request, ticket.cancel, on_slice, on_progress)
+        if not ticket.request.volume_masks:
+            for outcome in result.objects.values():
+                outcome.mask = np.zeros((0, 0, 0), bool)
         return (MessageKind.CANCELLED if result.cancelled else MessageKind.RESULT), result
 
     def _download(self, ticket: _Ticket) -> tuple[MessageKind, object]:

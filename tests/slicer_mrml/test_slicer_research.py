@@ -9,6 +9,7 @@ import pytest
 
 import slicer
 from mrml_fixtures import loadVolume, makeEditor, writeImage
+from SAMSegmentLib.protocol import MessageKind
 from SAMSegmentLib.volume import Axis, Volume
 from SAMSegmentMRML.geometry import (
     arrayToMatrix,
@@ -20,6 +21,7 @@ from SAMSegmentMRML.geometry import (
 from SAMSegmentMRML.research_inputs import labelledCase, volumeAndMask
 from SAMSegmentMRML.research_outputs import addPriorMapVolumes, addRegistrationTransform
 from SAMSegmentMRML.segment_writer import EditorLogicEditing
+from SAMSegmentMRML.session import NoticeKind
 
 pytestmark = pytest.mark.slicer
 torch = pytest.importorskip("torch")
@@ -34,13 +36,13 @@ def worker():
     from SAMSegmentLib.worker import InferenceWorker, LoadModel, WorkerSettings
 
     with InferenceWorker(WorkerSettings(prefetch_slices=0), loader=lambda request: tiny_sam()) as worker:
-        assert worker.wait(worker.submit(LoadModel("sam_vit_b", device="cpu")), TIMEOUT)[-1].kind.value == "result"
+        assert worker.wait(worker.submit(LoadModel("sam_vit_b", device="cpu")), TIMEOUT)[-1].kind is MessageKind.RESULT
         yield worker
 
 
 def _answer(worker, request):  # noqa: ANN001, ANN202
     last = worker.wait(worker.submit(request), TIMEOUT)[-1]
-    assert last.kind.value == "result", last.text
+    assert last.kind is MessageKind.RESULT, last.text
     return last.value
 
 
@@ -99,8 +101,8 @@ def test_everything_on_a_slice_adds_one_segment_per_structure_and_one_undo_remov
     options = GridOptions(points_per_side=3, min_predicted_iou=-1.0, min_stability=0.0, nms_iou=1.0, min_area_px=1)
     session.segmentEverything(Axis.AXIAL, 6, options)
     assert session.segmentingEverything
-    notices = _pump(session, lambda got: any(n.kind in ("written", "error") for n in got))
-    assert [n.kind for n in notices] == ["progress", "written"], notices
+    notices = _pump(session, lambda got: any(n.kind in (NoticeKind.WRITTEN, NoticeKind.ERROR) for n in got))
+    assert [n.kind for n in notices] == [NoticeKind.PROGRESS, NoticeKind.WRITTEN], notices
     segmentation = editor.segmentation.GetSegmentation()
     added = [segmentation.GetNthSegmentID(n) for n in range(1, segmentation.GetNumberOfSegments())]
     assert len(added) >= 2 and notices[-1].text.startswith(f"Added {len(added)} segments")

@@ -10,7 +10,8 @@ from test_slicer_session import RecordingWorker, _pump, _segment, editor  # noqa
 
 from SAMSegmentLib.volume import Axis
 from SAMSegmentMRML.segment_writer import EditorLogicEditing
-from SAMSegmentMRML.session import EditorSession
+from SAMSegmentLib.protocol import MessageKind
+from SAMSegmentMRML.session import EditorSession, NoticeKind
 from SAMSegmentMRML.slice_views import SlicePosition
 
 pytestmark = [pytest.mark.slicer, pytest.mark.sam2]
@@ -55,7 +56,7 @@ def session(sam2Worker, editor, scene):  # noqa: F811
 
 
 def _slices(session) -> dict:  # noqa: ANN001
-    return {m.value.index: m.value.mask for m in session.worker.polled if m.kind.value == "slice"}
+    return {m.value.index: m.value.mask for m in session.worker.polled if m.kind is MessageKind.SLICE}
 
 
 def test_a_correction_is_propagated_from_the_preview_shown(session, editor):  # noqa: F811
@@ -64,7 +65,7 @@ def test_a_correction_is_propagated_from_the_preview_shown(session, editor):  # 
     session.setBox(SlicePosition(Axis.AXIAL, 5, (10.0, 8.0)), SlicePosition(Axis.AXIAL, 5, (38.0, 32.0)))
     _pump(session, lambda notices: session.canApply)
     session.propagate(editor.segmentID, "both")
-    _pump(session, lambda notices: any(n.kind == "written" for n in notices))
+    _pump(session, lambda notices: any(n.kind is NoticeKind.WRITTEN for n in notices))
     first = _segment(editor)
     assert sorted(_slices(session)) == list(range(10))
 
@@ -74,7 +75,7 @@ def test_a_correction_is_propagated_from_the_preview_shown(session, editor):  # 
     _pump(session, lambda notices: session.canApply)
     shown = session.preview.previewArray(session.geometry)[8]
     session.propagate(editor.segmentID, "forward")
-    _pump(session, lambda notices: any(n.kind == "written" for n in notices))
+    _pump(session, lambda notices: any(n.kind is NoticeKind.WRITTEN for n in notices))
     after = _segment(editor)
     assert sorted(_slices(session)) == [8, 9]
     np.testing.assert_array_equal(after[8], shown)

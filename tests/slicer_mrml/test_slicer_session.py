@@ -12,7 +12,8 @@ import slicer
 from mrml_fixtures import loadVolume, makeEditor, writeImage
 from SAMSegmentLib.volume import Axis, Volume
 from SAMSegmentMRML.segment_writer import EditorLogicEditing, MaskWrite, writeSegmentMasks
-from SAMSegmentMRML.session import EditorSession
+from SAMSegmentLib.protocol import MessageKind
+from SAMSegmentMRML.session import EditorSession, NoticeKind
 from SAMSegmentMRML.slice_views import SlicePosition
 
 pytestmark = pytest.mark.slicer
@@ -94,7 +95,7 @@ def _pump(session, done, timeout: float = 60.0) -> list:  # noqa: ANN001
         notices.extend(session.processMessages())
         if done(notices):
             return notices
-        assert not any(n.kind in ("error", "out_of_memory") for n in notices), notices
+        assert not any(n.kind in (NoticeKind.ERROR, NoticeKind.OUT_OF_MEMORY) for n in notices), notices
         assert time.monotonic() < deadline, f"timed out; notices so far: {notices}"
         time.sleep(0.01)
 
@@ -138,8 +139,8 @@ def test_only_the_newest_preview_is_shown_and_cleared_prompts_get_none(session):
     session.addPoint(SlicePosition(Axis.AXIAL, 5, (24.0, 20.0)), True)
     session.addPoint(SlicePosition(Axis.AXIAL, 5, (30.0, 20.0)), True)
     notices = _pump(session, lambda notices: session.canApply)
-    assert sum(n.kind == "preview" for n in notices) == 1
-    previews = [m for m in session.worker.polled if m.kind.value == "result" and hasattr(m.value, "prediction")]
+    assert sum(n.kind is NoticeKind.PREVIEW for n in notices) == 1
+    previews = [m for m in session.worker.polled if m.kind is MessageKind.RESULT and hasattr(m.value, "prediction")]
     assert len(previews) <= 1  # the first was superseded before or while it ran
 
     session.addPoint(SlicePosition(Axis.AXIAL, 5, (20.0, 25.0)), False)
@@ -155,11 +156,11 @@ def test_propagation_writes_once_and_undo_restores_exactly(session, editor):
     _seed(editor, before)
     session.setBox(*_box(session))
     session.propagate(editor.segmentID, "both", stopRule=_permissive())
-    notices = _pump(session, lambda notices: any(n.kind == "written" for n in notices))
+    notices = _pump(session, lambda notices: any(n.kind is NoticeKind.WRITTEN for n in notices))
 
-    slices = [m.value for m in session.worker.polled if m.kind.value == "slice"]
+    slices = [m.value for m in session.worker.polled if m.kind is MessageKind.SLICE]
     assert sorted(s.index for s in slices) == list(range(10))
-    assert [n.progress for n in notices if n.kind == "progress"][-1][0] == 10
+    assert [n.progress for n in notices if n.kind is NoticeKind.PROGRESS][-1][0] == 10
     after = _segment(editor)
     for sliceResult in slices:
         np.testing.assert_array_equal(after[sliceResult.index], sliceResult.mask)
@@ -174,11 +175,11 @@ def test_cancel_keeps_the_finished_slices_in_one_undo_step(session, editor):
     _seed(editor, before)
     session.setBox(*_box(session))
     session.propagate(editor.segmentID, "forward", sliceRange=(2, 9), stopRule=_permissive())
-    _pump(session, lambda notices: sum(m.kind.value == "slice" for m in session.worker.polled) >= 2)
+    _pump(session, lambda notices: sum(m.kind is MessageKind.SLICE for m in session.worker.polled) >= 2)
     session.cancelPropagation()
-    notices = _pump(session, lambda notices: any(n.kind in ("written", "status") for n in notices))
+    notices = _pump(session, lambda notices: any(n.kind in (NoticeKind.WRITTEN, NoticeKind.STATUS) for n in notices))
 
-    slices = {m.value.index: m.value.mask for m in session.worker.polled if m.kind.value == "slice"}
+    slices = {m.value.index: m.value.mask for m in session.worker.polled if m.kind is MessageKind.SLICE}
     done = sorted(slices)
     assert 2 <= len(done) < 5 and done == list(range(5, 5 + len(done)))
     assert "Cancelled" in notices[-1].text
@@ -205,7 +206,7 @@ def test_worker_error_is_a_message_and_the_segmentation_is_untouched(session, ed
     while not notices and time.monotonic() < deadline:
         notices.extend(session.processMessages())
         time.sleep(0.01)
-    assert [n.kind for n in notices] == ["error"] and "too small" in notices[0].text
+    assert [n.kind for n in notices] == [NoticeKind.ERROR] and "too small" in notices[0].text
     assert not session.canApply and session.preview.node is None
     with pytest.raises(ValueError, match="no up-to-date preview"):
         session.apply(editor.segmentID)

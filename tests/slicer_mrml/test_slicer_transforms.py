@@ -173,7 +173,7 @@ def test_the_preview_is_under_the_segmentations_transform_and_shows_at_the_maske
     mask = np.zeros(volumeFromOrientedImage(aligned).array.shape, bool)
     mask[VOXEL[2], 2:9, 3:12] = True
     preview = PreviewSegmentation(scene, editor.segmentation)
-    preview.show(geometry, mask, (1.0, 1.0, 0.0))
+    preview.showSlice(geometry, Axis.AXIAL, VOXEL[2], mask[VOXEL[2]], (1.0, 1.0, 0.0))
 
     assert preview.node.GetTransformNodeID() == editor.segmentation.GetTransformNodeID()
     np.testing.assert_array_equal(preview.previewArray(geometry), mask)
@@ -185,10 +185,10 @@ def test_the_preview_is_under_the_segmentations_transform_and_shows_at_the_maske
     # The user moves the segmentation: the next preview follows it; without a transform, none.
     moved = _linearTransform(scene, OTHER_TRANSFORM)
     editor.segmentation.SetAndObserveTransformNodeID(moved.GetID())
-    preview.merge(geometry, mask, mask, (1.0, 1.0, 0.0))
+    preview.mergeSlice(geometry, Axis.AXIAL, VOXEL[2], mask[VOXEL[2]], (1.0, 1.0, 0.0))
     assert preview.node.GetTransformNodeID() == moved.GetID()
     editor.segmentation.SetAndObserveTransformNodeID(None)
-    preview.show(geometry, mask, (1.0, 1.0, 0.0))
+    preview.showSlice(geometry, Axis.AXIAL, VOXEL[2], mask[VOXEL[2]], (1.0, 1.0, 0.0))
     assert preview.node.GetTransformNodeID() is None
     preview.clear()
 
