@@ -8,7 +8,7 @@ import signal
 from pathlib import Path
 
 import pytest
-from host_loop import GilHoldingLoop
+from SAMSegmentLib.bench.host_loop import GilHoldingLoop
 from test_worker_doubles import organ_box
 
 from SAMSegmentLib.propagation import ObjectPrompts, PropagationRequest
