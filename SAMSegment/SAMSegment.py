@@ -1,9 +1,13 @@
 """SAMSegment: Segment Anything models (SAM, HQ-SAM, LiteMedSAM, SAM 2) in the Segment Editor.
 
-Importing this module never imports torch or installs anything: the effect installs what is
-missing on first use, after asking.
+Importing this module never imports torch or installs anything: the Install button (in the SAM
+effect or in this module) installs what is missing, after asking.
+
+This file must load on any Slicer (even 5.8, whose Python is 3.9) to say which version SAMSegment
+needs: everything else is imported only once the version check has passed.
 """
 
+import logging
 import os
 import sys
 
@@ -19,6 +23,24 @@ from slicer.ScriptedLoadableModule import (
     ScriptedLoadableModuleTest,
     ScriptedLoadableModuleWidget,
 )
+
+# vtkSlicerSegmentEditorLogic (used by the effect and its tests) appeared in Slicer 5.10, whose
+# Python is 3.12 (tomllib, zip(strict=) and the other 3.10+/3.11+ features the engine uses).
+MINIMUM_SLICER_VERSION = (5, 10)
+
+
+def slicerVersionSupported():
+    return (slicer.app.majorVersion, slicer.app.minorVersion) >= MINIMUM_SLICER_VERSION
+
+
+def unsupportedVersionMessage():
+    return _(
+        "SAMSegment needs 3D Slicer {required} or later; this is Slicer {current}. Install a current Slicer "
+        "release from https://download.slicer.org to use the SAM effect."
+    ).format(
+        required="{}.{}".format(*MINIMUM_SLICER_VERSION),
+        current=f"{slicer.app.majorVersion}.{slicer.app.minorVersion}",
+    )
 
 
 def _addEngineToPath():
@@ -46,16 +68,35 @@ class SAMSegment(ScriptedLoadableModule):
             "check the preview, Apply it or propagate it through the volume. Models: LiteMedSAM (included, "
             "runs on a CPU), SAM and HQ-SAM (downloaded on request). This module manages the models."
         )
+        self.parent.helpText += self.getDefaultModuleDocumentationLink()
         self.parent.acknowledgementText = _(
             "Uses Segment Anything (Meta AI), HQ-SAM (ETH Zurich/HKUST), MedSAM and LiteMedSAM (Bo Wang lab), "
             "PyTorch and the Slicer PyTorch extension."
         )
+        if not slicerVersionSupported():
+            logging.error(unsupportedVersionMessage())
+            self.parent.helpText = "<p><b>" + unsupportedVersionMessage() + "</b></p>" + self.parent.helpText
+            return  # the effect is not registered: it cannot run here
         slicer.app.connect("startupCompleted()", registerEffect)
+
+    def getDefaultModuleDocumentationLink(self, docPage=None):
+        """The extension's own documentation (its README), not Slicer's module pages."""
+        url = "https://github.com/SAMSegment/SAMSegment#readme"
+        return "<p>" + _("For more information, see the {start}online documentation{end}.").format(
+            start=f'<a href="{url}">', end="</a>"
+        ) + "</p>"
 
 
 def registerEffect():
-    """Add the SAM effect to the Segment Editor's effect list."""
+    """Add the SAM effect to the Segment Editor's effect list.
+
+    setPythonSource (qSlicerSegmentEditorScriptedEffect.cxx) takes the module name from the effect
+    file's folder, SAMSegmentEffect, and uses the class it finds in sys.modules under that name;
+    importing the package first provides it, so the effect file is not loaded a second time under
+    the package's name (which would break the effect's own ``from SAMSegmentEffect...`` imports)."""
     import qSlicerSegmentationsEditorEffectsPythonQt as effects
+
+    import SAMSegmentEffect  # noqa: F401 - see above; never imports torch
 
     effectPath = os.path.join(os.path.dirname(__file__), "SAMSegmentEffect", "SegmentEditorEffect.py")
     scriptedEffect = effects.qSlicerSegmentEditorScriptedEffect(None)
@@ -68,16 +109,39 @@ class SAMSegmentWidget(ScriptedLoadableModuleWidget):
 
     def setup(self):
         ScriptedLoadableModuleWidget.setup(self)
+        # slicer.util.getModuleLogic("SAMSegment") returns this: the one logic of the session.
+        self.logic = SAMSegmentLogic()
+        self.panels = []
+        self.connections = []
+        if not slicerVersionSupported():
+            label = qt.QLabel(unsupportedVersionMessage())
+            label.wordWrap = True
+            self.layout.addWidget(label)
+            self.layout.addStretch(1)
+            return
         self.modelTable = qt.QTableWidget()
         self.modelTable.setColumnCount(3)
         self.modelTable.setHorizontalHeaderLabels([_("Model"), _("Weights"), _("Description")])
         self.modelTable.horizontalHeader().setStretchLastSection(True)
         self.modelTable.editTriggers = qt.QAbstractItemView.NoEditTriggers
         self.layout.addWidget(self.modelTable)
-        openEditorButton = qt.QPushButton(_("Open the Segment Editor"))
-        openEditorButton.clicked.connect(lambda: slicer.util.selectModule("SegmentEditor"))
-        self.layout.addWidget(openEditorButton)
 
+        self.installButton = qt.QPushButton(_("Install SAM's packages"))
+        self.installButton.toolTip = _("Downloads and installs PyTorch and the other Python packages SAM needs.")
+        self.layout.addWidget(self.installButton)
+        self.statusLabel = qt.QLabel()
+        self.statusLabel.wordWrap = True
+        self.layout.addWidget(self.statusLabel)
+        openEditorButton = qt.QPushButton(_("Open the Segment Editor"))
+        self.layout.addWidget(openEditorButton)
+        self.connections = [
+            (self.installButton.clicked, self.onInstall),
+            (openEditorButton.clicked, self.onOpenEditor),
+        ]
+        for signal, slot in self.connections:
+            signal.connect(slot)
+
+        # The panels import only Qt and Slicer here; engine code is imported when a panel runs.
         from SAMSegmentPanels.everythingPanel import EverythingPanel
         from SAMSegmentPanels.finetunePanel import FinetunePanel
         from SAMSegmentPanels.priorMapsPanel import PriorMapsPanel
@@ -93,9 +157,15 @@ class SAMSegmentWidget(ScriptedLoadableModuleWidget):
         self.layout.addStretch(1)
 
     def enter(self):
+        if not slicerVersionSupported():
+            return
+        from SAMSegmentEffect.dependencies import dependenciesSatisfied
         from SAMSegmentLib.checkpoints import CheckpointStore
         from SAMSegmentMRML.model_choices import modelChoices
 
+        satisfied = dependenciesSatisfied()
+        self.installButton.visible = not satisfied
+        self.statusLabel.text = "" if satisfied else _("SAM needs PyTorch and a few other Python packages: click Install.")
         store = CheckpointStore()
         specs = modelChoices(store)
         self.modelTable.setRowCount(len(specs))
@@ -104,6 +174,26 @@ class SAMSegmentWidget(ScriptedLoadableModuleWidget):
             for column, text in enumerate((spec.name, state, spec.description)):
                 self.modelTable.setItem(row, column, qt.QTableWidgetItem(text))
         self.modelTable.resizeColumnsToContents()
+
+    def onInstall(self):
+        from SAMSegmentEffect.dependencies import installDependencies
+
+        if installDependencies():
+            self.statusLabel.text = _("SAM's packages are installed.")
+        self.enter()
+
+    def onOpenEditor(self):
+        slicer.util.selectModule("SegmentEditor")
+
+    def cleanup(self):
+        """Disconnects what setup() connected and stops the panels' jobs (called by Slicer before
+        the module is unloaded or reloaded)."""
+        for signal, slot in self.connections:
+            signal.disconnect(slot)
+        self.connections = []
+        for panel in self.panels:
+            panel.cleanup()
+        self.panels = []
 
 
 class SAMSegmentLogic(ScriptedLoadableModuleLogic):
