@@ -21,6 +21,7 @@ from SegmentEditorEffects import AbstractScriptedSegmentEditorEffect
 from SAMSegmentEffect.effect_editing import EffectEditing
 from SAMSegmentEffect.effect_options import EffectOptions, setMRMLDefaults
 from SAMSegmentEffect.prompt_drawing import PromptDrawing
+from SAMSegmentLib.errors import SAMSegmentError
 from SAMSegmentMRML.geometry import arrayToRasMatrix
 from SAMSegmentMRML.slice_views import ObliqueSliceError, OutsideVolumeError, slicePositionFromXy
 
@@ -201,6 +202,9 @@ class SegmentEditorEffect(AbstractScriptedSegmentEditorEffect):
                 source,
                 EffectEditing(self.scriptedEffect),
             )
+        except SAMSegmentError as error:  # e.g. a constant or 4D volume: said, not raised
+            self.options.status(str(error), error=True)
+            return
         except (ImportError, OSError, RuntimeError) as error:  # OSError: e.g. a torch DLL failing to load on Windows
             logging.exception("The SAM inference worker could not start")
             self.options.status(_("SAM could not start: {error}").format(error=error), error=True)
