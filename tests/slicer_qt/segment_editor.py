@@ -251,7 +251,13 @@ class qSlicerSegmentEditorScriptedEffect(qSlicerSegmentEditorAbstractEffect):
         node = self._parameterSetNode
         extent = list(extent) if extent is not None else [0, -1, 0, -1, 0, -1]
         self._logic.ModifySegmentByLabelmap(
-            node.GetSegmentationNode(), node.GetSelectedSegmentID() or "", labelmap, mode, extent, self.perSegment, bypassMasking
+            node.GetSegmentationNode(),
+            node.GetSelectedSegmentID() or "",
+            labelmap,
+            _logicMode(mode),  # static_cast in the C++
+            extent,
+            self.perSegment,
+            bypassMasking,
         )
 
     def sourceVolumeImageData(self) -> Any:
@@ -287,6 +293,12 @@ class qSlicerSegmentEditorScriptedEffect(qSlicerSegmentEditorAbstractEffect):
             if isinstance(widget, qt.QLayout):
                 found.extend(widget.widgets())
         return found
+
+
+def _logicMode(mode: int) -> Any:
+    logic = slicer.vtkSlicerSegmentEditorLogic
+    modes = [logic.ModificationModeSet, logic.ModificationModeAdd, logic.ModificationModeRemove, logic.ModificationModeRemoveAll]
+    return next(m for m in modes if int(m) == int(mode))
 
 
 class qSlicerSegmentEditorEffectFactory(qt.QObject):
