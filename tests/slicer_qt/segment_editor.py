@@ -370,6 +370,8 @@ class qMRMLSegmentEditorWidget(qt.QWidget):
         """... then initializeParameterSetNode(): every effect gets the node and its defaults."""
         self._node = node
         self.logic.SetSegmentEditorNode(node)
+        if node is None:
+            return
         for effect in self.effects:
             effect.setParameterSetNode(node)
             effect.setMRMLDefaults()
@@ -436,6 +438,9 @@ class qMRMLSegmentEditorWidget(qt.QWidget):
 
     def saveStateForUndo(self) -> None:
         self.logic.SaveStateForUndo()
+
+    def undo(self) -> None:
+        self.logic.Undo()
 
     # --- mouse ---
 

@@ -121,3 +121,20 @@ def test_panels_say_packages_are_missing_instead_of_failing(samModule, monkeypat
         panel.onRun()
     assert len(slicer.app.dialogs.errors) == len(widget.panels)
     assert all("not installed" in text for text in slicer.app.dialogs.errors)
+
+
+def test_self_test_skips_without_packages(samModule, monkeypatch):
+    import unittest
+
+    import SAMSegmentEffect.dependencies as dependencies
+
+    monkeypatch.setattr(dependencies, "missingRequirements", lambda: ["torch>=2.1"])
+    monkeypatch.setattr(dependencies, "_satisfied", False)
+    testCase = samModule.pythonModule.SAMSegmentTest()
+    with pytest.raises(unittest.SkipTest, match="torch"):
+        testCase.test_promptApplyAndPropagate()
+
+
+def test_self_test_waits_in_the_event_loop_not_in_sleep():
+    source = MODULE_FILE.read_text()
+    assert "time.sleep(" not in source and "setActiveEffectByName(\"SAM\")" in source
