@@ -94,7 +94,7 @@ def test_declined_install_changes_nothing(samModule, editor, packages):
 def test_versions_are_checked_not_only_imports(monkeypatch):
     import importlib.metadata
 
-    sys.path.insert(0, str(__import__("conftest").MODULE_FILE.parent))
+    sys.path.insert(0, str(__import__("sam_harness").MODULE_FILE.parent))
     import SAMSegmentEffect.dependencies as dependencies
 
     real = importlib.metadata.version

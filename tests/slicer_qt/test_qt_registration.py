@@ -11,7 +11,7 @@ import pytest
 import fake_qt
 import segment_editor
 import slicer
-from conftest import MODULE_FILE, Editor, organVolume
+from sam_harness import MODULE_FILE, Editor, organVolume
 
 pytestmark = pytest.mark.slicer
 
