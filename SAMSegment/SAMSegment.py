@@ -1,14 +1,17 @@
 """SAMSegment: Segment Anything models (SAM, HQ-SAM, LiteMedSAM, SAM 2) in the Segment Editor.
 
-Importing this module never imports torch or installs anything: the effect installs what is
-missing on first use, after asking.
+Importing this module never imports torch or installs anything: the Install button (in the SAM
+effect or in this module) installs what is missing, after asking.
+
+This file must load on any Slicer (even 5.8, whose Python is 3.9) to say which version SAMSegment
+needs: everything else is imported only once the version check has passed.
 """
 
+import logging
 import os
 import sys
 
 import qt
-import vtk
 
 import slicer
 from slicer.i18n import tr as _
@@ -19,6 +22,24 @@ from slicer.ScriptedLoadableModule import (
     ScriptedLoadableModuleTest,
     ScriptedLoadableModuleWidget,
 )
+
+# vtkSlicerSegmentEditorLogic (used by the effect and its tests) appeared in Slicer 5.10, whose
+# Python is 3.12 (tomllib, zip(strict=) and the other 3.10+/3.11+ features the engine uses).
+MINIMUM_SLICER_VERSION = (5, 10)
+
+
+def slicerVersionSupported():
+    return (slicer.app.majorVersion, slicer.app.minorVersion) >= MINIMUM_SLICER_VERSION
+
+
+def unsupportedVersionMessage():
+    return _(
+        "SAMSegment needs 3D Slicer {required} or later; this is Slicer {current}. Install a current Slicer "
+        "release from https://download.slicer.org to use the SAM effect."
+    ).format(
+        required="{}.{}".format(*MINIMUM_SLICER_VERSION),
+        current=f"{slicer.app.majorVersion}.{slicer.app.minorVersion}",
+    )
 
 
 def _addEngineToPath():
@@ -46,16 +67,35 @@ class SAMSegment(ScriptedLoadableModule):
             "check the preview, Apply it or propagate it through the volume. Models: LiteMedSAM (included, "
             "runs on a CPU), SAM and HQ-SAM (downloaded on request). This module manages the models."
         )
+        self.parent.helpText += self.getDefaultModuleDocumentationLink()
         self.parent.acknowledgementText = _(
             "Uses Segment Anything (Meta AI), HQ-SAM (ETH Zurich/HKUST), MedSAM and LiteMedSAM (Bo Wang lab), "
             "PyTorch and the Slicer PyTorch extension."
         )
+        if not slicerVersionSupported():
+            logging.error(unsupportedVersionMessage())
+            self.parent.helpText = "<p><b>" + unsupportedVersionMessage() + "</b></p>" + self.parent.helpText
+            return  # the effect is not registered: it cannot run here
         slicer.app.connect("startupCompleted()", registerEffect)
+
+    def getDefaultModuleDocumentationLink(self, docPage=None):
+        """The extension's own documentation (its README), not Slicer's module pages."""
+        url = "https://github.com/SAMSegment/SAMSegment#readme"
+        return "<p>" + _("For more information, see the {start}online documentation{end}.").format(
+            start=f'<a href="{url}">', end="</a>"
+        ) + "</p>"
 
 
 def registerEffect():
-    """Add the SAM effect to the Segment Editor's effect list."""
+    """Add the SAM effect to the Segment Editor's effect list.
+
+    setPythonSource (qSlicerSegmentEditorScriptedEffect.cxx) takes the module name from the effect
+    file's folder, SAMSegmentEffect, and uses the class it finds in sys.modules under that name;
+    importing the package first provides it, so the effect file is not loaded a second time under
+    the package's name (which would break the effect's own ``from SAMSegmentEffect...`` imports)."""
     import qSlicerSegmentationsEditorEffectsPythonQt as effects
+
+    import SAMSegmentEffect  # noqa: F401 - see above; never imports torch
 
     effectPath = os.path.join(os.path.dirname(__file__), "SAMSegmentEffect", "SegmentEditorEffect.py")
     scriptedEffect = effects.qSlicerSegmentEditorScriptedEffect(None)
@@ -68,16 +108,39 @@ class SAMSegmentWidget(ScriptedLoadableModuleWidget):
 
     def setup(self):
         ScriptedLoadableModuleWidget.setup(self)
+        # slicer.util.getModuleLogic("SAMSegment") returns this: the one logic of the session.
+        self.logic = SAMSegmentLogic()
+        self.panels = []
+        self.connections = []
+        if not slicerVersionSupported():
+            label = qt.QLabel(unsupportedVersionMessage())
+            label.wordWrap = True
+            self.layout.addWidget(label)
+            self.layout.addStretch(1)
+            return
         self.modelTable = qt.QTableWidget()
         self.modelTable.setColumnCount(3)
         self.modelTable.setHorizontalHeaderLabels([_("Model"), _("Weights"), _("Description")])
         self.modelTable.horizontalHeader().setStretchLastSection(True)
         self.modelTable.editTriggers = qt.QAbstractItemView.NoEditTriggers
         self.layout.addWidget(self.modelTable)
-        openEditorButton = qt.QPushButton(_("Open the Segment Editor"))
-        openEditorButton.clicked.connect(lambda: slicer.util.selectModule("SegmentEditor"))
-        self.layout.addWidget(openEditorButton)
 
+        self.installButton = qt.QPushButton(_("Install SAM's packages"))
+        self.installButton.toolTip = _("Downloads and installs PyTorch and the other Python packages SAM needs.")
+        self.layout.addWidget(self.installButton)
+        self.statusLabel = qt.QLabel()
+        self.statusLabel.wordWrap = True
+        self.layout.addWidget(self.statusLabel)
+        openEditorButton = qt.QPushButton(_("Open the Segment Editor"))
+        self.layout.addWidget(openEditorButton)
+        self.connections = [
+            (self.installButton.clicked, self.onInstall),
+            (openEditorButton.clicked, self.onOpenEditor),
+        ]
+        for signal, slot in self.connections:
+            signal.connect(slot)
+
+        # The panels import only Qt and Slicer here; engine code is imported when a panel runs.
         from SAMSegmentPanels.everythingPanel import EverythingPanel
         from SAMSegmentPanels.finetunePanel import FinetunePanel
         from SAMSegmentPanels.priorMapsPanel import PriorMapsPanel
@@ -93,9 +156,15 @@ class SAMSegmentWidget(ScriptedLoadableModuleWidget):
         self.layout.addStretch(1)
 
     def enter(self):
+        if not slicerVersionSupported():
+            return
+        from SAMSegmentEffect.dependencies import dependenciesSatisfied
         from SAMSegmentLib.checkpoints import CheckpointStore
         from SAMSegmentMRML.model_choices import modelChoices
 
+        satisfied = dependenciesSatisfied()
+        self.installButton.visible = not satisfied
+        self.statusLabel.text = "" if satisfied else _("SAM needs PyTorch and a few other Python packages: click Install.")
         store = CheckpointStore()
         specs = modelChoices(store)
         self.modelTable.setRowCount(len(specs))
@@ -104,6 +173,26 @@ class SAMSegmentWidget(ScriptedLoadableModuleWidget):
             for column, text in enumerate((spec.name, state, spec.description)):
                 self.modelTable.setItem(row, column, qt.QTableWidgetItem(text))
         self.modelTable.resizeColumnsToContents()
+
+    def onInstall(self):
+        from SAMSegmentEffect.dependencies import installDependencies
+
+        if installDependencies():
+            self.statusLabel.text = _("SAM's packages are installed.")
+        self.enter()
+
+    def onOpenEditor(self):
+        slicer.util.selectModule("SegmentEditor")
+
+    def cleanup(self):
+        """Disconnects what setup() connected and stops the panels' jobs (called by Slicer before
+        the module is unloaded or reloaded)."""
+        for signal, slot in self.connections:
+            signal.disconnect(slot)
+        self.connections = []
+        for panel in self.panels:
+            panel.cleanup()
+        self.panels = []
 
 
 class SAMSegmentLogic(ScriptedLoadableModuleLogic):
@@ -140,187 +229,115 @@ class SAMSegmentLogic(ScriptedLoadableModuleLogic):
 
 
 class SAMSegmentTest(ScriptedLoadableModuleTest):
-    """Segments a synthetic volume through the same session the effect uses."""
+    """Segments a synthetic volume through the Segment Editor and the SAM effect, as a user does.
+
+    Waits in Qt's event loop (QEventLoop + QTimer), never with time.sleep: Slicer holds the GIL
+    while its event loop idles, and a test that sleeps would hide what that does to the engine."""
 
     def setUp(self):
         slicer.mrmlScene.Clear()
 
+    def tearDown(self):
+        editor = getattr(self, "editorWidget", None)
+        if editor is not None:
+            editor.setActiveEffectByName("")  # deactivates the effect: its session stops
+            editor.setMRMLSegmentEditorNode(None)
+            editor.deleteLater()
+            self.editorWidget = None
+        slicer.mrmlScene.Clear()
+
     def runTest(self):
-        self.setUp()
-        self.test_promptApplyAndPropagate()
-        self.setUp()
-        self.test_segmentEverythingAndUndo()
-        self.setUp()
-        self.test_registrationTransform()
+        for test in (self.test_promptApplyAndPropagate, self.test_segmentEverythingAndUndo):
+            self.setUp()
+            try:
+                test()
+            finally:
+                self.tearDown()
+
+    def _skipWithoutPackages(self):
+        from SAMSegmentEffect.dependencies import dependenciesSatisfied, missingRequirements
+
+        if not dependenciesSatisfied():
+            self.skipTest("SAM's packages are not installed: " + ", ".join(missingRequirements()))
+
+    def _waitUntil(self, condition, timeout=300.0, what=""):
+        """Run Slicer's event loop (the effect's timers, the engine's answers) until ``condition()``."""
+        import time
+
+        deadline = time.monotonic() + timeout
+        while not condition():
+            self.assertLess(time.monotonic(), deadline, f"Timed out waiting for {what}")
+            loop = qt.QEventLoop()
+            qt.QTimer.singleShot(50, loop.quit)
+            loop.exec()
+
+    def _editorWithEffect(self, array):
+        """The Segment Editor on ``array`` with one selected empty segment and the SAM effect active."""
+        volumeNode = slicer.util.addVolumeFromArray(array, name="SAMTest")
+        segmentationNode = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentationNode")
+        segmentationNode.CreateDefaultDisplayNodes()
+        segmentationNode.SetReferenceImageGeometryParameterFromVolumeNode(volumeNode)
+        segmentID = segmentationNode.GetSegmentation().AddEmptySegment("organ")
+        editorNode = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentEditorNode")
+        self.editorWidget = slicer.qMRMLSegmentEditorWidget()
+        self.editorWidget.setMRMLScene(slicer.mrmlScene)
+        self.editorWidget.setMRMLSegmentEditorNode(editorNode)
+        self.editorWidget.setSegmentationNode(segmentationNode)
+        self.editorWidget.setSourceVolumeNode(volumeNode)
+        editorNode.SetSelectedSegmentID(segmentID)
+        self.editorWidget.setActiveEffectByName("SAM")
+        scriptedEffect = self.editorWidget.activeEffect()
+        self.assertIsNotNone(scriptedEffect, "The SAM effect is not registered in the Segment Editor")
+        effect = scriptedEffect.self()
+        self.assertIsNotNone(effect.session, effect.options.statusLabel.text)
+        self._waitUntil(lambda: effect.session.modelReady, what="the model")
+        return volumeNode, segmentationNode, segmentID, effect
 
     def test_promptApplyAndPropagate(self):
-        import importlib.util
-
+        self._skipWithoutPackages()
         import numpy as np
 
-        if importlib.util.find_spec("torch") is None:
-            self.delayDisplay("PyTorch is not installed: skipping the segmentation test.")
-            return
         from SAMSegmentLib.volume import Axis
         from SAMSegmentMRML.slice_views import SlicePosition
 
         # A bright ellipsoid in soft tissue, 12 slices.
         k, j, i = np.meshgrid(np.arange(12), np.arange(64), np.arange(64), indexing="ij")
         organ = ((k - 6) / 5.0) ** 2 + ((j - 32) / 14.0) ** 2 + ((i - 32) / 12.0) ** 2 < 1
-        volumeNode = slicer.util.addVolumeFromArray(np.where(organ, 160, 20).astype(np.int16), name="SAMTest")
-        segmentationNode, editorLogic = self._editorOn(volumeNode)
-        segmentID = editorLogic.GetSegmentEditorNode().GetSelectedSegmentID()
-
-        logic = SAMSegmentLogic()
-        session = self._editorSession(logic, segmentationNode, editorLogic)
+        volumeNode, segmentationNode, segmentID, effect = self._editorWithEffect(np.where(organ, 160, 20).astype(np.int16))
         box = (SlicePosition(Axis.AXIAL, 6, (16.0, 14.0)), SlicePosition(Axis.AXIAL, 6, (48.0, 50.0)))
-        session.setBox(*box)
-        self._pump(session, lambda notices: session.canApply)
-        session.apply(segmentID)
+        effect.session.setBox(*box)  # what a drag in a slice view does
+        self._waitUntil(lambda: effect.session.canApply, what="the preview")
+        effect.onApply()
         written = slicer.util.arrayFromSegmentBinaryLabelmap(segmentationNode, segmentID, volumeNode) > 0
         dice = 2 * (written[6] & organ[6]).sum() / (written[6].sum() + organ[6].sum())
         self.assertGreater(dice, 0.8)
         self.assertFalse(written[5].any())
 
-        session.setBox(*box)
-        session.propagate(segmentID, "both")
-        self._pump(session, lambda notices: any(n.kind == "written" for n in notices), timeout=300)
+        effect.session.setBox(*box)
+        effect.onPropagate()
+        self._waitUntil(lambda: not effect.session.propagating, what="the propagation")
         written = slicer.util.arrayFromSegmentBinaryLabelmap(segmentationNode, segmentID, volumeNode) > 0
         self.assertGreater(2 * (written & organ).sum() / (written.sum() + organ.sum()), 0.7)
-        editorLogic.Undo()
+        self.editorWidget.undo()
         afterUndo = slicer.util.arrayFromSegmentBinaryLabelmap(segmentationNode, segmentID, volumeNode) > 0
         self.assertEqual(int(afterUndo[[0, 1, 2, 3, 4, 5, 7, 8, 9, 10, 11]].sum()), 0)
-        session.close()
-        logic.shutdown()
         self.delayDisplay("SAM test passed")
 
-    def _editorSession(self, logic, segmentationNode, editorLogic):
-        """The effect's session on ``editorLogic``'s volume, with LiteMedSAM loaded."""
-        from SAMSegmentMRML.segment_writer import EditorLogicEditing
-        from SAMSegmentMRML.session import EditorSession
-
-        session = EditorSession(
-            logic.workerClient(),
-            slicer.mrmlScene,
-            segmentationNode,
-            editorLogic.GetAlignedSourceVolume(),
-            EditorLogicEditing(editorLogic),
-        )
-        session.loadModel("litemedsam", "auto")
-        session.setVolume("auto")
-        return session
-
-    def _editorOn(self, volumeNode):
-        """A segment editor logic on ``volumeNode`` with one selected empty segment."""
-        segmentationNode = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentationNode")
-        segmentationNode.CreateDefaultDisplayNodes()
-        editorNode = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentEditorNode")
-        editorNode.SetAndObserveSegmentationNode(segmentationNode)
-        editorLogic = slicer.vtkSlicerSegmentEditorLogic()
-        editorLogic.SetMRMLScene(slicer.mrmlScene)
-        editorLogic.SetMRMLApplicationLogic(slicer.app.applicationLogic())
-        editorLogic.SetSegmentEditorNode(editorNode)
-        editorLogic.SetSourceVolumeNode(volumeNode)
-        editorLogic.TrivialSetSourceRepresentationToBinaryLabelmap()
-        editorLogic.ResetModifierLabelmapToDefault()
-        editorLogic.UpdateAlignedSourceVolume()
-        editorNode.SetSelectedSegmentID(editorLogic.AddEmptySegment())
-        return segmentationNode, editorLogic
-
     def test_segmentEverythingAndUndo(self):
-        """The effect's "Segment everything" path: new segments on one slice, removed by one undo."""
-        import importlib.util
-
+        """The effect's "Segment everything": new segments on one slice, removed by one undo."""
+        self._skipWithoutPackages()
         import numpy as np
-
-        if importlib.util.find_spec("torch") is None:
-            self.delayDisplay("PyTorch is not installed: skipping the segment everything test.")
-            return
-        from SAMSegmentLib.volume import Axis
 
         k, j, i = np.meshgrid(np.arange(4), np.arange(64), np.arange(64), indexing="ij")
         first = ((j - 20) / 10.0) ** 2 + ((i - 20) / 10.0) ** 2 < 1
         organs = first | (((j - 44) / 9.0) ** 2 + ((i - 44) / 12.0) ** 2 < 1)
-        volumeNode = slicer.util.addVolumeFromArray(np.where(organs, 160, 20).astype(np.int16), name="SAMEverything")
-        segmentationNode, editorLogic = self._editorOn(volumeNode)
-        logic = SAMSegmentLogic()
-        session = self._editorSession(logic, segmentationNode, editorLogic)
-        session.segmentEverything(Axis.AXIAL, 2)
-        self._pump(session, lambda notices: any(n.kind == "written" for n in notices), timeout=300)
+        _volumeNode, segmentationNode, _segmentID, effect = self._editorWithEffect(np.where(organs, 160, 20).astype(np.int16))
+        from SAMSegmentLib.volume import Axis
+
+        effect.session.segmentEverything(Axis.AXIAL, 2)
+        self._waitUntil(lambda: not effect.session.segmentingEverything, what="segment everything")
         segmentation = segmentationNode.GetSegmentation()
         self.assertGreater(segmentation.GetNumberOfSegments(), 1)
-        editorLogic.Undo()
+        self.editorWidget.undo()
         self.assertEqual(segmentation.GetNumberOfSegments(), 1)
-        session.close()
-        logic.shutdown()
         self.delayDisplay("Segment everything test passed")
-
-    def test_registrationTransform(self):
-        """A pair made by a known shift: the transform node moves the moving organ onto the fixed one."""
-        import importlib.util
-
-        import numpy as np
-
-        if importlib.util.find_spec("torch") is None:
-            self.delayDisplay("PyTorch is not installed: skipping the registration test.")
-            return
-        from SAMSegmentLib.research.registration import RegistrationOptions
-        from SAMSegmentLib.worker import Register
-        from SAMSegmentMRML.research_inputs import volumeAndMask
-        from SAMSegmentMRML.research_outputs import addRegistrationTransform
-
-        k, j, i = np.meshgrid(np.arange(24), np.arange(48), np.arange(64), indexing="ij")
-
-        def organAt(shiftI):
-            return ((k - 12) / 7.0) ** 2 + ((j - 24) / 10.0) ** 2 + ((i - 30 - shiftI) / 14.0) ** 2 < 1
-
-        nodes, segmentationNode = {}, slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentationNode")
-        for role, shiftI, inside in (("fixed", 0, 150), ("moving", 5, -50)):
-            organ = organAt(shiftI)
-            volumeNode = slicer.util.addVolumeFromArray(np.where(organ, inside, 40).astype(np.int16), name=role)
-            segmentID = segmentationNode.GetSegmentation().AddEmptySegment(role, role)
-            labels = organ.astype(np.uint8)
-            slicer.util.updateSegmentBinaryLabelmapFromArray(labels, segmentationNode, segmentID, volumeNode)
-            nodes[role] = volumeAndMask(volumeNode, segmentationNode, segmentID), volumeNode
-        (fixed, fixedMask), fixedNode = nodes["fixed"]
-        (moving, movingMask), movingNode = nodes["moving"]
-        logic = SAMSegmentLogic()
-        client = logic.workerClient()
-        request = Register(fixed, fixedMask, moving, movingMask, RegistrationOptions(edge_refinement=False))
-        requestId = client.submit(request)
-        messages = self._pumpClient(client, requestId)
-        self.assertEqual(messages[-1].kind.value, "result", messages[-1].text)
-        transformNode = addRegistrationTransform(slicer.mrmlScene, movingNode, messages[-1].value.transform, "moved")
-        # The moving organ's centre (voxel i = 35) must land on the fixed organ's centre (i = 30).
-        ijkToRas = vtk.vtkMatrix4x4()
-        movingNode.GetIJKToRASMatrix(ijkToRas)
-        movedCentre = transformNode.GetTransformToParent().TransformPoint(ijkToRas.MultiplyPoint((35, 24, 12, 1))[:3])
-        fixedNode.GetIJKToRASMatrix(ijkToRas)
-        fixedCentre = ijkToRas.MultiplyPoint((30, 24, 12, 1))[:3]
-        self.assertLess(float(np.linalg.norm(np.subtract(movedCentre, fixedCentre))), 1.0)
-        logic.shutdown()
-        self.delayDisplay("Registration test passed")
-
-    def _pumpClient(self, client, requestId, timeout=120.0):
-        import time
-
-        messages, deadline = [], time.monotonic() + timeout
-        while not any(m.request_id == requestId and m.kind.final for m in messages):
-            self.assertLess(time.monotonic(), deadline, "The worker did not answer in time")
-            slicer.app.processEvents()
-            time.sleep(0.05)
-            messages.extend(client.poll())
-        return messages
-
-    def _pump(self, session, done, timeout=120.0):
-        import time
-
-        notices, deadline = [], time.monotonic() + timeout
-        while not done(notices):
-            notices.extend(session.processMessages())
-            errors = [n.text for n in notices if n.kind in ("error", "out_of_memory")]
-            self.assertEqual(errors, [])
-            self.assertLess(time.monotonic(), deadline, "SAM did not answer in time")
-            slicer.app.processEvents()
-            time.sleep(0.05)
-        return notices

@@ -1,6 +1,11 @@
 """The "SAM" Segment Editor effect: click or drag prompts in a slice view, preview, Apply,
 propagate. Thin: decisions live in SAMSegmentMRML (tested headless), inference in the
-persistent worker owned by the SAMSegment module's logic."""
+persistent worker owned by the SAMSegment module's logic.
+
+Slicer loads this file through qSlicerSegmentEditorScriptedEffect::setPythonSource, which uses the
+parent folder name (SAMSegmentEffect) as module name: SAMSegment.registerEffect() imports the
+SAMSegmentEffect package first (its __init__ exports this class), so the imports below find the
+package instead of this file loaded under the package's name."""
 
 import logging
 import math
@@ -14,8 +19,9 @@ from slicer.i18n import tr as _
 from SegmentEditorEffects import AbstractScriptedSegmentEditorEffect
 
 from SAMSegmentEffect.effect_editing import EffectEditing
-from SAMSegmentEffect.effect_options import EffectOptions
+from SAMSegmentEffect.effect_options import EffectOptions, setMRMLDefaults
 from SAMSegmentEffect.prompt_drawing import PromptDrawing
+from SAMSegmentLib.errors import SAMSegmentError
 from SAMSegmentMRML.geometry import arrayToWorldMatrix, volumeKey
 from SAMSegmentMRML.slice_views import ObliqueSliceError, OutsideVolumeError, slicePositionFromXy
 
@@ -38,6 +44,8 @@ class SegmentEditorEffect(AbstractScriptedSegmentEditorEffect):
         self.dragStart = None  # (slice widget, xy) of a left press
         self.lastSliceWidget = None  # the view "Segment everything" works in
         self.rightPress = None
+        self.startFailed = False  # the last start failed: a new volume or model tries again
+        self.options = None  # built in setupOptionsFrame(), which may come after setMRMLDefaults()
         self.pollTimer = qt.QTimer()
         self.pollTimer.setInterval(POLL_INTERVAL_MS)
         self.pollTimer.timeout.connect(self.onPoll)
@@ -58,7 +66,8 @@ class SegmentEditorEffect(AbstractScriptedSegmentEditorEffect):
             """Segment with Segment Anything models from a few prompts.<p>
             <ul style="margin: 0">
             <li><b>Left-click:</b> add a point inside the structure.</li>
-            <li><b>Ctrl + left-click</b> or <b>right-click:</b> add a point outside it.</li>
+            <li><b>Ctrl + left-click</b> or <b>right-click:</b> add a point outside it (right-drag zooms
+            only when another effect is active).</li>
             <li><b>Left-drag:</b> draw a box around it.</li>
             <li><b>Shift + left-click:</b> remove the prompt under the mouse.</li>
             </ul><p>
@@ -74,63 +83,109 @@ class SegmentEditorEffect(AbstractScriptedSegmentEditorEffect):
     def setupOptionsFrame(self):
         self.options = EffectOptions(self.scriptedEffect)
         self.options.setup()
+        # (signal, slot) pairs, kept so that cleanup() disconnects exactly these.
         options = self.options
-        options.modelSelector.currentIndexChanged.connect(self.onModelChanged)
-        options.deviceSelector.currentIndexChanged.connect(self.onModelChanged)
-        options.presetSelector.currentIndexChanged.connect(self.onVolumeOptionsChanged)
-        options.memorySelector.currentIndexChanged.connect(self.onVolumeOptionsChanged)
-        options.directionSelector.currentIndexChanged.connect(self.updateMRMLFromGUI)
-        options.downloadButton.clicked.connect(self.onDownload)
-        options.applyButton.clicked.connect(self.onApply)
-        options.clearButton.clicked.connect(self.onClearPrompts)
-        options.propagateButton.clicked.connect(self.onPropagate)
-        options.cancelPropagationButton.clicked.connect(self.onCancelPropagation)
-        options.everythingButton.clicked.connect(self.onSegmentEverything)
-        options.cancelEverythingButton.clicked.connect(self.onCancelEverything)
-        options.limitRangeCheckBox.toggled.connect(self.updateButtons)
+        self.connections = [
+            (options.modelSelector.currentIndexChanged, self.onModelChanged),
+            (options.deviceSelector.currentIndexChanged, self.onModelChanged),
+            (options.presetSelector.currentIndexChanged, self.onVolumeOptionsChanged),
+            (options.memorySelector.currentIndexChanged, self.onVolumeOptionsChanged),
+            (options.directionSelector.currentIndexChanged, self.updateMRMLFromGUI),
+            (options.installButton.clicked, self.onInstall),
+            (options.downloadButton.clicked, self.onDownload),
+            (options.applyButton.clicked, self.onApply),
+            (options.clearButton.clicked, self.onClearPrompts),
+            (options.propagateButton.clicked, self.onPropagate),
+            (options.cancelPropagationButton.clicked, self.onCancelPropagation),
+            (options.everythingButton.clicked, self.onSegmentEverything),
+            (options.cancelEverythingButton.clicked, self.onCancelEverything),
+            (options.limitRangeCheckBox.toggled, self.updateButtons),
+            (self.pollTimer.timeout, self.onPoll),
+        ]
+        for signal, slot in self.connections[:-1]:  # the timer is connected in __init__
+            signal.connect(slot)
 
     def setMRMLDefaults(self):
-        self.options.setMRMLDefaults()
+        # May run before setupOptionsFrame() (qMRMLSegmentEditorWidget::updateEffectList): no widgets.
+        setMRMLDefaults(self.scriptedEffect)
 
     def updateGUIFromMRML(self):
+        if self.options is None:
+            return
         self.options.updateGUIFromMRML()
         self.updateButtons()
 
     def updateMRMLFromGUI(self):
+        if self.options is None:
+            return
         self.options.updateMRMLFromGUI()
 
     def updateButtons(self):
-        self.options.updateButtons(self.session)
+        if self.options is not None:
+            self.options.updateButtons(self.session)
 
     # ----- session life -----
 
     def activate(self):
-        from SAMSegmentEffect.dependencies import ensureDependencies
+        """Never installs anything (installing runs processEvents() and asks questions): when
+        packages are missing the Install button says so, and the user starts it."""
+        from SAMSegmentEffect.dependencies import dependenciesSatisfied
 
-        if not ensureDependencies():
-            self.options.status(_("SAM cannot run until its packages are installed."), error=True)
+        self.options.fillModelSelector()
+        self.options.updateGUIFromMRML()
+        if not dependenciesSatisfied():
+            self.options.installButton.visible = True
+            self.options.status(_("SAM needs PyTorch and a few other Python packages: click Install."), error=True)
+            self.updateButtons()
             return
+        self.options.installButton.visible = False
         self._startSession()
 
     def deactivate(self):
         self._closeSession()
 
     def cleanup(self):
+        """Called by Slicer before the effect is deleted (AbstractScriptedSegmentEditorEffect.cleanup):
+        stop the timer and disconnect every connection this effect made."""
         self._closeSession()
-        self.pollTimer.timeout.disconnect(self.onPoll)
+        for signal, slot in getattr(self, "connections", [(self.pollTimer.timeout, self.onPoll)]):
+            signal.disconnect(slot)
+        self.connections = []
 
-    def sourceVolumeNodeChanged(self):
-        if self.session is not None:
+    def onInstall(self):
+        from SAMSegmentEffect.dependencies import dependenciesSatisfied, installDependencies
+
+        self.options.installButton.enabled = False
+        self.options.status(_("Installing SAM's packages; this can take several minutes..."))
+        try:
+            installed = installDependencies()
+        finally:
+            self.options.installButton.enabled = True
+        if not installed or not dependenciesSatisfied():
+            self.options.status(_("SAM cannot run until its packages are installed."), error=True)
+            return
+        self.options.installButton.visible = False
+        self.options.status(_("SAM's packages are installed."))
+        # Installing processed events: the user may have chosen another effect meanwhile.
+        if self.scriptedEffect.active():
             self._startSession()
 
+    def sourceVolumeNodeChanged(self):
+        self._restartIfWanted()
+
     def referenceGeometryChanged(self):
-        if self.session is not None:
+        self._restartIfWanted()
+
+    def _restartIfWanted(self):
+        """A running session follows the new volume; so does a failed start (nothing was running)."""
+        if self.session is not None or (self.startFailed and self.scriptedEffect.active()):
             self._startSession()
 
     def _startSession(self):
         from SAMSegmentMRML.session import EditorSession
 
         self._closeSession()
+        self.startFailed = True
         parameterNode = self.scriptedEffect.parameterSetNode()
         volumeNode = parameterNode.GetSourceVolumeNode() if parameterNode else None
         source = self.scriptedEffect.sourceVolumeImageData() if volumeNode else None
@@ -140,17 +195,21 @@ class SegmentEditorEffect(AbstractScriptedSegmentEditorEffect):
         logic = slicer.util.getModuleLogic("SAMSegment")
         try:
             worker = logic.workerClient()  # imports torch the first time
-        except ImportError as error:
+            self.session = EditorSession(
+                worker,
+                slicer.mrmlScene,
+                parameterNode.GetSegmentationNode(),
+                source,
+                EffectEditing(self.scriptedEffect),
+            )
+        except SAMSegmentError as error:  # e.g. a constant or 4D volume: said, not raised
+            self.options.status(str(error), error=True)
+            return
+        except (ImportError, OSError, RuntimeError) as error:  # OSError: e.g. a torch DLL failing to load on Windows
             logging.exception("The SAM inference worker could not start")
             self.options.status(_("SAM could not start: {error}").format(error=error), error=True)
             return
-        self.session = EditorSession(
-            worker,
-            slicer.mrmlScene,
-            parameterNode.GetSegmentationNode(),
-            source,
-            EffectEditing(self.scriptedEffect),
-        )
+        self.startFailed = False
         self.arrayToRas = arrayToWorldMatrix(self.session.geometry, parameterNode.GetSegmentationNode())
         count = max(self.session.volume.array.shape) - 1
         for spinBox in (self.options.firstSliceSpinBox, self.options.lastSliceSpinBox):
@@ -181,11 +240,16 @@ class SegmentEditorEffect(AbstractScriptedSegmentEditorEffect):
     # ----- mouse -----
 
     def processInteractionEvents(self, callerInteractor, eventId, viewWidget):
+        """Returns True to abort the event for Slicer's other interactors (the slice intersection
+        widget: vtkMRMLSliceIntersectionWidget.cxx zooms on right drag and maximizes the view on a
+        left double click)."""
         if self.session is None or viewWidget.className() != "qMRMLSliceWidget":
             return False
         xy = callerInteractor.GetEventPosition()
+        anyModifier = callerInteractor.GetShiftKey() or callerInteractor.GetControlKey() or callerInteractor.GetAltKey()
         self.lastSliceWidget = viewWidget
-        if eventId == vtk.vtkCommand.LeftButtonPressEvent:
+        # A quick second click arrives as a double click instead of a press: treat it as a press.
+        if eventId in (vtk.vtkCommand.LeftButtonPressEvent, vtk.vtkCommand.LeftButtonDoubleClickEvent):
             if callerInteractor.GetShiftKey():
                 self._edit(
                     viewWidget, lambda position: self.session.removePromptAt(position, REMOVE_RADIUS_SLICE_PIXELS), xy
@@ -206,14 +270,17 @@ class SegmentEditorEffect(AbstractScriptedSegmentEditorEffect):
                 negative = bool(callerInteractor.GetControlKey())
                 self._edit(viewWidget, lambda position: self.session.addPoint(position, not negative), xy)
             return True
-        # A right click (no drag, which zooms) adds a negative point; the press is left to Slicer.
-        if eventId == vtk.vtkCommand.RightButtonPressEvent:
-            self.rightPress = xy
-        elif eventId == vtk.vtkCommand.RightButtonReleaseEvent and self.rightPress is not None:
-            pressed, self.rightPress = self.rightPress, None
-            if math.dist(pressed, xy) < DRAG_THRESHOLD_PIXELS:
+        # A right click adds a negative point. Press and release are both aborted, as the Draw
+        # effect does (SegmentEditorDrawEffect.py): letting the press through starts zooming,
+        # which only the release ends.
+        if eventId == vtk.vtkCommand.RightButtonPressEvent and not anyModifier:
+            self.rightPress = (viewWidget, xy)
+            return True
+        if eventId == vtk.vtkCommand.RightButtonReleaseEvent and self.rightPress is not None:
+            (pressView, pressed), self.rightPress = self.rightPress, None
+            if pressView is viewWidget and math.dist(pressed, xy) < DRAG_THRESHOLD_PIXELS:
                 self._edit(viewWidget, lambda position: self.session.addPoint(position, False), xy)
-                return True
+            return True
         return False
 
     def processViewNodeEvents(self, callerViewNode, eventId, viewWidget):
@@ -242,9 +309,11 @@ class SegmentEditorEffect(AbstractScriptedSegmentEditorEffect):
 
     def onModelChanged(self):
         self.updateMRMLFromGUI()
-        self.options.fillModelSelector()
+        self.options.updateModelButtons()
         if self.session is not None:
             self._loadModel()
+        elif self.startFailed and self.scriptedEffect.active():
+            self._startSession()
         self.updateButtons()
 
     def onVolumeOptionsChanged(self):
@@ -272,7 +341,14 @@ class SegmentEditorEffect(AbstractScriptedSegmentEditorEffect):
         self.options.downloadButton.text = _("Cancel download")
         self.options.downloadProgress.visible = True
 
+    def _confirmSegmentVisible(self):
+        """Slicer asks before an effect edits a hidden segment (qSlicerSegmentEditorAbstractEffect::
+        confirmCurrentSegmentVisible); Cancel stops the edit."""
+        return self.scriptedEffect.confirmCurrentSegmentVisible() != self.scriptedEffect.NotConfirmed
+
     def onApply(self):
+        if self.session is None or not self._confirmSegmentVisible():
+            return
         try:
             self.session.apply(self.scriptedEffect.parameterSetNode().GetSelectedSegmentID())
         except (ValueError, KeyError) as error:
@@ -281,12 +357,16 @@ class SegmentEditorEffect(AbstractScriptedSegmentEditorEffect):
         self.updateButtons()
 
     def onClearPrompts(self):
+        if self.session is None:
+            return
         self.session.clearPrompts()
         self.options.status("")
         self._drawAllPrompts()
         self.updateButtons()
 
     def onPropagate(self):
+        if self.session is None or not self._confirmSegmentVisible():
+            return
         sliceRange = None
         if self.options.limitRangeCheckBox.checked:
             sliceRange = (self.options.firstSliceSpinBox.value, self.options.lastSliceSpinBox.value)
@@ -305,10 +385,14 @@ class SegmentEditorEffect(AbstractScriptedSegmentEditorEffect):
         self.updateButtons()
 
     def onCancelPropagation(self):
+        if self.session is None:
+            return
         self.session.cancelPropagation()
         self.options.status(_("Cancelling after the current slice..."))
 
     def onSegmentEverything(self):
+        if self.session is None or not self._confirmSegmentVisible():
+            return
         sliceWidget = self.lastSliceWidget or slicer.app.layoutManager().sliceWidget("Red")
         width, height, _depth = sliceWidget.sliceLogic().GetSliceNode().GetDimensions()
         try:
@@ -323,6 +407,8 @@ class SegmentEditorEffect(AbstractScriptedSegmentEditorEffect):
         self.updateButtons()
 
     def onCancelEverything(self):
+        if self.session is None:
+            return
         self.session.cancelEverything()
         self.options.status(_("Cancelling..."))
 
@@ -370,7 +456,8 @@ class SegmentEditorEffect(AbstractScriptedSegmentEditorEffect):
             )
             self.options.downloadProgress.visible = False
             self.options.downloadButton.text = _("Download")
-            self.options.fillModelSelector()
+        if notice.kind == "downloaded":
+            self.options.fillModelSelector()  # the model's weights are here now
 
     def _offerCpu(self, text):
         if self.scriptedEffect.parameter("Device") != "cpu" and slicer.util.confirmYesNoDisplay(

@@ -1,9 +1,17 @@
-"""Install what the engine needs on first use, after one confirmation: PyTorch through the PyTorch
-extension (it picks the build for the GPU driver), the rest with Slicer's pip helpers."""
+"""SAM's Python packages inside Slicer: checked without importing them, installed only when the
+user asks (the effect's and the module's Install button), after one confirmation.
+
+PyTorch comes through the PyTorch extension (PyTorchUtils picks the build for the GPU driver), with
+the version this engine needs; the rest through Slicer's pip helpers. Versions are checked, not
+only presence: a torch too old for the engine counts as missing.
+
+Runs on Slicer 5.10 (Python 3.12) and later: ``slicer.packaging`` (5.12) is used when present.
+"""
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
+import importlib.metadata
 import logging
 import os
 import tomllib
@@ -12,13 +20,16 @@ import slicer
 from slicer.i18n import tr as _
 
 # Installed by the PyTorch extension, never by pip here.
-_TORCH_PACKAGES = {"torch", "torchvision"}
+_TORCH_PACKAGES = ("torch", "torchvision")
 # Bundled with Slicer.
 _BUNDLED = {"numpy", "simpleitk"}
 
+_satisfied = False  # once everything is installed it stays so for this Slicer session
+
 
 def pyprojectPath() -> str:
-    """The engine's pyproject.toml: installed beside the module, or at the root of a source checkout."""
+    """The engine's pyproject.toml: installed as a module resource (SAMSegment/CMakeLists.txt), or
+    at the root of a source checkout."""
     here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     for candidate in (
         os.path.join(here, "Resources", "SAMSegment", "pyproject.toml"),
@@ -29,65 +40,111 @@ def pyprojectPath() -> str:
     raise FileNotFoundError("SAMSegment's pyproject.toml is missing from the installation.")
 
 
-def pipRequirements() -> list[str]:
-    """The engine's requirements that pip should install inside Slicer (single source: pyproject.toml)."""
+def _dependencies() -> list[str]:
     with open(pyprojectPath(), "rb") as stream:
-        dependencies = tomllib.load(stream)["project"]["dependencies"]
-    return [r for r in dependencies if _distributionName(r).lower() not in _TORCH_PACKAGES | _BUNDLED]
+        return tomllib.load(stream)["project"]["dependencies"]
 
 
-def torchInstalled() -> bool:
-    return importlib.util.find_spec("torch") is not None
-
-
-def ensureDependencies() -> bool:
-    """Install missing packages after one confirmation; False when the user declined or it failed."""
-    if not torchInstalled():
-        if not _installTorch():
-            return False
-    requirements = pipRequirements()
+def _requirementClass():
     try:
-        if hasattr(slicer, "packaging"):
-            slicer.packaging.pip_ensure(requirements, requester="SAMSegment")
-        else:
-            missing = [
-                r for r in requirements if importlib.util.find_spec(_distributionName(r).replace("-", "_")) is None
-            ]
-            if missing:
-                if not slicer.util.confirmOkCancelDisplay(
-                    _("SAM needs these Python packages: {packages}. Install them now?").format(
-                        packages=", ".join(missing)
-                    )
-                ):
-                    return False
-                slicer.util.pip_install(missing)
-    except RuntimeError:  # declined in pip_ensure's dialog
+        from packaging.requirements import Requirement
+    except ImportError:  # Slicer's Python always has pip, which vendors packaging
+        from pip._vendor.packaging.requirements import Requirement
+    return Requirement
+
+
+def torchRequirements() -> dict[str, str]:
+    """{"torch": ">=2.1", "torchvision": ">=0.16"}: the version specifiers PyTorchUtils gets."""
+    Requirement = _requirementClass()
+    found = {}
+    for text in _dependencies():
+        requirement = Requirement(text)
+        if requirement.name.lower() in _TORCH_PACKAGES:
+            found[requirement.name.lower()] = str(requirement.specifier)
+    return found
+
+
+def pipRequirements() -> list[str]:
+    """The engine's requirements that pip installs inside Slicer (single source: pyproject.toml)."""
+    Requirement = _requirementClass()
+    return [r for r in _dependencies() if Requirement(r).name.lower() not in set(_TORCH_PACKAGES) | _BUNDLED]
+
+
+def _satisfiedRequirement(text: str) -> bool:
+    requirement = _requirementClass()(text)
+    try:
+        version = importlib.metadata.version(requirement.name)
+    except importlib.metadata.PackageNotFoundError:
         return False
-    except Exception as error:  # noqa: BLE001 - any pip failure is shown, nothing else changes
+    return requirement.specifier.contains(version, prereleases=True)
+
+
+def missingRequirements() -> list[str]:
+    """Requirements (with versions) that are not installed or too old; reads package metadata only."""
+    torch = [name + specifier for name, specifier in torchRequirements().items()]
+    return [r for r in torch + pipRequirements() if not _satisfiedRequirement(r)]
+
+
+def dependenciesSatisfied() -> bool:
+    global _satisfied
+    if not _satisfied:
+        _satisfied = not missingRequirements()
+    return _satisfied
+
+
+def installDependencies() -> bool:
+    """Install what is missing after one confirmation; False when declined or failed (shown)."""
+    missing = missingRequirements()
+    if not missing:
+        return True
+    if not slicer.util.confirmOkCancelDisplay(
+        _("SAM needs these Python packages: {packages}. Download and install them now? This can take several minutes.").format(
+            packages=", ".join(missing)
+        )
+    ):
+        return False
+    Requirement = _requirementClass()
+    torchMissing = any(Requirement(r).name.lower() in _TORCH_PACKAGES for r in missing)
+    try:
+        if torchMissing and not _installTorch():
+            return False
+        pipMissing = [r for r in pipRequirements() if not _satisfiedRequirement(r)]
+        if pipMissing:
+            if hasattr(slicer, "packaging"):  # Slicer 5.12 and later
+                slicer.packaging.pip_ensure(pipMissing, requester="SAMSegment")
+            else:
+                slicer.util.pip_install(pipMissing)
+    except Exception as error:  # noqa: BLE001 - offline, pip or PyTorch failures: shown, nothing else changes
         logging.exception("Installing SAMSegment's packages failed")
         slicer.util.errorDisplay(_("Installing the packages SAM needs failed: {error}").format(error=error))
+        return False
+    importlib.invalidate_caches()
+    global _satisfied
+    _satisfied = False
+    if not dependenciesSatisfied():
+        slicer.util.errorDisplay(
+            _("These packages are still missing or too old: {packages}.").format(packages=", ".join(missingRequirements()))
+        )
         return False
     return True
 
 
 def _installTorch() -> bool:
+    """PyTorch through the PyTorch extension, with the versions the engine needs. Raises on failure."""
     try:
         import PyTorchUtils
     except ImportError:
         slicer.util.errorDisplay(
             _(
                 "SAM needs PyTorch. Install the 'PyTorch' extension from the Extensions Manager, restart Slicer, "
-                "and choose the SAM effect again."
+                "and click Install again."
             )
         )
         return False
-    torch = PyTorchUtils.PyTorchUtilsLogic().installTorch(askConfirmation=True)
+    versions = torchRequirements()
+    torch = PyTorchUtils.PyTorchUtilsLogic().installTorch(
+        askConfirmation=False,  # the user already confirmed the whole list
+        torchVersionRequirement=versions.get("torch") or None,
+        torchvisionVersionRequirement=versions.get("torchvision") or None,
+    )
     return torch is not None
-
-
-def _distributionName(requirement: str) -> str:
-    """'segment-anything>=1.0' -> 'segment-anything'."""
-    name = requirement
-    for separator in "<>=!~;[ ":
-        name = name.split(separator)[0]
-    return name.strip()

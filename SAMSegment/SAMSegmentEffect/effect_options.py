@@ -1,7 +1,10 @@
 """The SAM effect's options panel: its widgets, their saved defaults, and which buttons are enabled.
 
 The effect connects the widgets' signals to its own handlers; this class only builds, fills and
-syncs them with the effect's parameters (and the user's settings, so choices persist)."""
+syncs them with the effect's parameters (and the user's settings, so choices persist).
+
+Combo boxes show translated labels and keep the parameter value as item data, so parameters
+never depend on the user's language (the convention of Slicer's own effects)."""
 
 import qt
 
@@ -12,8 +15,6 @@ from SAMSegmentLib.intensity import PRESETS
 from SAMSegmentLib.registry import Family
 from SAMSegmentMRML.model_choices import modelChoices, modelLabel
 
-DEVICES = ("auto", "cpu", "cuda", "mps")
-DIRECTIONS = ("both", "forward", "backward")
 SETTINGS_PREFIX = "SAMSegment/"
 DEFAULTS = {
     "Model": "litemedsam",
@@ -22,6 +23,58 @@ DEFAULTS = {
     "MemoryPolicy": "recent",
     "Direction": "both",
 }
+
+
+
+
+def deviceChoices():
+    """(parameter value, label) of each device."""
+    return (
+        ("auto", _("Automatic")),
+        ("cpu", _("CPU")),
+        ("cuda", _("NVIDIA GPU (CUDA)")),
+        ("mps", _("Apple GPU (MPS)")),
+    )
+
+
+def directionChoices():
+    return (("both", _("Both directions")), ("forward", _("Forward")), ("backward", _("Backward")))
+
+
+def presetChoices():
+    labels = {
+        "auto": _("Automatic"),
+        "soft_tissue": _("CT soft tissue"),
+        "lung": _("CT lung"),
+        "bone": _("CT bone"),
+        "brain": _("CT brain"),
+        "liver": _("CT liver"),
+        "percentile": _("Percentiles (MR and others)"),
+    }
+    return tuple((name, labels.get(name, name)) for name in PRESETS)
+
+
+def memoryChoices():
+    return (("recent", _("Recent frames")), ("self-sorting", _("Self-sorting (MedSAM-2)")))
+
+
+def setMRMLDefaults(scriptedEffect):
+    """The effect's parameter defaults (the user's last choices): parameters only, no widget, since
+    qMRMLSegmentEditorWidget::updateEffectList can call setMRMLDefaults() before setupOptionsFrame()."""
+    settings = qt.QSettings()
+    for name, default in DEFAULTS.items():
+        scriptedEffect.setParameterDefault(name, settings.value(SETTINGS_PREFIX + name, default))
+
+
+def _fillCombo(comboBox, choices):
+    for value, label in choices:
+        comboBox.addItem(label, value)
+
+
+def _selectData(comboBox, value):
+    wasBlocked = comboBox.blockSignals(True)
+    comboBox.currentIndex = max(0, comboBox.findData(value))
+    comboBox.blockSignals(wasBlocked)
 
 
 class EffectOptions:
@@ -41,16 +94,24 @@ class EffectOptions:
         effect.addLabeledOptionsWidget(_("Model:"), modelRow)
         effect.addOptionsWidget(self.downloadProgress)
 
+        # Shown while SAM's Python packages are missing: installing starts only from this button.
+        self.installButton = qt.QPushButton(_("Install SAM's packages"))
+        self.installButton.toolTip = _(
+            "Downloads and installs PyTorch (through the PyTorch extension) and the other Python packages SAM "
+            "needs. This can take several minutes."
+        )
+        self.installButton.visible = False
+        effect.addOptionsWidget(self.installButton)
+
         self.deviceSelector = qt.QComboBox()
-        self.deviceSelector.addItems(DEVICES)
+        _fillCombo(self.deviceSelector, deviceChoices())
         effect.addLabeledOptionsWidget(_("Device:"), self.deviceSelector)
         self.presetSelector = qt.QComboBox()
-        self.presetSelector.addItems(PRESETS)
+        _fillCombo(self.presetSelector, presetChoices())
         self.presetSelector.toolTip = _("How voxel values are scaled for the model (CT windows or percentiles).")
         effect.addLabeledOptionsWidget(_("Intensity:"), self.presetSelector)
         self.memorySelector = qt.QComboBox()
-        self.memorySelector.addItem(_("Recent frames"), "recent")
-        self.memorySelector.addItem(_("Self-sorting (MedSAM-2)"), "self-sorting")
+        _fillCombo(self.memorySelector, memoryChoices())
         self.memorySelector.toolTip = _(
             "Which slices SAM 2 models remember while propagating: the most recent ones, or a bank of "
             "the most confident and most varied ones (MedSAM-2). Changing it starts their memory over."
@@ -66,7 +127,7 @@ class EffectOptions:
         effect.addOptionsWidget(actions)
 
         self.directionSelector = qt.QComboBox()
-        self.directionSelector.addItems(DIRECTIONS)
+        _fillCombo(self.directionSelector, directionChoices())
         self.limitRangeCheckBox = qt.QCheckBox(_("slices"))
         self.firstSliceSpinBox = qt.QSpinBox()
         self.lastSliceSpinBox = qt.QSpinBox()
@@ -102,32 +163,21 @@ class EffectOptions:
         self.statusLabel.wordWrap = True
         effect.addOptionsWidget(self.statusLabel)
 
-    def setMRMLDefaults(self):
-        for name, default in DEFAULTS.items():
-            self.scriptedEffect.setParameterDefault(name, qt.QSettings().value(SETTINGS_PREFIX + name, default))
-
     def updateGUIFromMRML(self):
-        self.fillModelSelector()
-        for selector, name in (
-            (self.deviceSelector, "Device"),
-            (self.presetSelector, "IntensityPreset"),
-            (self.directionSelector, "Direction"),
-        ):
-            wasBlocked = selector.blockSignals(True)
-            selector.currentText = self.scriptedEffect.parameter(name)
-            selector.blockSignals(wasBlocked)
-        wasBlocked = self.memorySelector.blockSignals(True)
-        memoryPolicy = self.scriptedEffect.parameter("MemoryPolicy")
-        self.memorySelector.currentIndex = max(0, self.memorySelector.findData(memoryPolicy))
-        self.memorySelector.blockSignals(wasBlocked)
+        """Cheap: selects the items of the current parameters (the model list is filled on activation)."""
+        _selectData(self.modelSelector, self.scriptedEffect.parameter("Model"))
+        _selectData(self.deviceSelector, self.scriptedEffect.parameter("Device"))
+        _selectData(self.presetSelector, self.scriptedEffect.parameter("IntensityPreset"))
+        _selectData(self.directionSelector, self.scriptedEffect.parameter("Direction"))
+        _selectData(self.memorySelector, self.scriptedEffect.parameter("MemoryPolicy"))
 
     def updateMRMLFromGUI(self):
         values = {
             "Model": self.modelSelector.currentData,
-            "Device": self.deviceSelector.currentText,
-            "IntensityPreset": self.presetSelector.currentText,
+            "Device": self.deviceSelector.currentData,
+            "IntensityPreset": self.presetSelector.currentData,
             "MemoryPolicy": self.memorySelector.currentData,
-            "Direction": self.directionSelector.currentText,
+            "Direction": self.directionSelector.currentData,
         }
         for name, value in values.items():
             if value:
@@ -135,15 +185,22 @@ class EffectOptions:
                 qt.QSettings().setValue(SETTINGS_PREFIX + name, value)
 
     def fillModelSelector(self):
-        """Registry models and the user's fine-tuned ones, with where their weights are."""
+        """Registry models and the user's fine-tuned ones, with where their weights are. Lists the
+        models folder: called on activation and when a download or fine-tuning ends, not on every
+        parameter change."""
         store = CheckpointStore()
         specs = {spec.name: spec for spec in modelChoices(store)}
+        self._specs, self._store = specs, store
         wasBlocked = self.modelSelector.blockSignals(True)
         self.modelSelector.clear()
         for name, spec in specs.items():
             self.modelSelector.addItem(modelLabel(spec, store), name)
         self.modelSelector.currentIndex = max(0, self.modelSelector.findData(self.scriptedEffect.parameter("Model")))
         self.modelSelector.blockSignals(wasBlocked)
+        self.updateModelButtons()
+
+    def updateModelButtons(self):
+        specs, store = getattr(self, "_specs", {}), getattr(self, "_store", None)
         spec = specs.get(self.modelSelector.currentData)
         self.downloadButton.enabled = spec is not None and store.state(spec) == "not downloaded"
         self.memorySelector.enabled = spec is not None and spec.family is Family.SAM2

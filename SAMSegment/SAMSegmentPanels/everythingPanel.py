@@ -7,6 +7,7 @@ import slicer
 from slicer.i18n import tr as _
 
 from SAMSegmentPanels.workerJob import (
+    enginePackagesReady,
     axisSelector,
     chosenPreset,
     collapsedSection,
@@ -31,9 +32,14 @@ class EverythingPanel:
             "Find every structure on the slab's slices; masks that overlap on neighbouring slices become one "
             "segment. The segments go into a new segmentation."
         )
-        runButton.clicked.connect(self.onRun)
+        self.job.connect(runButton.clicked, self.onRun)
+
+    def cleanup(self):
+        self.job.cleanup()
 
     def onRun(self):
+        if not enginePackagesReady():
+            return
         from SAMSegmentLib.worker import SegmentEverything
         from SAMSegmentMRML.geometry import volumeFromVolumeNode
 

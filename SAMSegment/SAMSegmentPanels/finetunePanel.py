@@ -7,6 +7,7 @@ import slicer
 from slicer.i18n import tr as _
 
 from SAMSegmentPanels.workerJob import (
+    enginePackagesReady,
     axisSelector,
     chosenModel,
     chosenPreset,
@@ -28,7 +29,7 @@ class FinetunePanel:
         self.cases = []  # (volume selector, segmentation selector)
         layout.addRow(self.casesLayout)
         addCaseButton = qt.QPushButton(_("Add a labelled volume"))
-        addCaseButton.clicked.connect(self.addCase)
+        self.addCaseButton = addCaseButton
         layout.addRow(addCaseButton)
         self.addCase()
         self.structuresEdit = qt.QLineEdit()
@@ -50,10 +51,14 @@ class FinetunePanel:
         self.nameEdit.placeholderText = _("name of the new model, e.g. litemedsam-liver")
         layout.addRow(_("New model:"), self.nameEdit)
         runButton, self.job = jobControls(layout, _("Fine-tune"))
+        self.job.connect(self.addCaseButton.clicked, self.addCase)
         runButton.toolTip = _(
             "Trains the mask decoder of the model chosen in the SAM effect; the encoders stay frozen."
         )
-        runButton.clicked.connect(self.onRun)
+        self.job.connect(runButton.clicked, self.onRun)
+
+    def cleanup(self):
+        self.job.cleanup()
 
     def addCase(self):
         volume = volumeSelector(_("A volume with the structures segmented."))
@@ -68,6 +73,8 @@ class FinetunePanel:
         self.cases.append((volume, segmentation))
 
     def onRun(self):
+        if not enginePackagesReady():
+            return
         from SAMSegmentLib.errors import SAMSegmentError
         from SAMSegmentLib.research.types import FinetuneOptions, ValidationSplit
         from SAMSegmentLib.worker import FineTune

@@ -8,6 +8,7 @@ import slicer
 from slicer.i18n import tr as _
 
 from SAMSegmentPanels.workerJob import (
+    enginePackagesReady,
     axisSelector,
     chosenPreset,
     collapsedSection,
@@ -34,9 +35,14 @@ class PriorMapsPanel:
         self.folderEdit.toolTip = _("Optional: also write sam_prior, sam_boundary and sam_stacked NRRD files here.")
         layout.addRow(_("Also save to:"), self.folderEdit)
         runButton, self.job = jobControls(layout, _("Compute prior maps"))
-        runButton.clicked.connect(self.onRun)
+        self.job.connect(runButton.clicked, self.onRun)
+
+    def cleanup(self):
+        self.job.cleanup()
 
     def onRun(self):
+        if not enginePackagesReady():
+            return
         from SAMSegmentLib.worker import ComputePriorMaps
         from SAMSegmentMRML.geometry import volumeFromVolumeNode
 

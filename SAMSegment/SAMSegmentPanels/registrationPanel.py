@@ -6,7 +6,13 @@ import qt
 import slicer
 from slicer.i18n import tr as _
 
-from SAMSegmentPanels.workerJob import collapsedSection, jobControls, segmentSelector, volumeSelector
+from SAMSegmentPanels.workerJob import (
+    collapsedSection,
+    enginePackagesReady,
+    jobControls,
+    segmentSelector,
+    volumeSelector,
+)
 
 
 class RegistrationPanel:
@@ -29,9 +35,14 @@ class RegistrationPanel:
         self.applyCheckBox.checked = True
         layout.addRow(self.applyCheckBox)
         runButton, self.job = jobControls(layout, _("Register"))
-        runButton.clicked.connect(self.onRun)
+        self.job.connect(runButton.clicked, self.onRun)
+
+    def cleanup(self):
+        self.job.cleanup()
 
     def onRun(self):
+        if not enginePackagesReady():
+            return
         from SAMSegmentLib.research.registration import RegistrationOptions
         from SAMSegmentLib.worker import Register
         from SAMSegmentMRML.research_inputs import volumeAndMask

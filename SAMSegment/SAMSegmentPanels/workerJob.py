@@ -23,6 +23,17 @@ def chosenPreset():
     return qt.QSettings().value(PRESET_SETTING, "auto")
 
 
+def enginePackagesReady():
+    """True when SAM's packages are installed; otherwise says so. Panels call it before importing
+    engine code (which imports torch)."""
+    from SAMSegmentEffect.dependencies import dependenciesSatisfied
+
+    if dependenciesSatisfied():
+        return True
+    slicer.util.errorDisplay(_("SAM's Python packages are not installed yet: click Install in this module first."))
+    return False
+
+
 class WorkerJob:
     def __init__(self, runButton, cancelButton, progressBar, statusLabel):
         self.runButton, self.cancelButton = runButton, cancelButton
@@ -32,10 +43,24 @@ class WorkerJob:
         self.onResult = None
         self.progressBar.visible = False
         self.cancelButton.enabled = False
-        self.cancelButton.clicked.connect(self.cancel)
         self.timer = qt.QTimer()
         self.timer.setInterval(POLL_INTERVAL_MS)
-        self.timer.timeout.connect(self.poll)
+        self.connections = []  # (signal, slot) made by this job and its panel: cleanup() undoes them
+        self.connect(self.cancelButton.clicked, self.cancel)
+        self.connect(self.timer.timeout, self.poll)
+
+    def connect(self, signal, slot):
+        signal.connect(slot)
+        self.connections.append((signal, slot))
+
+    def cleanup(self):
+        """Stop polling, cancel what runs and disconnect everything (the module widget's cleanup)."""
+        self.timer.stop()
+        if self.client is not None and self.running:
+            self.client.cancel()
+        for signal, slot in self.connections:
+            signal.disconnect(slot)
+        self.connections = []
 
     @property
     def running(self):
@@ -43,12 +68,20 @@ class WorkerJob:
 
     def start(self, request, onResult, needsModel=True, status=""):
         """Send ``request`` (after a LoadModel when ``needsModel`` and the worker holds another model);
-        ``onResult`` gets its result value on the GUI thread."""
+        ``onResult`` gets its result value on the GUI thread. Returns False (and says why) when
+        SAM's packages are not installed or the engine cannot start."""
+        if not enginePackagesReady():
+            return False
         from SAMSegmentLib.worker import LoadModel
 
         logic = slicer.util.getModuleLogic("SAMSegment")
         if self.client is None:
-            self.client = logic.workerClient()  # imports torch the first time
+            try:
+                self.client = logic.workerClient()  # imports torch the first time
+            except (ImportError, OSError, RuntimeError) as error:
+                logging.exception("The SAM inference worker could not start")
+                slicer.util.errorDisplay(_("SAM could not start: {error}").format(error=error))
+                return False
         if needsModel and logic.loadedModel != chosenModel():
             self.client.submit(LoadModel(*chosenModel()))
         self.requestId = self.client.submit(request)
@@ -58,6 +91,7 @@ class WorkerJob:
         self.runButton.enabled, self.cancelButton.enabled = False, True
         self.statusLabel.text = status
         self.timer.start()
+        return True
 
     def cancel(self):
         if self.client is not None:

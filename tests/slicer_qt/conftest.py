@@ -1,0 +1,128 @@
+"""Slicer's Qt side, reproduced around the slicer-core wheel, for the effect's and panels' Python.
+
+Installed once per test session (before any SAMSegment module is imported): fake ``qt`` and
+``ctk`` modules, ``slicer.app``, ``slicer.i18n``, ``slicer.ScriptedLoadableModule``,
+``SegmentEditorEffects`` and ``qSlicerSegmentationsEditorEffectsPythonQt``. Each test gets a
+fresh application, host loop, scene, settings and effect factory, and loads the SAMSegment
+module from its source file as Slicer does at startup.
+
+How a test drives the effect (see test_qt_effect_*.py):
+
+    def test_something(samModule, editor):
+        effect = editor.activate()            # setActiveEffectByName("SAM"), returns the Python effect
+        editor.widget.click(editor.red, editor.xyOf(i=20, j=30))
+        editor.host.runUntil(lambda: effect.session.canApply)   # GIL-holding loop, never sleep
+        effect.options.applyButton.click()
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+if importlib.util.find_spec("slicer") is None:
+    collect_ignore_glob = ["test_*.py"]
+else:
+    import numpy as np
+
+    import slicer
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import fake_qt
+    import fake_slicer
+    import host_loop
+    import segment_editor
+
+    from sam_harness import MODULE_FILE, Editor, organVolume
+
+    sys.modules["qt"] = fake_qt.makeModule()
+    sys.modules["ctk"] = fake_slicer.makeCtk()
+    sys.modules["slicer.i18n"] = slicer.i18n = fake_slicer.makeI18n()
+    sys.modules["slicer.ScriptedLoadableModule"] = slicer.ScriptedLoadableModule = fake_slicer.makeScriptedLoadableModule()
+    sys.modules["qSlicerSegmentationsEditorEffectsPythonQt"] = segment_editor.makeEffectsPythonQt()
+    _effects, _abstract = segment_editor.makeSegmentEditorEffects()
+    sys.modules["SegmentEditorEffects"] = _effects
+    sys.modules["SegmentEditorEffects.AbstractScriptedSegmentEditorEffect"] = _abstract
+    for _name in ("qSlicerSegmentEditorAbstractEffect", "qSlicerSegmentEditorScriptedEffect", "qSlicerSegmentEditorEffectFactory", "qMRMLSegmentEditorWidget"):
+        setattr(slicer, _name, getattr(segment_editor, _name))
+    for _name in ("qMRMLWidget", "qMRMLNodeComboBox", "qMRMLSegmentSelectorWidget", "qSlicerScriptedLoadableModule", "qSlicerScriptedLoadableModuleWidget"):
+        setattr(slicer, _name, getattr(fake_slicer, _name))
+
+# Modules that Slicer would load fresh in a new session: removed after each test.
+_SESSION_MODULES = ("SAMSegment", "SAMSegmentEffect", "SAMSegmentPanels")
+
+
+def _forgetSessionModules() -> None:
+    for name in list(sys.modules):
+        if name.split(".")[0] in _SESSION_MODULES:
+            del sys.modules[name]
+
+
+@pytest.fixture
+def app(monkeypatch):
+    """A fresh slicer.app with its host loop, scene, settings, dialogs and effect factory."""
+    loop = host_loop.reset()
+    fake_qt.resetSignals()
+    fake_qt.QSettings.resetStore()
+    segment_editor.qSlicerSegmentEditorEffectFactory.reset()
+    _forgetSessionModules()
+    application = fake_slicer.Application()
+    scene = slicer.vtkMRMLScene()
+    segmentationsLogic = slicer.vtkSlicerSegmentationsModuleLogic()
+    segmentationsLogic.SetMRMLScene(scene)
+    modules = type("Modules", (), {})()
+    modules.segmentations = type("Module", (), {"logic": staticmethod(lambda: segmentationsLogic)})()
+    monkeypatch.setattr(slicer, "app", application, raising=False)
+    monkeypatch.setattr(slicer, "mrmlScene", scene, raising=False)
+    monkeypatch.setattr(slicer, "modules", modules, raising=False)
+    dialogs = fake_slicer.Dialogs()
+    dialogs.install(monkeypatch)
+    application.host = loop
+    application.dialogs = dialogs
+    yield application
+    application.quit()  # aboutToQuit(): what the module started must stop
+    _forgetSessionModules()
+    host_loop.reset()
+    scene.Clear(True)
+
+
+@pytest.fixture
+def samModule(app):
+    """The SAMSegment module loaded from source, after Slicer's startupCompleted()."""
+    module = app.loadScriptedModule(str(MODULE_FILE))
+    app.startupCompleted.emit()
+    return module
+
+
+@pytest.fixture
+def editor(app):
+    array, organ = organVolume()
+    editor = Editor(app, array, sliceIndex=6)
+    editor.organ = organ
+    yield editor
+    editor.widget.close()
+
+
+@pytest.fixture
+def tinyEngine(monkeypatch):
+    """Inference through the module logic's worker client with the tiny random-weight SAM
+    (tests/tiny_models.py) for every model name: plumbing only, no accuracy.
+
+    The one place that knows how the engine is started; the tests only talk to the effect and
+    the logic. (Today: the in-process InferenceWorker; an out-of-process engine replaces this.)"""
+    pytest.importorskip("torch")
+    pytest.importorskip("segment_anything")
+    import functools
+
+    import SAMSegmentLib.worker as workerPackage
+    from tiny_models import tiny_sam
+
+    model = tiny_sam()
+    settings = workerPackage.WorkerSettings(prefetch_slices=0)
+    monkeypatch.setattr(
+        workerPackage, "InferenceWorker", functools.partial(workerPackage.InferenceWorker, settings, lambda request: model)
+    )
+    return model
