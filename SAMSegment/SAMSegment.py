@@ -43,16 +43,18 @@ def unsupportedVersionMessage():
 
 
 def _addEngineToPath():
-    """Find SAMSegmentLib: installed beside this file, or one folder up in a source checkout."""
+    """Find SAMSegmentLib: installed beside this file, or one folder up in a source checkout; the
+    folder holding it (the engine process gets it on its path too)."""
     here = os.path.dirname(os.path.abspath(__file__))
     for folder in (here, os.path.dirname(here)):
         if os.path.isdir(os.path.join(folder, "SAMSegmentLib")):
             if folder not in sys.path:
                 sys.path.append(folder)
-            return
+            return folder
+    return here
 
 
-_addEngineToPath()
+ENGINE_FOLDER = _addEngineToPath()
 
 
 class SAMSegment(ScriptedLoadableModule):
@@ -196,36 +198,98 @@ class SAMSegmentWidget(ScriptedLoadableModuleWidget):
 
 
 class SAMSegmentLogic(ScriptedLoadableModuleLogic):
-    """Owns the one inference worker of this Slicer session, shared by every SAM effect."""
+    """Owns the SAM engine of this Slicer session, shared by every SAM effect and module panel.
+
+    The engine runs in its own process (SAMSegmentLib.service), never in Slicer's: Slicer holds
+    Python's GIL while its event loop runs, so inference on a Python thread here would crawl. The
+    process is started on first use with Slicer's Python (PythonSlicer), reached on the loopback
+    interface with a fresh token, started again after a crash, and stopped when Slicer quits.
+    Qt watches its sockets (QSocketNotifier), so an answer is shown as soon as it arrives.
+    """
 
     def __init__(self):
         ScriptedLoadableModuleLogic.__init__(self)
-        self._worker = None
+        self._engine = None  # SAMSegmentLib.protocol.engine_client.EngineClient
         self._hub = None
-        self.loadedModel = None  # (model name, device) the worker holds
+        self._notifiers = {}  # (file descriptor, notifier type) -> qt.QSocketNotifier
+        self._pumpTimer = None
+        self.loadedModel = None  # (model name, device) the engine holds
 
-    def worker(self):
-        """The persistent inference worker, started on first use (this is where torch is imported)."""
-        if self._worker is None or not self._worker.is_alive:
-            from SAMSegmentLib.worker import InferenceWorker
-            from SAMSegmentLib.worker.clients import WorkerHub
+    def engine(self):
+        """The engine's client, made on first use (the process starts with the first request)."""
+        if self._engine is None:
+            from SAMSegmentLib.protocol.clients import WorkerHub
+            from SAMSegmentLib.protocol.engine_client import EngineClient
 
-            self._worker = InferenceWorker()
-            self._hub = WorkerHub(self._worker)
+            self._engine = EngineClient(engineProcess())
+            self._hub = WorkerHub(self._engine)
             self.loadedModel = None
+            # Starting, connecting and uploads need turns even when no socket says so.
+            self._pumpTimer = qt.QTimer()
+            self._pumpTimer.setInterval(ENGINE_PUMP_INTERVAL_MS)
+            self._pumpTimer.timeout.connect(self._onEngineActivity)
+            self._pumpTimer.start()
             slicer.app.connect("aboutToQuit()", self.shutdown)
-        return self._worker
+        return self._engine
 
     def workerClient(self):
-        """A share of the worker that sees only the answers to its own requests: the effect and each
-        panel have one, so none takes another's answers."""
-        self.worker()
+        """A share of the engine that sees only the answers to its own requests: the effect and each
+        panel have one, so none takes another's answers. Its ``on_messages`` is called as soon as
+        answers arrive."""
+        self.engine()
         return self._hub.client()
 
+    def _onEngineActivity(self, *unused):
+        if self._hub is None:
+            return
+        try:
+            self._hub.dispatch()
+        finally:
+            self._watchSockets()
+
+    def _watchSockets(self):
+        """One QSocketNotifier per socket the engine client waits on (reading, and writing while it
+        sends), so Qt's event loop wakes us when the engine answers."""
+        wanted = set()
+        for fd, write in self._engine.watched() if self._engine is not None else ():
+            wanted.add((fd, qt.QSocketNotifier.Read))
+            if write:
+                wanted.add((fd, qt.QSocketNotifier.Write))
+        for key in list(self._notifiers):
+            if key not in wanted:
+                notifier = self._notifiers.pop(key)
+                notifier.setEnabled(False)
+                notifier.activated.disconnect(self._onEngineActivity)
+                notifier.deleteLater()
+        for fd, kind in wanted - set(self._notifiers):
+            notifier = qt.QSocketNotifier(fd, kind)
+            notifier.activated.connect(self._onEngineActivity)
+            self._notifiers[(fd, kind)] = notifier
+
     def shutdown(self):
-        if self._worker is not None:
-            self._worker.shutdown(timeout=5.0)
-            self._worker = self._hub = None
+        """Stop the engine; returns at once (quitting Slicer never waits for it)."""
+        if self._engine is None:
+            return
+        slicer.app.disconnect("aboutToQuit()", self.shutdown)
+        self._pumpTimer.stop()
+        self._pumpTimer.timeout.disconnect(self._onEngineActivity)
+        engine, self._engine, self._hub = self._engine, None, None
+        self._watchSockets()  # removes every notifier
+        engine.close()
+        self.loadedModel = None
+
+
+ENGINE_PUMP_INTERVAL_MS = 100
+
+
+def engineProcess():
+    """The engine process this Slicer starts: ``samsegment serve`` run by Slicer's own Python
+    launcher (it sets up Slicer's library paths), else by this interpreter."""
+    import shutil
+
+    from SAMSegmentLib.service.launcher import EngineProcess
+
+    return EngineProcess(python=shutil.which("PythonSlicer") or sys.executable, python_path=[ENGINE_FOLDER])
 
 
 class SAMSegmentTest(ScriptedLoadableModuleTest):

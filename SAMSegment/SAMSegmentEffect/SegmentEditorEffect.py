@@ -45,6 +45,7 @@ class SegmentEditorEffect(AbstractScriptedSegmentEditorEffect):
         self.lastSliceWidget = None  # the view "Segment everything" works in
         self.rightPress = None
         self.startFailed = False  # the last start failed: a new volume or model tries again
+        self.finishing = []  # closed sessions whose cancelled propagation still writes its finished slices
         self.options = None  # built in setupOptionsFrame(), which may come after setMRMLDefaults()
         self.pollTimer = qt.QTimer()
         self.pollTimer.setInterval(POLL_INTERVAL_MS)
@@ -148,6 +149,8 @@ class SegmentEditorEffect(AbstractScriptedSegmentEditorEffect):
         """Called by Slicer before the effect is deleted (AbstractScriptedSegmentEditorEffect.cleanup):
         stop the timer and disconnect every connection this effect made."""
         self._closeSession()
+        self.finishing.clear()  # the effect is going away: nothing is left to show their results
+        self.pollTimer.stop()
         for signal, slot in getattr(self, "connections", [(self.pollTimer.timeout, self.onPoll)]):
             signal.disconnect(slot)
         self.connections = []
@@ -194,7 +197,8 @@ class SegmentEditorEffect(AbstractScriptedSegmentEditorEffect):
             return
         logic = slicer.util.getModuleLogic("SAMSegment")
         try:
-            worker = logic.workerClient()  # imports torch the first time
+            worker = logic.workerClient()  # the engine process starts with the first request
+            worker.on_messages = self.onPoll  # answers are shown as soon as they arrive
             self.session = EditorSession(
                 worker,
                 slicer.mrmlScene,
@@ -230,10 +234,11 @@ class SegmentEditorEffect(AbstractScriptedSegmentEditorEffect):
         self.session.loadModel(name, device)
 
     def _closeSession(self):
-        self.pollTimer.stop()
-        if self.session is not None:
-            self.session.close()
-            self.session = None
+        if self.session is not None and self.session.close():
+            self.finishing.append(self.session)  # its finished slices are written when the engine answers
+        self.session = None
+        if not self.finishing:
+            self.pollTimer.stop()
         self.drawing.clear()
         self.dragStart = self.rightPress = self.lastSliceWidget = None
 
@@ -415,48 +420,63 @@ class SegmentEditorEffect(AbstractScriptedSegmentEditorEffect):
     # ----- worker answers -----
 
     def onPoll(self):
+        for finishing in list(self.finishing):
+            self._showAll(self._process(finishing))
+            if finishing.finished:
+                self.finishing.remove(finishing)
         if self.session is None:
+            if not self.finishing:
+                self.pollTimer.stop()
             return
+        notices = self._process(self.session)
+        self._showAll(notices)
+        if notices and self.session is not None:
+            self._drawAllPrompts()
+            self.updateButtons()
+
+    def _process(self, session):
         try:
-            notices = self.session.processMessages()
+            return session.processMessages()
         except Exception as error:  # noqa: BLE001 - e.g. the selected segment changed mid-propagation
             logging.exception("SAM could not apply a result")
             self.options.status(str(error), error=True)
             self.options.progressBar.visible = False
-            notices = []
+            return []
+
+    def _showAll(self, notices):
         for notice in notices:
             self._show(notice)
-        if notices:
-            self._drawAllPrompts()
-            self.updateButtons()
 
     def _show(self, notice):
-        if notice.kind == "progress":
+        from SAMSegmentMRML.session import NoticeKind
+
+        kind = notice.kind
+        if kind is NoticeKind.PROGRESS:
             done, planned = notice.progress
             self.options.progressBar.maximum = max(1, planned)
             self.options.progressBar.value = done
-        elif notice.kind == "download":
+        elif kind is NoticeKind.DOWNLOAD:
             done, total = notice.progress
             self.options.downloadProgress.maximum = 1000
             self.options.downloadProgress.value = int(1000 * done / max(1, total))
-        elif notice.kind == "out_of_memory":
+        elif kind is NoticeKind.OUT_OF_MEMORY:
             self._offerCpu(notice.text)
-        elif notice.kind == "model":
+        elif kind is NoticeKind.MODEL:
             slicer.util.getModuleLogic("SAMSegment").loadedModel = (
                 self.scriptedEffect.parameter("Model"),
                 self.scriptedEffect.parameter("Device"),
             )
             self.options.status(notice.text)
         else:
-            self.options.status(notice.text, error=notice.kind == "error")
-        if notice.kind in ("written", "error", "status", "downloaded"):
+            self.options.status(notice.text, error=kind is NoticeKind.ERROR)
+        if kind in (NoticeKind.WRITTEN, NoticeKind.ERROR, NoticeKind.STATUS, NoticeKind.DOWNLOADED):
             session = self.session
             self.options.progressBar.visible = session is not None and (
                 session.propagating or session.segmentingEverything
             )
             self.options.downloadProgress.visible = False
             self.options.downloadButton.text = _("Download")
-        if notice.kind == "downloaded":
+        if kind is NoticeKind.DOWNLOADED:
             self.options.fillModelSelector()  # the model's weights are here now
 
     def _offerCpu(self, text):

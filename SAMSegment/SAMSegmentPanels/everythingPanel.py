@@ -40,7 +40,7 @@ class EverythingPanel:
     def onRun(self):
         if not enginePackagesReady():
             return
-        from SAMSegmentLib.worker import SegmentEverything
+        from SAMSegmentLib.protocol import SegmentEverything
         from SAMSegmentMRML.geometry import volumeFromVolumeNode
 
         volumeNode = self.volumeSelector.currentNode()

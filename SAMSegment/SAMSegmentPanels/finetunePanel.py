@@ -77,7 +77,7 @@ class FinetunePanel:
             return
         from SAMSegmentLib.errors import SAMSegmentError
         from SAMSegmentLib.research.types import FinetuneOptions, ValidationSplit
-        from SAMSegmentLib.worker import FineTune
+        from SAMSegmentLib.protocol import FineTune
         from SAMSegmentMRML.research_inputs import labelledCase
 
         structures = [name.strip() for name in self.structuresEdit.text.split(",") if name.strip()]

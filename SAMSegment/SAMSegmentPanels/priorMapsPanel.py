@@ -43,7 +43,7 @@ class PriorMapsPanel:
     def onRun(self):
         if not enginePackagesReady():
             return
-        from SAMSegmentLib.worker import ComputePriorMaps
+        from SAMSegmentLib.protocol import ComputePriorMaps
         from SAMSegmentMRML.geometry import volumeFromVolumeNode
 
         volumeNode = self.volumeSelector.currentNode()

@@ -44,7 +44,7 @@ class RegistrationPanel:
         if not enginePackagesReady():
             return
         from SAMSegmentLib.research.registration import RegistrationOptions
-        from SAMSegmentLib.worker import Register
+        from SAMSegmentLib.protocol import Register
         from SAMSegmentMRML.research_inputs import volumeAndMask
 
         fixedNode, movingNode = self.fixedSelector.currentNode(), self.movingSelector.currentNode()

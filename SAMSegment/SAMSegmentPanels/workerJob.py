@@ -72,16 +72,17 @@ class WorkerJob:
         SAM's packages are not installed or the engine cannot start."""
         if not enginePackagesReady():
             return False
-        from SAMSegmentLib.worker import LoadModel
+        from SAMSegmentLib.protocol import LoadModel
 
         logic = slicer.util.getModuleLogic("SAMSegment")
         if self.client is None:
             try:
-                self.client = logic.workerClient()  # imports torch the first time
+                self.client = logic.workerClient()  # the engine process starts with the first request
             except (ImportError, OSError, RuntimeError) as error:
-                logging.exception("The SAM inference worker could not start")
+                logging.exception("The SAM engine could not start")
                 slicer.util.errorDisplay(_("SAM could not start: {error}").format(error=error))
                 return False
+            self.client.on_messages = self.poll  # answers are shown as soon as they arrive
         if needsModel and logic.loadedModel != chosenModel():
             self.client.submit(LoadModel(*chosenModel()))
         self.requestId = self.client.submit(request)
@@ -99,35 +100,39 @@ class WorkerJob:
             self.statusLabel.text = _("Cancelling...")
 
     def poll(self):
+        from SAMSegmentLib.protocol import MessageKind
+
         for message in self.client.poll():
-            kind = message.kind.value
+            kind = message.kind
             if message.request_id != self.requestId:  # the model loaded first
-                if kind == "result":
+                if kind is MessageKind.RESULT:
                     slicer.util.getModuleLogic("SAMSegment").loadedModel = chosenModel()
-                elif kind in ("error", "out_of_memory"):
+                elif kind in (MessageKind.ERROR, MessageKind.OUT_OF_MEMORY):
                     self.statusLabel.text = message.text  # the request itself fails next, saying why
-            elif kind == "progress":
+            elif kind is MessageKind.PROGRESS:
                 done, total = message.value
                 self.progressBar.setRange(0, total)
                 self.progressBar.value = done if total else 0
                 if message.text:
                     self.statusLabel.text = message.text
-            elif message.kind.final:
-                self._finish(kind, message)
+            elif kind.final:
+                self._finish(message)
 
-    def _finish(self, kind, message):
+    def _finish(self, message):
+        from SAMSegmentLib.protocol import MessageKind
+
         self.timer.stop()
         self.requestId = None
         self.progressBar.visible = False
         self.runButton.enabled, self.cancelButton.enabled = True, False
-        if kind == "result":
+        if message.kind is MessageKind.RESULT:
             self.statusLabel.text = ""
             try:
                 self.onResult(message.value)
             except Exception as error:  # noqa: BLE001 - shown to the user; the scene is left as it was
                 logging.exception("SAMSegment could not apply a result")
                 slicer.util.errorDisplay(_("The result could not be added: {error}").format(error=error))
-        elif kind == "cancelled":
+        elif message.kind is MessageKind.CANCELLED:
             self.statusLabel.text = _("Cancelled; nothing was changed.")
         else:
             self.statusLabel.text = ""

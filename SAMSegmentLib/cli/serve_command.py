@@ -11,8 +11,12 @@ import secrets
 import sys
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..errors import SAMSegmentError
+
+if TYPE_CHECKING:
+    from ..service.engine import EngineService
 
 logger = logging.getLogger(__name__)
 
@@ -40,12 +44,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..service.engine import EngineService, ServiceSettings
+
+    settings = ServiceSettings(max_sessions=args.max_sessions, idle_session_s=args.idle_timeout)
+    return serve(args, EngineService(settings))
+
+
+def serve(args: argparse.Namespace, engine: EngineService) -> int:
+    """Serve ``engine`` as ``args`` say until interrupted (or, with --exit-with-parent, orphaned)."""
     from ..service.http_server import HttpEngineServer
     from ..service.launcher import TOKEN_ENVIRONMENT
 
     token = _token(args, TOKEN_ENVIRONMENT)
-    settings = ServiceSettings(max_sessions=args.max_sessions, idle_session_s=args.idle_timeout)
-    engine = EngineService(settings)
     try:
         server = HttpEngineServer((args.host, args.port), engine, token, args.max_upload_mb << 20)
     except OSError as error:

@@ -10,7 +10,9 @@ files every message under the client that submitted its request.
 
 from __future__ import annotations
 
+import weakref
 from collections import deque
+from collections.abc import Callable
 from typing import Protocol
 
 from .messages import WorkerMessage
@@ -29,9 +31,20 @@ class WorkerHub:
     def __init__(self, worker: Engine) -> None:
         self.worker = worker
         self._owners: dict[int, WorkerClient] = {}  # request id -> client, until its final message
+        self._clients: weakref.WeakSet[WorkerClient] = weakref.WeakSet()
 
     def client(self) -> WorkerClient:
-        return WorkerClient(self)
+        client = WorkerClient(self)
+        self._clients.add(client)
+        return client
+
+    def dispatch(self) -> None:
+        """Collect, then call ``on_messages`` of each client with messages waiting: for a host that
+        is woken by the engine's sockets, so answers are shown without waiting for a client's timer."""
+        self.collect()
+        for client in list(self._clients):
+            if client.inbox and client.on_messages is not None:
+                client.on_messages()
 
     def collect(self) -> None:
         """File every message the worker has under the client that asked (others are dropped)."""
@@ -58,6 +71,7 @@ class WorkerClient:
     def __init__(self, hub: WorkerHub) -> None:
         self.hub = hub
         self.inbox: deque[WorkerMessage] = deque()
+        self.on_messages: Callable[[], None] | None = None  # called by WorkerHub.dispatch
 
     def submit(self, request: Request) -> int:
         return self.hub.submit(request, self)

@@ -38,9 +38,12 @@ class EngineProcess:
         python_path: Sequence[str] = (),
         extra_args: Sequence[str] = (),
         start_timeout_s: float = START_TIMEOUT_S,
+        entry: Sequence[str] = ("-m", "SAMSegmentLib", "serve"),
     ) -> None:
         """``python`` runs the engine (Slicer's PythonSlicer; this interpreter by default);
-        ``python_path`` are folders it needs on its path (where SAMSegmentLib is)."""
+        ``python_path`` are folders it needs on its path (where SAMSegmentLib is); ``entry`` is
+        what it runs, taking ``samsegment serve``'s options."""
+        self.entry = list(entry)
         self.python = python or sys.executable
         self.python_path = list(python_path)
         self.extra_args = list(extra_args)
@@ -75,9 +78,7 @@ class EngineProcess:
         environment["PYTHONUNBUFFERED"] = "1"
         command = [
             self.python,
-            "-m",
-            "SAMSegmentLib",
-            "serve",
+            *self.entry,
             "--host",
             "127.0.0.1",
             "--port",

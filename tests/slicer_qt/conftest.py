@@ -107,22 +107,21 @@ def editor(app):
 
 
 @pytest.fixture
-def tinyEngine(monkeypatch):
-    """Inference through the module logic's worker client with the tiny random-weight SAM
-    (tests/tiny_models.py) for every model name: plumbing only, no accuracy.
+def tinyEngine(samModule, monkeypatch):
+    """The real engine service, in its own process as in Slicer, serving the tiny random-weight SAM
+    (tests/tiny_engine.py) for every model name: plumbing only, no accuracy.
 
     The one place that knows how the engine is started; the tests only talk to the effect and
-    the logic. (Today: the in-process InferenceWorker; an out-of-process engine replaces this.)"""
+    the logic. It is stopped when the test ends, as Slicer stops it when quitting."""
     pytest.importorskip("torch")
     pytest.importorskip("segment_anything")
-    import functools
+    from SAMSegmentLib.service.launcher import EngineProcess
 
-    import SAMSegmentLib.worker as workerPackage
-    from tiny_models import tiny_sam
-
-    model = tiny_sam()
-    settings = workerPackage.WorkerSettings(prefetch_slices=0)
+    tests = Path(__file__).resolve().parents[1]
     monkeypatch.setattr(
-        workerPackage, "InferenceWorker", functools.partial(workerPackage.InferenceWorker, settings, lambda request: model)
+        samModule.pythonModule,
+        "engineProcess",
+        lambda: EngineProcess(python_path=[str(tests.parent)], entry=[str(tests / "tiny_engine.py")]),
     )
-    return model
+    yield
+    slicer.util.getModuleLogic("SAMSegment").shutdown()

@@ -233,11 +233,6 @@ def test_cleanup_stops_and_disconnects_everything(stubEffect, editor):
     assert fake_qt.connectionsTo(stubEffect) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="SAMSegmentMRML.model_choices imports SAMSegmentLib.research.finetune (torch) and session.py imports "
-    "SAMSegmentLib.worker requests (torch) on the GUI thread; owned elsewhere (issue 10, item 16)",
-)
 def test_gui_thread_steps_do_not_import_torch(samModule, editor, packages, monkeypatch):
     """Activating and the option callbacks run on Slicer's GUI thread: no torch import there."""
     for name in ("torch", "torchvision"):

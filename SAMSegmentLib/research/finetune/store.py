@@ -16,14 +16,14 @@ import os
 import re
 import tempfile
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from ...checkpoints import CheckpointStore, sha256_of
 from ...errors import CheckpointError, SAMSegmentError
-from ...models.base import PromptableModel
 from ...registry import MODELS, ModelSpec, get_spec
+
+if TYPE_CHECKING:  # listing models (Slicer's GUI does) needs no torch; saving one does
+    from ...models.base import PromptableModel
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +63,8 @@ def save_finetuned(
     folder.mkdir(parents=True, exist_ok=True)
     checkpoint = folder / f"{name}.pth"
     state = {key: value.detach().cpu() for key, value in model.network.state_dict().items()}
+    import torch
+
     _atomic_write(checkpoint, lambda path: torch.save(state, path))
     record = {
         "name": name,
