@@ -172,7 +172,9 @@ class EditorSession:
             return
         # SAM 2 models remember per segment: a preview after a propagation corrects that segment.
         segmentID = self.editing.selectedSegmentID()
-        request = Predict(self.prompts.axis, self.prompts.index, self.prompts.enginePrompts(), object_id=segmentID)
+        request = Predict(
+            self.prompts.axis, self.prompts.index, self.prompts.enginePrompts(), object_id=segmentID, logits=False
+        )
         self.tracker.track(self.worker.submit(request), Purpose.PREVIEW, self.prompts.revision)
 
     def _dropPreview(self) -> None:

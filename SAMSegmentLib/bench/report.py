@@ -29,6 +29,7 @@ from .encoder import (
 from .machine import describe_machine, load_average
 from .prefetch_clicks import clicks_during_prefetch_seconds
 from .propagation import OBJECT_ID, engine_propagation, mean_dice, plain_loop, slice_range
+from .service import ServiceBenchSettings, service_section
 from .targets import check_targets, peak_fraction_note
 from .timing import milliseconds
 
@@ -51,6 +52,8 @@ class BenchSettings:
     preset: str = AUTO_PRESET
     stop_rule: StopRule = field(default_factory=StopRule)
     random_weights: bool = False  # recorded: timings only, masks meaningless
+    service: bool = True  # also measure through the engine service (not with random weights)
+    checkpoint: Path | None = None  # the weights the engine service loads (None: the checkpoint store's)
     graph_root: Path | None = None  # exported ONNX graphs; None: the checkpoint cache's onnx folder
 
 
@@ -87,6 +90,12 @@ def run_bench(torch_model: PromptableModel, case: BenchCase, settings: BenchSett
     )
     propagation, cache_used_bytes = _propagation_section(engine_model, torch_model, case, intensity, settings)
     report.update(propagation)
+    if settings.service and not settings.random_weights:
+        report["service"] = service_section(case, intensity, ServiceBenchSettings(
+            model=torch_model.spec.name, device=str(device), backend=settings.backend, checkpoint=settings.checkpoint,
+            clicks=settings.clicks, fresh_slices=settings.first_mask_slices,
+            propagation_slices=settings.propagation_slices, stop_rule=settings.stop_rule,
+        ), engine_model)
     report["peak_rss_mb"] = memory.peak_rss_mb()
     report["memory_mb"] = {
         "baseline_rss": baseline_rss_mb,

@@ -44,6 +44,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--propagation-slices", type=int, default=30, help="slices propagated (default: 30)")
     parser.add_argument("--cache-budget-mb", type=float, default=DEFAULT_BUDGET_BYTES / MB,
                         help=f"embedding cache budget (default: {DEFAULT_BUDGET_BYTES / MB:g})")
+    parser.add_argument("--no-service", action="store_true",
+                        help="skip the measurements through the engine service (a child process)")
     parser.add_argument("--json", type=Path, help="also write the report to this file")
     parser.set_defaults(run=run)
 
@@ -64,6 +66,8 @@ def run(args: argparse.Namespace) -> int:
         backend=args.backend,
         preset=args.preset,
         random_weights=args.random_weights,
+        service=not args.no_service,
+        checkpoint=args.checkpoint,
         stop_rule=TIMING_ONLY_STOP_RULE if args.random_weights else StopRule(),
     )
     report = run_bench(_model(args), case, settings, baseline_rss_mb=baseline)

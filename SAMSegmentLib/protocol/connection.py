@@ -59,6 +59,8 @@ class HttpConnection:
         self._response: Response | None = None  # headers parsed, body still arriving
         self._expected = 0
         self.error: ConnectionLost | None = None  # set once; the connection is then useless
+        self.bytes_sent = 0
+        self.bytes_received = 0
 
     # ----- what the host's event loop watches -----
 
@@ -163,6 +165,7 @@ class HttpConnection:
             except (BlockingIOError, InterruptedError):
                 return
             budget -= count
+            self.bytes_sent += count
             if count == len(piece):
                 pending.pieces.popleft()
             else:
@@ -181,6 +184,7 @@ class HttpConnection:
                     raise ConnectionLost("The engine closed the connection before answering.")
                 raise ConnectionLost("The engine closed the connection.")
             budget -= len(chunk)
+            self.bytes_received += len(chunk)
             self._inbox += chunk
             self._parse()
         self._parse()

@@ -94,7 +94,7 @@ class EngineClient:
         self._started = False
         self._restarted = False
         self.restarts = 0  # how often the engine had to be started again
-        self.on_bytes_sent: Callable[[int], None] | None = None  # for measurements
+        self._traffic = [0, 0]  # bytes sent and received on connections already closed
 
     # ----- the worker's interface -----
 
@@ -154,12 +154,26 @@ class EngineClient:
     def connected(self) -> bool:
         return self._session is not None
 
-    def close(self) -> None:
-        """Stop wanting answers and stop the engine if this client started it; returns at once."""
+    def traffic(self) -> tuple[int, int]:
+        """Bytes sent to and received from the engine so far, HTTP headers included."""
+        sent, received = self._traffic
+        for connection in (self._commands, self._messages):
+            if connection is not None:
+                sent += connection.bytes_sent
+                received += connection.bytes_received
+        return sent, received
+
+    def _close_connections(self) -> None:
         for connection in (self._commands, self._messages):
             if connection is not None:
                 connection.close()
+                self._traffic[0] += connection.bytes_sent
+                self._traffic[1] += connection.bytes_received
         self._commands = self._messages = None
+
+    def close(self) -> None:
+        """Stop wanting answers and stop the engine if this client started it; returns at once."""
+        self._close_connections()
         self._session = None
         self.source.stop()
         self._started = False
@@ -203,8 +217,6 @@ class EngineClient:
         batch = list(self._outgoing)
         self._outgoing.clear()
         pieces = encode(batch)
-        if self.on_bytes_sent is not None:
-            self.on_bytes_sent(sum(memoryview(piece).nbytes for piece in pieces))
         self._commands.request(
             "POST", f"/v1/sessions/{self._session}/requests", _json_answer, pieces, content_type=FRAME_TYPE
         )
@@ -233,10 +245,7 @@ class EngineClient:
     def _lose(self, reason: str) -> None:
         """The engine or the session is gone: answer everything still waiting, start over next time."""
         logger.warning("SAM engine lost: %s", reason)
-        for connection in (self._commands, self._messages):
-            if connection is not None:
-                connection.close()
-        self._commands = self._messages = None
+        self._close_connections()
         self._session = None
         self._opening = False
         text = (

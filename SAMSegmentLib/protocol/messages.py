@@ -13,7 +13,7 @@ from ..volume import Axis
 
 class MessageKind(str, Enum):
     PROGRESS = "progress"  # value: (done, total) of a propagation (slices), download (bytes) or research
-    # request (see research_requests; text names the stage of a multi-stage one)
+    # request (see protocol.research; text names the stage of a multi-stage one)
     SLICE = "slice"  # value: a SliceResult of a running propagation
     RESULT = "result"  # final: value is the request's result (see InferenceWorker)
     STALE = "stale"  # final: a Predict superseded by a newer one; nothing to show

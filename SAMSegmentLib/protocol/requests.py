@@ -58,6 +58,9 @@ class Predict:
     prompts belong to (as in a PropagationRequest), and send every prompt of the slice each time.
     They keep the slice's own logits and choose single or multiple masks themselves, so they
     ignore ``mask_logits`` and ``multimask``.
+
+    With ``logits`` False the answer's ``low_res_logits`` is None: a client that never sends
+    them back as ``mask_logits`` need not receive them (256 KB a click for SAM).
     """
 
     axis: Axis
@@ -66,6 +69,7 @@ class Predict:
     mask_logits: np.ndarray | None = None  # low_res_logits of an earlier preview
     multimask: bool | None = None
     object_id: str = "object"
+    logits: bool = True
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""Requests for the research tools (issue 6), served on the inference thread like the others.
+"""Requests for the research tools, served on the engine's inference thread like the others.
 
 Plain data only, as in ``requests``: numpy volumes and masks the caller has copied. A request
 that names no ``volume`` works on the worker's current volume (the one the effect sent with

@@ -1,4 +1,4 @@
-"""How the inference thread serves the research requests (see ``research_requests``)."""
+"""How the inference thread serves the research requests (see ``protocol.research``)."""
 
 from __future__ import annotations
 

@@ -112,6 +112,8 @@ class InferenceSession:
         prediction = segmenter.predict(
             request.axis, request.index, request.prompts, mask_logits=logits, multimask=request.multimask
         )
+        if not request.logits:
+            prediction = dataclasses.replace(prediction, low_res_logits=None)
         return Preview(Axis(request.axis), request.index, prediction)
 
     def propagate(

@@ -1,13 +1,14 @@
-"""The one thread that owns the models and torch (issues 4 and 5).
+"""The one thread that owns the models and torch, inside the engine's process.
 
-The GUI thread submits requests and polls for messages from a timer; it never waits on
-the models. Every request gets exactly one final message (RESULT, STALE, CANCELLED,
+Whoever holds it (the engine service's session; the CLI and tests directly) submits requests
+and polls for messages; it never waits on the models. The requests and messages are those of
+``SAMSegmentLib.protocol``. Every request gets exactly one final message (RESULT, STALE, CANCELLED,
 ERROR or OUT_OF_MEMORY), after any PROGRESS or SLICE messages of its own, and messages
 come out of ``poll`` in the order they were produced. What each RESULT holds:
 LoadModel -> ModelReady, SetVolume -> VolumeReady, Predict -> Preview,
 Propagate -> PropagationResult, Download -> the checkpoint's Path,
 Cancel -> the ids it dropped or told to stop; the research requests (segment everything,
-prior maps, fine-tuning, registration) as ``research_requests`` says.
+prior maps, fine-tuning, registration) as ``protocol.research`` says.
 
 What the caller no longer wants is not delivered:
 
