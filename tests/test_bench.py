@@ -14,7 +14,7 @@ PROPAGATION_SLICES = 6
 def report(tiny_sam_model, tmp_path_factory):
     settings = BenchSettings(
         encoder_slices=2, clicks=6, prefetch_clicks=3, first_mask_slices=1, propagation_slices=PROPAGATION_SLICES,
-        stop_rule=TIMING_ONLY_STOP_RULE, graph_root=tmp_path_factory.mktemp("graphs"),
+        stop_rule=TIMING_ONLY_STOP_RULE, graph_root=tmp_path_factory.mktemp("graphs"), service=False,
     )
     return run_bench(tiny_sam_model, synthetic_ct(slices=12, size=64), settings, baseline_rss_mb=100.0)
 
@@ -93,3 +93,46 @@ def test_synthetic_ct_prompts_the_box_around_its_organ():
 def test_bench_command_refuses_bad_arguments(capsys, arguments, message):
     assert main(["bench", *arguments]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_service_section_measures_the_engine_service_beside_the_engine_in_process(tiny_sam_model):
+    """Through a real child engine (tests/tiny_engine.py: the tiny random-weight SAM), timings only."""
+    from pathlib import Path
+
+    from SAMSegmentLib.bench.service import ServiceBenchSettings, service_section
+    from SAMSegmentLib.intensity import mapping_for
+    from SAMSegmentLib.service.launcher import EngineProcess
+
+    tests = Path(__file__).resolve().parent
+    case = synthetic_ct(slices=12, size=64)
+    settings = ServiceBenchSettings(
+        "sam_vit_b", "cpu", "torch", None, clicks=4, fresh_slices=1, propagation_slices=4,
+        stop_rule=TIMING_ONLY_STOP_RULE, prefetch_slices=0,
+    )
+    section = service_section(
+        case, mapping_for(case.volume, "auto"), settings, tiny_sam_model,
+        lambda: EngineProcess(python_path=[str(tests.parent)], entry=[str(tests / "tiny_engine.py")]),
+    )
+    for part in (section, section["in_process"], section["in_process_thread_gil_loop"]):
+        assert 0 < part["click_to_mask_ms"]["p50"] <= part["click_to_mask_ms"]["p95"]
+        assert part["first_mask_ms"] > 0 and part["propagation_s_per_slice"] > 0
+        assert part["propagated_slices"] >= 1
+    for part in (section, section["in_process_thread_gil_loop"]):
+        assert part["main_thread_stall_ms"]["holds_gil"] and part["main_thread_stall_ms"]["max"] >= 0
+    assert section["in_process"]["main_thread_stall_ms"] is None  # waited on directly, no loop
+    sent = section["bytes"]
+    assert sent["volume"] >= case.volume.array.nbytes  # the volume goes once, as raw bytes
+    assert 0 < sent["per_click"]["received"] < 4096  # a mask, bit-packed and compressed; no logits
+    assert section["in_process"]["bytes"]["volume"] == 0
+    assert section["propagation_vs_in_process"] == pytest.approx(
+        section["propagation_s_per_slice"] / section["in_process"]["propagation_s_per_slice"], rel=0.05, abs=0.01
+    )
+    met = {name for name in check_targets({**_targets_report(), "service": section})}
+    assert "service click-to-mask p95" in met
+
+
+def _targets_report() -> dict:
+    return {
+        "click_to_mask_ms": {"p95": 80.0}, "first_mask_ms": 900.0, "propagation": {"speedup_vs_plain_loop": 2.5},
+        "encoder_peak_fraction": 0.1, "main_thread_stall_ms": {"max": 12.0},
+    }

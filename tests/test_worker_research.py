@@ -6,6 +6,7 @@ import dataclasses
 
 import numpy as np
 import pytest
+import SimpleITK as sitk
 import torch
 from test_worker_doubles import SlowEncoder, answer_to, organ_box, ready_worker
 
@@ -81,16 +82,21 @@ def test_everything_on_a_volume_of_its_own_leaves_the_current_volume_alone(tiny_
         assert worker.predictor.volume is ct_phantom
 
 
-def test_prior_maps_cover_the_asked_slices_on_the_volume_grid(tiny_sam_model, ct_phantom):
+def test_prior_maps_cover_the_asked_slices_on_the_volume_grid(tiny_sam_model, ct_phantom, tmp_path):
     with ready_worker(tiny_sam_model, ct_phantom, prefetch_slices=0) as worker:
-        request = ComputePriorMaps(Axis.AXIAL, [3, 4], dataclasses.replace(KEEP_ALL, stability_offset=0.05))
+        options = dataclasses.replace(KEEP_ALL, stability_offset=0.05)
+        request = ComputePriorMaps(Axis.AXIAL, [3, 4], options, output_folder=tmp_path / "priors")
         messages = _messages(worker, request)
         assert [m.value for m in messages if m.kind is MessageKind.PROGRESS] == [(1, 2), (2, 2)]
         ready = messages[-1].value
         assert isinstance(ready, PriorMapsReady) and ready.maps.slices == [3, 4]
-        assert ready.maps.prior.shape == ready.image01.shape == ct_phantom.array.shape
+        assert ready.maps.prior.shape == ct_phantom.array.shape
         assert ready.maps.prior[[3, 4]].any() and not ready.maps.prior[[0, 1, 2, 5]].any()
-        assert 0.0 <= ready.image01.min() and ready.image01.max() <= 1.0
+        # The engine wrote the files (never the GUI thread); the stacked input holds the mapped image.
+        assert set(ready.written) == {"prior", "boundary", "stacked"}
+        stacked = sitk.GetArrayFromImage(sitk.ReadImage(str(ready.written["stacked"])))
+        assert stacked.shape == (*ct_phantom.array.shape, 3)
+        assert 0.0 <= stacked[..., 0].min() and stacked[..., 0].max() <= 1.0
 
 
 def test_prior_maps_refuse_slices_outside_the_volume(tiny_sam_model, ct_phantom):

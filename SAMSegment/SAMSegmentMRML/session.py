@@ -94,8 +94,9 @@ class EditorSession:
         modality: str = "",
     ) -> None:
         """``geometry`` is the source volume on the segmentation's grid (the Segment Editor's
-        aligned source volume); its voxels and grid are copied once, so the session keeps working
-        on them whatever the editor later does with that image."""
+        aligned source volume). Its grid is copied, so the session keeps working on it whatever the
+        editor later does with that image; its voxels are not (a view, sent once to the engine):
+        the effect starts a new session when the source volume or the grid changes."""
         self.worker = worker
         self.segmentationNode = segmentationNode
         self.volume = volumeFromOrientedImage(geometry, modality)

@@ -1,6 +1,8 @@
 """SAM prior maps (SAMAug): a segmentation prior and a boundary prior as volumes over the input,
 optionally also written to a folder with the stacked (image, prior, boundary) U-Net input."""
 
+from pathlib import Path
+
 import ctk
 import qt
 
@@ -54,18 +56,22 @@ class PriorMapsPanel:
         if self.limitCheckBox.checked:
             slices = range(self.firstSpinBox.value, self.lastSpinBox.value + 1)
         volume = volumeFromVolumeNode(volumeNode)
-        request = ComputePriorMaps(self.axisSelector.currentData, slices, volume=volume, preset=chosenPreset())
-        request.volume_key = volumeKey(volumeNode)
-        self.job.start(request, lambda ready: self._addVolumes(volumeNode, volume, ready))
+        folder = self.folderEdit.currentPath
+        request = ComputePriorMaps(
+            self.axisSelector.currentData,
+            slices,
+            volume=volume,
+            preset=chosenPreset(),
+            volume_key=volumeKey(volumeNode),
+            output_folder=Path(folder) if folder else None,  # the engine writes the files, not the GUI thread
+        )
+        self.job.start(request, lambda ready: self._addVolumes(volumeNode, ready))
 
-    def _addVolumes(self, volumeNode, volume, ready):
-        from SAMSegmentLib.research.prior_maps import write_prior_maps
+    def _addVolumes(self, volumeNode, ready):
         from SAMSegmentMRML.research_outputs import addPriorMapVolumes
 
-        folder = self.folderEdit.currentPath
-        written = write_prior_maps(folder, volume, ready.image01, ready.maps) if folder else {}
         prior, boundary = addPriorMapVolumes(volumeNode.GetScene(), volumeNode, ready.maps.prior, ready.maps.boundary)
         text = _("Added {prior} and {boundary}.").format(prior=prior.GetName(), boundary=boundary.GetName())
-        if written:
-            text += " " + _("Saved to {folder}.").format(folder=folder)
+        if ready.written:
+            text += " " + _("Saved to {folder}.").format(folder=self.folderEdit.currentPath)
         self.job.statusLabel.text = text

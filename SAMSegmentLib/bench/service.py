@@ -3,8 +3,8 @@ that holds the GIL (``service`` in the bench report), side by side with the engi
 
 Three ways of driving the same requests, measured one after the other in one run:
 
-- ``in_process``: the inference worker in this process, polled by a loop that sleeps 1 ms with
-  the GIL released: the engine's own speed, the reference;
+- ``in_process``: the inference worker in this process, waited on directly (``InferenceWorker.wait``,
+  no polling loop): the engine's own speed, the reference;
 - ``service``: ``samsegment serve`` in a child process (what the Slicer extension starts), polled
   by a GIL-holding loop with a 50 ms timer and socket notifiers, as Slicer's Qt loop does;
 - ``in_process_thread_gil_loop``: the old design, the worker thread in the GUI's own process under
@@ -40,7 +40,6 @@ from .host_loop import GilHoldingLoop, SleepingLoop
 from .propagation import OBJECT_ID, slice_range
 from .timing import milliseconds
 
-REFERENCE_POLL_S = 0.001
 SLICER_TIMER_S = 0.05  # the effect's poll timer
 _CRAWLING_CLICKS, _CRAWLING_FRESH, _CRAWLING_PROPAGATION = 5, 1, 3  # the old design under the GIL
 _TIMEOUT_S = 1800.0
@@ -65,31 +64,37 @@ class ServiceBenchSettings:
     prefetch_slices: int = WorkerSettings().prefetch_slices
 
 
+def default_engine_process() -> EngineProcess:
+    """``samsegment serve`` run by this interpreter, as the Slicer extension runs it."""
+    return EngineProcess(python=sys.executable, python_path=[str(Path(__file__).resolve().parents[2])])
+
+
 def service_section(case: BenchCase, intensity: IntensityMapping, settings: ServiceBenchSettings,
-                    engine_model: PromptableModel) -> dict[str, object]:
-    """Measure the three ways; ``engine_model`` is this process's (already loaded) engine model."""
+                    engine_model: PromptableModel,
+                    engine_process: Callable[[], EngineProcess] = default_engine_process) -> dict[str, object]:
+    """Measure the three ways; ``engine_model`` is this process's (already loaded) engine model and
+    ``engine_process`` makes the child the service runs in."""
     worker_settings = WorkerSettings(prefetch_slices=settings.prefetch_slices)
 
     def in_process_worker() -> InferenceWorker:
         return InferenceWorker(worker_settings, loader=lambda request: engine_model)
 
     with in_process_worker() as worker:
-        _ask(worker, SleepingLoop(REFERENCE_POLL_S), LoadModel(settings.model))
-        reference = _measure(worker, SleepingLoop(REFERENCE_POLL_S), case, intensity, settings, settings.clicks,
-                             settings.fresh_slices, settings.propagation_slices)
-    process = EngineProcess(python=sys.executable, python_path=[str(Path(__file__).resolve().parents[2])])
-    client = EngineClient(process)
+        _ask(worker, None, LoadModel(settings.model))
+        reference = _measure(worker, None, case, intensity, settings, settings.clicks, settings.fresh_slices,
+                             settings.propagation_slices)
+    client = EngineClient(engine_process())
     try:
         started = time.perf_counter()
-        _ask(client, SleepingLoop(REFERENCE_POLL_S), LoadModel(settings.model, settings.device, settings.checkpoint,
-                                                               settings.backend))
+        _ask(client, SleepingLoop(SLICER_TIMER_S), LoadModel(settings.model, settings.device, settings.checkpoint,
+                                                             settings.backend))
         engine_start_s = time.perf_counter() - started
         service = _measure(client, GilHoldingLoop(SLICER_TIMER_S), case, intensity, settings, settings.clicks,
                            settings.fresh_slices, settings.propagation_slices)
     finally:
         client.close()
     with in_process_worker() as worker:
-        _ask(worker, SleepingLoop(REFERENCE_POLL_S), LoadModel(settings.model))  # loading is not what is timed
+        _ask(worker, None, LoadModel(settings.model))  # loading is not what is timed
         crawling = _measure(worker, GilHoldingLoop(SLICER_TIMER_S), case, intensity, settings, _CRAWLING_CLICKS,
                             _CRAWLING_FRESH, _CRAWLING_PROPAGATION)
     return {
@@ -99,21 +104,22 @@ def service_section(case: BenchCase, intensity: IntensityMapping, settings: Serv
                                            / reference["propagation_s_per_slice"], 2),
         "how": "samsegment serve in a child process, HTTP/1.1 on loopback; the main loop idles in poll() "
                "holding the GIL with a 50 ms timer and socket notifiers, as Slicer's Qt loop does",
-        "in_process": {**reference, "how": "the inference worker in this process, polled every 1 ms by a loop "
-                                           "that releases the GIL (the engine's own speed)"},
+        "in_process": {**reference, "how": "the inference worker in this process, waited on directly "
+                                           "(the engine's own speed, no polling loop)"},
         "in_process_thread_gil_loop": {**crawling, "how": "the old design: the inference worker thread in the "
                                                          "GUI's process, polled by the same GIL-holding loop "
                                                          "(fewer requests: it crawls)"},
     }
 
 
-def _measure(driver: Driver, loop: GilHoldingLoop, case: BenchCase, intensity: IntensityMapping,
+def _measure(driver: Driver, loop: GilHoldingLoop | None, case: BenchCase, intensity: IntensityMapping,
              settings: ServiceBenchSettings, clicks: int, fresh: int, propagation_slices: int) -> dict[str, object]:
     traffic = driver.traffic if isinstance(driver, EngineClient) else (lambda: (0, 0))
     before = traffic()
     _ask(driver, loop, SetVolume(case.volume, intensity, "bench"))
     volume_bytes = _delta(traffic(), before)[0]
-    loop.longest_step_s = 0.0
+    if loop is not None:
+        loop.longest_step_s = 0.0
 
     first_mask_s = []
     for index in _fresh_slices(case, fresh, settings.prefetch_slices):
@@ -147,7 +153,9 @@ def _measure(driver: Driver, loop: GilHoldingLoop, case: BenchCase, intensity: I
         "first_mask_slices": len(first_mask_s),
         "propagation_s_per_slice": round(propagation_s / max(1, slices), 3),
         "propagated_slices": slices,
-        "main_thread_stall_ms": {"max": round(loop.longest_step_s * 1000.0, 1), "holds_gil": loop.holds_gil},
+        "main_thread_stall_ms": None if loop is None else {
+            "max": round(loop.longest_step_s * 1000.0, 1), "holds_gil": loop.holds_gil,
+        },
         "bytes": {
             "volume": volume_bytes,
             "volume_array": int(case.volume.array.nbytes),
@@ -157,11 +165,21 @@ def _measure(driver: Driver, loop: GilHoldingLoop, case: BenchCase, intensity: I
     }
 
 
-def _ask(driver: Driver, loop: GilHoldingLoop, request: Request,
+def _ask(driver: Driver, loop: GilHoldingLoop | None, request: Request,
          on_slice: Callable[[WorkerMessage], None] | None = None) -> list[WorkerMessage]:
-    """Submit ``request`` and run ``loop`` until its final message; every message of it, in order."""
+    """Submit ``request`` and run ``loop`` until its final message (without a loop, wait on the
+    in-process worker itself); every message of it, in order."""
     request_id = driver.submit(request)
     messages: list[WorkerMessage] = []
+    if loop is None:
+        assert isinstance(driver, InferenceWorker)
+        messages = [m for m in driver.wait(request_id, _TIMEOUT_S) if m.request_id == request_id]
+        for message in messages:
+            if message.kind is MessageKind.SLICE and on_slice is not None:
+                on_slice(message)
+        if messages[-1].kind is not MessageKind.RESULT:
+            raise RuntimeError(f"{type(request).__name__} failed in the bench: {messages[-1].text}")
+        return messages
 
     def collect() -> None:
         for message in driver.poll():

@@ -74,7 +74,8 @@ def format_table(report: Mapping[str, object]) -> str:
             part = service if name == "service" else service[name]
             lines.append(f"  {label:<37} click p50/p95 {part['click_to_mask_ms']['p50']}/"
                          f"{part['click_to_mask_ms']['p95']} ms, first mask {part['first_mask_ms']} ms, "
-                         f"{part['propagation_s_per_slice']} s/slice, stall {part['main_thread_stall_ms']['max']} ms")
+                         f"{part['propagation_s_per_slice']} s/slice, stall "
+                         f"{(part['main_thread_stall_ms'] or {}).get('max', '-')} ms")
     if report.get("encoder_peak_note"):
         lines.append(f"  note: {report['encoder_peak_note']}")
     return "\n".join(lines)

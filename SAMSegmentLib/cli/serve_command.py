@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from ..service.engine import EngineService
 
 logger = logging.getLogger(__name__)
+SWITCH_INTERVAL_S = 0.001
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -55,6 +56,9 @@ def serve(args: argparse.Namespace, engine: EngineService) -> int:
     from ..service.launcher import TOKEN_ENVIRONMENT
 
     token = _token(args, TOKEN_ENVIRONMENT)
+    # The inference thread runs Python between its ONNX Runtime / torch calls; a request's
+    # thread waiting for the GIL would wait up to the switch interval (5 ms by default) each time.
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
     try:
         server = HttpEngineServer((args.host, args.port), engine, token, args.max_upload_mb << 20)
     except OSError as error:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Union
 
 import numpy as np
@@ -62,6 +63,9 @@ class ComputePriorMaps:
     volume: Volume | None = None  # None: the current volume
     preset: str = AUTO_PRESET
     volume_key: str | None = None
+    # Also write sam_prior, sam_boundary and sam_stacked (the volume as the model saw it and both
+    # priors, a U-Net's input) NRRD files here: a folder on the engine's computer.
+    output_folder: Path | None = None
 
 
 @dataclass
@@ -69,7 +73,7 @@ class PriorMapsReady:
     """Result of ComputePriorMaps, on the grid of the volume it was computed on."""
 
     maps: PriorMaps  # float32 [k, j, i] prior and boundary
-    image01: np.ndarray  # float32 [k, j, i]: the volume as the model saw it, for a stacked U-Net input
+    written: dict[str, Path] = field(default_factory=dict)  # files by role, when an output folder was given
 
 
 @dataclass

@@ -77,6 +77,9 @@ class _Reply(Exception):
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive: one connection carries a client's requests
+    # Headers and body go out in separate writes: with Nagle's algorithm the body would wait for
+    # the client's delayed acknowledgement of the headers (up to 40 ms on Linux) on every answer.
+    disable_nagle_algorithm = True
     server: HttpEngineServer
 
     def do_GET(self) -> None:  # noqa: N802 - http.server's naming

@@ -10,7 +10,7 @@ from ..propagation import CancelToken
 from ..research.everything import EverythingResult, segment_everything
 from ..research.finetune import check_new_name, finetune_on_volumes, save_finetuned
 from ..research.finetune.provenance import finetune_provenance
-from ..research.prior_maps import volume_prior_maps
+from ..research.prior_maps import volume_prior_maps, write_prior_maps
 from ..research.registration import RegistrationResult, register_with_masks
 from ..volume import Axis, Volume
 from ..protocol.requests import LoadModel
@@ -102,7 +102,10 @@ def _prior_maps(
         cancel=cancel,
     )
     assert predictor.mapping is not None
-    return PriorMapsReady(maps, predictor.mapping.apply(volume.array))
+    written = {}
+    if request.output_folder is not None:
+        written = write_prior_maps(request.output_folder, volume, predictor.mapping.apply(volume.array), maps)
+    return PriorMapsReady(maps, written)
 
 
 def _fine_tune(session: InferenceSession, request: FineTune, cancel: CancelToken, report: Report) -> FineTuned:

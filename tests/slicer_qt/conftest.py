@@ -32,61 +32,19 @@ else:
 
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     import fake_qt
-    import fake_slicer
-    import host_loop
-    import segment_editor
+    import slicer_qt
 
     from sam_harness import MODULE_FILE, Editor, organVolume
 
-    sys.modules["qt"] = fake_qt.makeModule()
-    sys.modules["ctk"] = fake_slicer.makeCtk()
-    sys.modules["slicer.i18n"] = slicer.i18n = fake_slicer.makeI18n()
-    sys.modules["slicer.ScriptedLoadableModule"] = slicer.ScriptedLoadableModule = fake_slicer.makeScriptedLoadableModule()
-    sys.modules["qSlicerSegmentationsEditorEffectsPythonQt"] = segment_editor.makeEffectsPythonQt()
-    _effects, _abstract = segment_editor.makeSegmentEditorEffects()
-    sys.modules["SegmentEditorEffects"] = _effects
-    sys.modules["SegmentEditorEffects.AbstractScriptedSegmentEditorEffect"] = _abstract
-    for _name in ("qSlicerSegmentEditorAbstractEffect", "qSlicerSegmentEditorScriptedEffect", "qSlicerSegmentEditorEffectFactory", "qMRMLSegmentEditorWidget"):
-        setattr(slicer, _name, getattr(segment_editor, _name))
-    for _name in ("qMRMLWidget", "qMRMLNodeComboBox", "qMRMLSegmentSelectorWidget", "qSlicerScriptedLoadableModule", "qSlicerScriptedLoadableModuleWidget"):
-        setattr(slicer, _name, getattr(fake_slicer, _name))
-
-# Modules that Slicer would load fresh in a new session: removed after each test.
-_SESSION_MODULES = ("SAMSegment", "SAMSegmentEffect", "SAMSegmentPanels")
-
-
-def _forgetSessionModules() -> None:
-    for name in list(sys.modules):
-        if name.split(".")[0] in _SESSION_MODULES:
-            del sys.modules[name]
+    slicer_qt.install()
 
 
 @pytest.fixture
 def app(monkeypatch):
     """A fresh slicer.app with its host loop, scene, settings, dialogs and effect factory."""
-    loop = host_loop.reset()
-    fake_qt.resetSignals()
-    fake_qt.QSettings.resetStore()
-    segment_editor.qSlicerSegmentEditorEffectFactory.reset()
-    _forgetSessionModules()
-    application = fake_slicer.Application()
-    scene = slicer.vtkMRMLScene()
-    segmentationsLogic = slicer.vtkSlicerSegmentationsModuleLogic()
-    segmentationsLogic.SetMRMLScene(scene)
-    modules = type("Modules", (), {})()
-    modules.segmentations = type("Module", (), {"logic": staticmethod(lambda: segmentationsLogic)})()
-    monkeypatch.setattr(slicer, "app", application, raising=False)
-    monkeypatch.setattr(slicer, "mrmlScene", scene, raising=False)
-    monkeypatch.setattr(slicer, "modules", modules, raising=False)
-    dialogs = fake_slicer.Dialogs()
-    dialogs.install(monkeypatch)
-    application.host = loop
-    application.dialogs = dialogs
+    application = slicer_qt.newApplication(monkeypatch)
     yield application
-    application.quit()  # aboutToQuit(): what the module started must stop
-    _forgetSessionModules()
-    host_loop.reset()
-    scene.Clear(True)
+    slicer_qt.quitApplication(application)
 
 
 @pytest.fixture

@@ -7,8 +7,9 @@ code runs only inside Qt callbacks: QTimer timeouts, QSocketNotifier activations
 VTK observers. A ``threading.Thread`` gets the GIL only while one of those callbacks runs.
 
 This loop reproduces that: it waits for the next timer or for a registered socket notifier's file
-descriptor in C, calling libc ``poll()`` through ``ctypes.PyDLL`` (PyDLL calls do not release the
-GIL, unlike ``ctypes.CDLL`` calls and ``time.sleep``), then runs the due callbacks in Python.
+descriptor in C, in libc ``poll()`` called through ``ctypes.PyDLL`` (``idle_holding_gil``: PyDLL
+calls do not release the GIL, unlike ``ctypes.CDLL`` calls and ``time.sleep``), then runs the due
+callbacks in Python.
 
 How code plugs into it (through the fake ``qt`` module, as in Slicer):
 - ``qt.QTimer`` (single-shot or repeating) registers with :func:`current` when started;
@@ -21,22 +22,13 @@ How code plugs into it (through the fake ``qt`` module, as in Slicer):
 
 from __future__ import annotations
 
-import ctypes
 import heapq
 import itertools
 import select
 import time
 from typing import Callable
 
-_libc = ctypes.PyDLL(None)  # PyDLL: the GIL stays held during calls (see module docstring)
-
-
-class _PollFd(ctypes.Structure):
-    _fields_ = [("fd", ctypes.c_int), ("events", ctypes.c_short), ("revents", ctypes.c_short)]
-
-
-_libc.poll.argtypes = [ctypes.POINTER(_PollFd), ctypes.c_ulong, ctypes.c_int]
-_libc.poll.restype = ctypes.c_int
+from SAMSegmentLib.bench.host_loop import idle_holding_gil
 
 READ, WRITE, EXCEPTION = 0, 1, 2  # QSocketNotifier::Type
 _EVENTS = {READ: select.POLLIN, WRITE: select.POLLOUT, EXCEPTION: select.POLLPRI}
@@ -115,14 +107,11 @@ class HostLoop:
     def _wait(self, seconds: float) -> None:
         """Idle in C holding the GIL until a notifier's fd is ready or ``seconds`` pass."""
         notifiers = [n for n in self._notifiers if n.isEnabled()]
-        fds = (_PollFd * max(1, len(notifiers)))()
-        for slot, notifier in zip(fds, notifiers):
-            slot.fd, slot.events, slot.revents = notifier.socket(), _EVENTS[notifier.type()], 0
         started = time.monotonic()
-        _libc.poll(fds, len(notifiers), int(seconds * 1000 + 0.999))
+        ready = idle_holding_gil([(n.socket(), _EVENTS[n.type()]) for n in notifiers], int(seconds * 1000 + 0.999))
         self.idleSeconds += time.monotonic() - started
-        for slot, notifier in zip(fds, notifiers):
-            if slot.revents & _READY[notifier.type()] and notifier.isEnabled():
+        for revents, notifier in zip(ready, notifiers):
+            if revents & _READY[notifier.type()] and notifier.isEnabled():
                 self._timed(lambda n=notifier: n.activated.emit(n.socket()), notifier)
 
     def _runDueTimers(self) -> None:

