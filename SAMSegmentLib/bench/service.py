@@ -10,7 +10,8 @@ Three ways of driving the same requests, measured one after the other in one run
 - ``in_process_thread_gil_loop``: the old design, the worker thread in the GUI's own process under
   that GIL-holding loop, with fewer requests (it crawls).
 
-Each does: the volume once, the first mask on fresh slices, clicks on an embedded slice, and a
+Each does: the volume once, the first mask on fresh slices, clicks on an embedded slice (each after
+a pause, so it interrupts the background embedding of neighbours as a user's click does), and a
 propagation whose slices the main thread applies as the effect does (one slice each).
 """
 
@@ -41,6 +42,7 @@ from .propagation import OBJECT_ID, slice_range
 from .timing import milliseconds
 
 SLICER_TIMER_S = 0.05  # the effect's poll timer
+THINK_S = 0.3  # between clicks
 _CRAWLING_CLICKS, _CRAWLING_FRESH, _CRAWLING_PROPAGATION = 5, 1, 3  # the old design under the GIL
 _TIMEOUT_S = 1800.0
 
@@ -132,6 +134,7 @@ def _measure(driver: Driver, loop: GilHoldingLoop | None, case: BenchCase, inten
     click_s = []
     before = traffic()
     for prompt in prompts:
+        _think(driver, loop)
         started = time.perf_counter()
         _ask(driver, loop, Predict(case.axis, case.seed_index, prompt, logits=False))
         click_s.append(time.perf_counter() - started)
@@ -194,6 +197,17 @@ def _ask(driver: Driver, loop: GilHoldingLoop | None, request: Request,
     if messages[-1].kind is not MessageKind.RESULT:
         raise RuntimeError(f"{type(request).__name__} failed in the bench: {messages[-1].text}")
     return messages
+
+
+def _think(driver: Driver, loop: GilHoldingLoop | None) -> None:
+    """A user's pause before the next click: meanwhile the engine embeds neighbouring slices in the
+    background, and the click must interrupt that (as every real click does, seconds apart)."""
+    if loop is None:
+        time.sleep(THINK_S)
+        return
+    resume = time.monotonic() + THINK_S
+    watched = driver.watched if isinstance(driver, EngineClient) else list
+    loop.run_until(lambda: time.monotonic() >= resume, driver.poll, watched, driver.poll, THINK_S + 5.0)
 
 
 def _fresh_slices(case: BenchCase, count: int, prefetch_slices: int) -> list[int]:

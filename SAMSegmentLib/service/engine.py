@@ -24,6 +24,7 @@ from ..registry import MODELS
 from ..worker import InferenceWorker
 
 logger = logging.getLogger(__name__)
+_REFUSAL_CHECK_S = 0.1
 
 
 class SessionLostError(SAMSegmentError):
@@ -74,10 +75,16 @@ class ServiceSession:
 
     def messages(self, wait_s: float) -> list[WorkerMessage]:
         """Every message since the last call, with the client's ids; waits ``wait_s`` at most for one."""
-        with self._lock:
-            refused = list(self._refused)
-            self._refused.clear()
-        delivered = self.worker.poll(0.0 if refused else wait_s)
+        deadline = time.monotonic() + wait_s
+        while True:
+            with self._lock:
+                refused = list(self._refused)
+                self._refused.clear()
+            # Short waits, so a refusal filed meanwhile by another connection is not held back long.
+            remaining = deadline - time.monotonic()
+            delivered = self.worker.poll(0.0 if refused else max(0.0, min(remaining, _REFUSAL_CHECK_S)))
+            if refused or delivered or time.monotonic() >= deadline:
+                break
         with self._lock:
             self.last_used = time.monotonic()
             return refused + [self._for_client(message) for message in delivered]
