@@ -19,9 +19,9 @@ class EffectEditing:
     def saveStateForUndo(self):
         self.scriptedEffect.saveStateForUndo()
 
-    def selectedSegmentID(self):
-        return self.scriptedEffect.parameterSetNode().GetSelectedSegmentID() or ""
+    def editorNode(self):
+        return self.scriptedEffect.parameterSetNode()
 
     def modifySegment(self, segmentationNode, segmentID, labelmap, modification, extent):
-        # Only the selected segment is ever written (checked by writeSegmentMasks).
+        # writeSegmentMasks selects the segment it writes first.
         self.scriptedEffect.modifySelectedSegmentByLabelmap(labelmap, self._MODES[modification], list(extent))

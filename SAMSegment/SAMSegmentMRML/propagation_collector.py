@@ -20,9 +20,11 @@ from .segment_writer import MaskWrite
 class PropagationCollector:
     """One propagation of one or more objects (segment IDs) along ``axis`` on a grid of ``shape``."""
 
-    def __init__(self, axis: Axis, shape: tuple[int, int, int]) -> None:
+    def __init__(self, axis: Axis, shape: tuple[int, int, int], names: dict[str, str] | None = None) -> None:
+        """``names``: each object's segment name when it started, to recreate a segment removed meanwhile."""
         self.axis = axis
         self.shape = shape
+        self.names = dict(names or {})
         self.masks: dict[str, np.ndarray] = {}  # object ID -> bool [k, j, i], its finished slices
         self.slices: dict[str, set[int]] = {}
         self.done = 0

@@ -27,7 +27,8 @@ class SegmentEditing(Protocol):
 
     def saveStateForUndo(self) -> None: ...
 
-    def selectedSegmentID(self) -> str: ...
+    def editorNode(self) -> slicer.vtkMRMLSegmentEditorNode:
+        """The editor's parameters: selected segment, editable area, overwrite."""
 
     def modifySegment(
         self,
@@ -36,7 +37,8 @@ class SegmentEditing(Protocol):
         labelmap: slicer.vtkOrientedImageData,
         modification: Modification,
         extent: tuple[int, int, int, int, int, int],
-    ) -> None: ...
+    ) -> None:
+        """Modify the selected segment (``segmentID``) through the editor's masking."""
 
 
 class EditorLogicEditing:
@@ -54,13 +56,11 @@ class EditorLogicEditing:
     def saveStateForUndo(self) -> None:
         self.logic.SaveStateForUndo()
 
-    def selectedSegmentID(self) -> str:
-        return self.logic.GetCurrentSegmentID()
+    def editorNode(self) -> slicer.vtkMRMLSegmentEditorNode:
+        return self.logic.GetSegmentEditorNode()
 
     def modifySegment(self, segmentationNode, segmentID, labelmap, modification, extent) -> None:  # noqa: ANN001
-        self.logic.ModifySegmentByLabelmap(
-            segmentationNode, segmentID, labelmap, self._MODES[modification], extent, True, False
-        )
+        self.logic.ModifySegmentByLabelmap(segmentationNode, segmentID, labelmap, self._MODES[modification], extent, True, False)
 
 
 @dataclass
@@ -124,21 +124,21 @@ def writeSegmentMasks(
     segmentationNode: slicer.vtkMRMLSegmentationNode,
     geometry: slicer.vtkOrientedImageData,
     writes: Sequence[MaskWrite],
+    saveUndoState: bool = True,
 ) -> None:
-    """Apply ``writes`` as one undo step: on each write's region the segment becomes its mask,
-    within what the editor's masking allows; elsewhere the segment is left as it was.
+    """Apply ``writes`` as one undo step (``saveUndoState`` False: the caller saved it already): on
+    each write's region the segment becomes its mask, within what the editor's masking allows;
+    elsewhere the segment is left as it was, and no other segment changes except as the editor's
+    overwrite setting says for the segment's new voxels.
 
-    Only the selected segment can be written: the editor computes its editable area (e.g.
-    "outside all segments") relative to the selected segment. Everything is checked and
-    prepared before the undo state is saved, so bad input changes nothing.
+    The editor computes its editable area relative to the selected segment, so each written
+    segment is selected while it is written, and the user's selection is restored after.
+    Everything is checked and prepared before the undo state is saved, so bad input changes
+    nothing.
     """
-    selected = editing.selectedSegmentID()
     for write in writes:
-        if write.segmentID != selected:
-            raise ValueError(
-                f"Segment '{write.segmentID}' is not the selected segment '{selected}'; "
-                "select it first so the editable area is computed for it."
-            )
+        if segmentationNode.GetSegmentation().GetSegment(write.segmentID) is None:
+            raise KeyError(f"The segmentation has no segment '{write.segmentID}'.")
     shape = arrayShape(geometry)
     steps = []
     for write in writes:
@@ -168,6 +168,26 @@ def writeSegmentMasks(
                 steps.append((write.segmentID, labelmapLike(slab, voxels), modification, extent))
     if not steps:
         return
-    editing.saveStateForUndo()
-    for segmentID, labelmap, modification, extent in steps:
-        editing.modifySegment(segmentationNode, segmentID, labelmap, modification, extent)
+    if saveUndoState:
+        editing.saveStateForUndo()
+    node = editing.editorNode()
+    selected, maskMode = node.GetSelectedSegmentID(), node.GetMaskMode()
+    try:
+        for segmentID, labelmap, modification, extent in steps:
+            node.SetSelectedSegmentID(segmentID)
+            node.SetMaskMode(_maskModeFor(modification, maskMode))
+            editing.modifySegment(segmentationNode, segmentID, labelmap, modification, extent)
+    finally:
+        node.SetSelectedSegmentID(selected)
+        node.SetMaskMode(maskMode)
+
+
+def _maskModeFor(modification: Modification, maskMode: int) -> int:
+    """The editable area for removing the segment's old voxels: with the area "inside one segment",
+    Slicer gives removed voxels to that segment (vtkSlicerSegmentEditorLogic::ModifySegmentByLabelmap,
+    its rule for splitting a segment by erasing), which would change another segment. There Slicer
+    counts the edited segment's own voxels as editable anyway, so removing them with the area
+    "everywhere" removes the same voxels and gives nothing away. (The intensity range still applies.)"""
+    if modification is Modification.REMOVE and maskMode == slicer.vtkMRMLSegmentationNode.EditAllowedInsideSingleSegment:
+        return slicer.vtkMRMLSegmentationNode.EditAllowedEverywhere
+    return maskMode

@@ -11,6 +11,7 @@ work, whatever the volume's size.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any
@@ -41,6 +42,8 @@ from .request_tracker import RequestTracker
 from .segment_writer import MaskWrite, SegmentEditing, writeSegmentMasks
 from .slice_views import SlicePosition
 
+
+logger = logging.getLogger(__name__)
 
 
 class Purpose(Enum):
@@ -172,7 +175,7 @@ class EditorSession:
             self._dropPreview()
             return
         # SAM 2 models remember per segment: a preview after a propagation corrects that segment.
-        segmentID = self.editing.selectedSegmentID()
+        segmentID = self.editing.editorNode().GetSelectedSegmentID() or ""
         request = Predict(
             self.prompts.axis, self.prompts.index, self.prompts.enginePrompts(), object_id=segmentID, logits=False
         )
@@ -223,7 +226,10 @@ class EditorSession:
             sliceRange,
         )
         request.bounds(self.volume.slice_count(request.axis))  # a seed outside the range fails here, not later
-        collector = PropagationCollector(request.axis, self.volume.array.shape)
+        segment = self.segmentationNode.GetSegmentation().GetSegment(segmentID)
+        if segment is None:
+            raise ValueError(f"The segmentation has no segment '{segmentID}'.")
+        collector = PropagationCollector(request.axis, self.volume.array.shape, {segmentID: segment.GetName()})
         # The slices come one by one (SLICE): the final answer need not carry the whole volume again.
         propagate = Propagate(request, stopRule, volume_masks=False)
         self.tracker.track(self.worker.submit(propagate), Purpose.PROPAGATION, collector)
@@ -263,7 +269,13 @@ class EditorSession:
         """Apply every answer the engine has for this session; what to show the user."""
         notices: list[Notice] = []
         for tracked, message in self.tracker.wanted(self.worker.poll()):
-            notices.extend(self._handle(tracked.purpose, tracked.context, message))
+            try:
+                notices.extend(self._handle(tracked.purpose, tracked.context, message))
+            except Exception as error:  # noqa: BLE001 - shown; the other answers are still applied
+                logger.exception("SAM could not apply an answer")
+                if tracked.purpose is Purpose.PROPAGATION:
+                    self.preview.clear()
+                notices.append(Notice(NoticeKind.ERROR, f"The result could not be applied: {error}"))
         return notices
 
     def _handle(self, purpose: Purpose, context: Any, message: WorkerMessage) -> list[Notice]:
@@ -322,9 +334,30 @@ class EditorSession:
         self.preview.clear()
         if message.value is None:  # cancelled before it started
             return [Notice(NoticeKind.STATUS, "Propagation cancelled before any slice was done; nothing was written.")]
-        writeSegmentMasks(self.editing, self.segmentationNode, self.geometry, collector.maskWrites(message.value))
+        notices = self._writePropagation(collector, message.value)
         self.clearPrompts()
-        return [Notice(NoticeKind.WRITTEN, summary(message.value))]
+        return notices
+
+    def _writePropagation(self, collector: PropagationCollector, result: Any) -> list[Notice]:
+        """Write the finished slices into the segments they were started for, whatever the user did
+        meanwhile: another segment selected (it stays selected), the target segment removed (a new
+        one of the same name takes the slices), or the segmentation removed (nothing is written)."""
+        if not self.segmentationNode.GetScene() or not self.segmentationNode.GetScene().IsNodePresent(
+            self.segmentationNode
+        ):
+            return [Notice(NoticeKind.ERROR, "The segmentation was removed during the propagation: nothing was written.")]
+        writes = collector.maskWrites(result)
+        segmentation = self.segmentationNode.GetSegmentation()
+        recreated = [write for write in writes if segmentation.GetSegment(write.segmentID) is None]
+        if recreated:
+            self.editing.saveStateForUndo()  # undo removes the new segments too
+        notes = []
+        for write in recreated:
+            name = collector.names.get(write.segmentID, write.segmentID)
+            write.segmentID = segmentation.AddEmptySegment("", name)
+            notes.append(f"Segment '{name}' was removed during the propagation: its slices went into a new segment '{name}'.")
+        writeSegmentMasks(self.editing, self.segmentationNode, self.geometry, writes, saveUndoState=not recreated)
+        return [Notice(NoticeKind.WRITTEN, "\n".join([summary(result), *notes]))]
 
     @property
     def closing(self) -> bool:

@@ -120,22 +120,44 @@ def test_bad_mask_changes_nothing(editor):
         _write(editor, editor.target, np.ones((3, 3, 3), bool))
     with pytest.raises(KeyError, match="no segment"):
         _write(editor, "missing", _box(slice(0, 1), slice(0, 1), slice(0, 1)))
-    editor.node.SetSelectedSegmentID(editor.other)
-    with pytest.raises(ValueError, match="not the selected segment"):
-        writeSegmentMasks(
-            EditorLogicEditing(editor.logic),
-            editor.segmentation,
-            editor.logic.GetAlignedSourceVolume(),
-            [MaskWrite(editor.target, np.ones(SHAPE, bool))],
-        )
     np.testing.assert_array_equal(_segment(editor, editor.target), before)
     assert editor.logic.CanUndo() == undoBefore
 
 
-def test_segment_read_back_on_the_grid(editor):
-    wanted = _box(slice(1, 3), slice(2, 9), slice(11, 19))
-    _write(editor, editor.target, wanted)
-    np.testing.assert_array_equal(
-        segmentMaskOnGrid(editor.segmentation, editor.target, editor.logic.GetAlignedSourceVolume()), wanted
+def test_a_segment_that_is_not_selected_is_written_and_the_selection_kept(editor):
+    """The user selected another segment meanwhile (e.g. during a propagation): the write still
+    goes into its own segment, with the editable area computed for it, and the selection stays."""
+    editor.node.SetSelectedSegmentID(editor.other)
+    wanted = _box(slice(1, 3), slice(2, 6), slice(2, 6))
+    writeSegmentMasks(
+        EditorLogicEditing(editor.logic),
+        editor.segmentation,
+        editor.logic.GetAlignedSourceVolume(),
+        [MaskWrite(editor.target, wanted)],
     )
-    assert not segmentMaskOnGrid(editor.segmentation, editor.other, editor.logic.GetAlignedSourceVolume()).any()
+    np.testing.assert_array_equal(_segment(editor, editor.target), wanted)
+    assert not _segment(editor, editor.other).any()
+    assert editor.node.GetSelectedSegmentID() == editor.other
+
+
+@pytest.mark.parametrize("overwrite", [True, False], ids=["overwrite", "no-overwrite"])
+def test_masking_inside_another_segment_never_gives_it_voxels(editor, overwrite):
+    """Editable area "inside segment B": replacing A's old voxels on a slice must not hand them to B
+    (Slicer's erase-inside rule gives erased voxels to the mask segment). B only loses the voxels A
+    newly takes, and only when the editor's overwrite setting says so."""
+    insideOther = _box(slice(None), slice(0, 8), slice(None))
+    oldTarget = _box(slice(2, 3), slice(2, 6), slice(2, 6)) | _box(slice(2, 3), slice(10, 14), slice(2, 6))
+    _write(editor, editor.other, insideOther & ~oldTarget)
+    _write(editor, editor.target, oldTarget)
+    otherBefore = _segment(editor, editor.other)
+    editor.node.SetOverwriteMode(
+        slicer.vtkMRMLSegmentEditorNode.OverwriteAllSegments if overwrite else slicer.vtkMRMLSegmentEditorNode.OverwriteNone
+    )
+    editor.node.SetMaskMode(slicer.vtkMRMLSegmentationNode.EditAllowedInsideSingleSegment)
+    editor.node.SetMaskSegmentID(editor.other)
+    wanted = _box(slice(None), slice(4, 7), slice(8, 12))
+    _write(editor, editor.target, wanted, Axis.AXIAL, [2])
+    target, other = _segment(editor, editor.target), _segment(editor, editor.other)
+    np.testing.assert_array_equal(target[2], (wanted & insideOther)[2])  # A's slice is the new mask within B
+    np.testing.assert_array_equal(other, otherBefore & ~target if overwrite else otherBefore)
+    assert editor.node.GetMaskMode() == slicer.vtkMRMLSegmentationNode.EditAllowedInsideSingleSegment
