@@ -14,6 +14,7 @@ import numpy as np
 from SAMSegmentLib.propagation.types import PropagationResult, SliceResult
 from SAMSegmentLib.volume import Axis, put_slice
 
+from .i18n import tr
 from .segment_writer import MaskWrite
 
 
@@ -50,15 +51,18 @@ class PropagationCollector:
 
 
 def summary(result: PropagationResult) -> str:
-    """One line per object saying where and why propagation stopped, for the status label."""
+    """One line per object saying where and why propagation stopped, for the status label (the
+    reasons are the engine's words)."""
     lines = []
     for outcome in result.objects.values():
         if outcome.absent:
-            lines.append("Nothing was found at the prompts; nothing was written.")
+            lines.append(tr("Nothing was found at the prompts; nothing was written."))
             continue
-        first, last = min(outcome.slices), max(outcome.slices)
         stops = "; ".join(f"{stop.direction}: {stop.reason}" for stop in outcome.stops)
-        lines.append(f"Segmented {len(outcome.slices)} slices ({first} to {last}). {stops}".strip())
+        done = tr("Segmented {count} slices ({first} to {last}).").format(
+            count=len(outcome.slices), first=min(outcome.slices), last=max(outcome.slices)
+        )
+        lines.append(f"{done} {stops}".strip())
     if result.cancelled:
-        lines.append("Cancelled: the slices finished before the cancel were kept (one undo step).")
+        lines.append(tr("Cancelled: the slices finished before the cancel were kept (one undo step)."))
     return "\n".join(lines)

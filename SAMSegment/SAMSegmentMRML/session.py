@@ -35,6 +35,7 @@ from SAMSegmentLib.volume import Axis, put_slice
 
 from .everything_writer import addEverythingSegments
 from .geometry import arrayShape, geometryOf, volumeFromOrientedImage
+from .i18n import tr
 from .preview import PreviewSegmentation
 from .prompt_session import PromptSession
 from .propagation_collector import PropagationCollector, summary
@@ -168,7 +169,9 @@ class EditorSession:
     def _checkPosition(self, position: SlicePosition) -> None:
         count = self.volume.slice_count(position.axis)
         if not 0 <= position.index < count:
-            raise ValueError(f"Slice {position.index} is outside the volume (0 to {count - 1}).")
+            raise ValueError(
+                tr("Slice {index} is outside the volume (0 to {last}).").format(index=position.index, last=count - 1)
+            )
 
     def _promptsChanged(self) -> None:
         if self.prompts.empty:
@@ -198,7 +201,7 @@ class EditorSession:
     def apply(self, segmentID: str) -> None:
         """Write the preview into ``segmentID`` on the prompted slice (one undo step), then start over."""
         if not self.canApply:
-            raise ValueError("There is no up-to-date preview to apply yet: wait for it to appear.")
+            raise ValueError(tr("There is no up-to-date preview to apply yet: wait for it to appear."))
         preview = self._lastPreview
         mask = np.zeros(arrayShape(self.geometry), bool)
         put_slice(mask, preview.axis, preview.index, preview.mask)
@@ -215,7 +218,7 @@ class EditorSession:
     ) -> None:
         """Propagate the current prompts from their slice through the volume into ``segmentID``."""
         if self.prompts.empty:
-            raise ValueError("Place prompts on a slice before propagating.")
+            raise ValueError(tr("Place prompts on a slice before propagating."))
         if self.tracker.pending(Purpose.PROPAGATION) is not None:
             raise ValueError("A propagation is already running: wait for it or cancel it.")
         request = PropagationRequest(
@@ -228,7 +231,7 @@ class EditorSession:
         request.bounds(self.volume.slice_count(request.axis))  # a seed outside the range fails here, not later
         segment = self.segmentationNode.GetSegmentation().GetSegment(segmentID)
         if segment is None:
-            raise ValueError(f"The segmentation has no segment '{segmentID}'.")
+            raise ValueError(tr("The segmentation has no segment '{segment}'.").format(segment=segmentID))
         collector = PropagationCollector(request.axis, self.volume.array.shape, {segmentID: segment.GetName()})
         # The slices come one by one (SLICE): the final answer need not carry the whole volume again.
         propagate = Propagate(request, stopRule, volume_masks=False)
@@ -250,9 +253,11 @@ class EditorSession:
         undo step); ``options`` is a ``research.automatic.GridOptions`` (the default when None)."""
         count = self.volume.slice_count(axis)
         if not 0 <= index < count:
-            raise ValueError(f"Slice {index} is outside the volume (0 to {count - 1}).")
+            raise ValueError(
+                tr("Slice {index} is outside the volume (0 to {last}).").format(index=index, last=count - 1)
+            )
         if self.segmentingEverything:
-            raise ValueError("Segment everything is already running: wait for it or cancel it.")
+            raise ValueError(tr("Segment everything is already running: wait for it or cancel it."))
         request = SegmentEverything(axis, index) if options is None else SegmentEverything(axis, index, options=options)
         self.tracker.track(self.worker.submit(request), Purpose.EVERYTHING)
 
@@ -275,7 +280,9 @@ class EditorSession:
                 logger.exception("SAM could not apply an answer")
                 if tracked.purpose is Purpose.PROPAGATION:
                     self.preview.clear()
-                notices.append(Notice(NoticeKind.ERROR, f"The result could not be applied: {error}"))
+                notices.append(
+                    Notice(NoticeKind.ERROR, tr("The result could not be applied: {error}").format(error=error))
+                )
         return notices
 
     def _handle(self, purpose: Purpose, context: Any, message: WorkerMessage) -> list[Notice]:
@@ -289,13 +296,20 @@ class EditorSession:
             return [Notice(noticeKind, message.text)]
         if purpose is Purpose.MODEL and kind is MessageKind.RESULT:
             self.modelReady = True
-            return [Notice(NoticeKind.MODEL, f"{message.value.spec.name} is ready on {message.value.device}.")]
+            return [
+                Notice(
+                    NoticeKind.MODEL,
+                    tr("{model} is ready on {device}.").format(
+                        model=message.value.spec.name, device=message.value.device
+                    ),
+                )
+            ]
         if purpose is Purpose.DOWNLOAD:
             if kind is MessageKind.PROGRESS:
                 return [Notice(NoticeKind.DOWNLOAD, progress=message.value)]
             if kind is MessageKind.RESULT:
-                return [Notice(NoticeKind.DOWNLOADED, f"Saved {message.value}.")]
-            return [Notice(NoticeKind.STATUS, "Download cancelled; it resumes where it stopped next time.")]
+                return [Notice(NoticeKind.DOWNLOADED, tr("Saved {path}.").format(path=message.value))]
+            return [Notice(NoticeKind.STATUS, tr("Download cancelled; it resumes where it stopped next time."))]
         if purpose is Purpose.PREVIEW and kind is MessageKind.RESULT:
             return self._showPreview(context, message.value)
         if purpose is Purpose.PROPAGATION:
@@ -311,14 +325,16 @@ class EditorSession:
             return [Notice(NoticeKind.STATUS, message.text)]
         added = addEverythingSegments(self.segmentationNode, self.geometry, message.value, self.editing)
         if not added:
-            return [Notice(NoticeKind.WRITTEN, "No structure was found on this slice; nothing was added.")]
-        return [Notice(NoticeKind.WRITTEN, f"Added {len(added)} segments, one per structure found.")]
+            return [Notice(NoticeKind.WRITTEN, tr("No structure was found on this slice; nothing was added."))]
+        return [
+            Notice(NoticeKind.WRITTEN, tr("Added {count} segments, one per structure found.").format(count=len(added)))
+        ]
 
     def _showPreview(self, revision: int, preview: Any) -> list[Notice]:
         mask2d = np.asarray(preview.prediction.mask, bool)
         self._lastPreview = _Preview(revision, preview.axis, preview.index, mask2d)
         self.preview.showSlice(self.geometry, preview.axis, preview.index, mask2d, self.previewColor)
-        return [Notice(NoticeKind.PREVIEW, f"Predicted quality {preview.prediction.score:.2f}.")]
+        return [Notice(NoticeKind.PREVIEW, tr("Predicted quality {score:.2f}.").format(score=preview.prediction.score))]
 
     def _propagationMessage(self, collector: PropagationCollector, message: WorkerMessage) -> list[Notice]:
         if message.kind is MessageKind.SLICE:
@@ -333,7 +349,9 @@ class EditorSession:
             return [Notice(NoticeKind.PROGRESS, progress=message.value)]
         self.preview.clear()
         if message.value is None:  # cancelled before it started
-            return [Notice(NoticeKind.STATUS, "Propagation cancelled before any slice was done; nothing was written.")]
+            return [
+                Notice(NoticeKind.STATUS, tr("Propagation cancelled before any slice was done; nothing was written."))
+            ]
         notices = self._writePropagation(collector, message.value)
         self.clearPrompts()
         return notices
@@ -345,7 +363,11 @@ class EditorSession:
         if not self.segmentationNode.GetScene() or not self.segmentationNode.GetScene().IsNodePresent(
             self.segmentationNode
         ):
-            return [Notice(NoticeKind.ERROR, "The segmentation was removed during the propagation: nothing was written.")]
+            return [
+                Notice(
+                    NoticeKind.ERROR, tr("The segmentation was removed during the propagation: nothing was written.")
+                )
+            ]
         writes = collector.maskWrites(result)
         segmentation = self.segmentationNode.GetSegmentation()
         recreated = [write for write in writes if segmentation.GetSegment(write.segmentID) is None]
@@ -355,7 +377,11 @@ class EditorSession:
         for write in recreated:
             name = collector.names.get(write.segmentID, write.segmentID)
             write.segmentID = segmentation.AddEmptySegment("", name)
-            notes.append(f"Segment '{name}' was removed during the propagation: its slices went into a new segment '{name}'.")
+            notes.append(
+                tr(
+                    "Segment '{name}' was removed during the propagation: its slices went into a new segment '{name}'."
+                ).format(name=name)
+            )
         writeSegmentMasks(self.editing, self.segmentationNode, self.geometry, writes, saveUndoState=not recreated)
         return [Notice(NoticeKind.WRITTEN, "\n".join([summary(result), *notes]))]
 

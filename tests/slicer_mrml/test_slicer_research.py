@@ -10,7 +10,7 @@ import pytest
 import slicer
 from mrml_fixtures import loadVolume, makeEditor, writeImage
 from SAMSegmentLib.protocol import MessageKind
-from SAMSegmentLib.volume import Axis, Volume
+from SAMSegmentLib.volume import Axis
 from SAMSegmentMRML.geometry import (
     arrayToMatrix,
     labelmapLike,

@@ -8,7 +8,7 @@ import pytest
 import slicer
 from mrml_fixtures import loadVolume, makeEditor, writeImage
 from SAMSegmentLib.volume import Axis, Volume
-from SAMSegmentMRML.segment_writer import EditorLogicEditing, MaskWrite, segmentMaskOnGrid, writeSegmentMasks
+from SAMSegmentMRML.segment_writer import EditorLogicEditing, MaskWrite, writeSegmentMasks
 
 pytestmark = pytest.mark.slicer
 
