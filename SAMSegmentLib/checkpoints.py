@@ -362,7 +362,7 @@ class _Reader:
                     chunk = response.read1(chunk_size)
                     if not self._hand_over(chunk) or not chunk:
                         return
-        except BaseException as error:  # raised again in the downloading thread
+        except Exception as error:  # raised again in the downloading thread
             self._hand_over(error)
 
     def _hand_over(self, item: object) -> bool:
