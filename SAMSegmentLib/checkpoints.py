@@ -240,7 +240,8 @@ class CheckpointStore:
             assert isinstance(response, http.client.HTTPResponse)
             if offset and not _resumes_at(response, offset):
                 logger.info("%s ignored the resume request; downloading %s from the start", source, spec.name)
-                offset = receiving.done = 0
+                offset = 0
+                receiving.restart()
             _check_offered(spec, source, response, offset)
             with open(part, "ab" if offset else "wb") as stream:
                 self._copy(spec, receiving, stream, progress)
@@ -397,6 +398,10 @@ class _Receiving:
         self.done = done  # bytes of the checkpoint in the .part
         self._mark = done
         self._deadline = time.monotonic() + store.stall_seconds
+
+    def restart(self) -> None:
+        """The server sends the file from its first byte (it ignored the resume request)."""
+        self.done = self._mark = 0
 
     def next(self) -> object:
         """The reader's next item; raises its error, CancelledError, or a CheckpointError on a stall."""
