@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import threading
+import zlib
 from collections import OrderedDict
 from collections.abc import Hashable
 from typing import Generic, Protocol, TypeVar
+
+import numpy as np
 
 
 class Sized(Protocol):
@@ -16,6 +19,21 @@ class Sized(Protocol):
 V = TypeVar("V", bound=Sized)
 
 DEFAULT_BUDGET_BYTES = 1 << 30
+
+
+def content_fingerprint(array: np.ndarray) -> str:
+    """Shape, voxel type and a CRC-32 of every voxel: what a slice embedding depends on besides the
+    intensity mapping and the model. A caller's volume key names a volume, but the same key may come
+    back with other content or another grid; this part of the key keeps those apart.
+
+    CRC-32 runs at about 2 GB/s (0.07 s for a 512x512x300 CT) and, unlike a strided sample, sees an
+    edit of a single voxel. It is computed plane by plane, so a view of the caller's voxels is
+    never copied whole.
+    """
+    crc = 0
+    for plane in np.asarray(array):
+        crc = zlib.crc32(np.ascontiguousarray(plane).data, crc)
+    return f"{'x'.join(map(str, array.shape))}-{array.dtype.str}-{crc:08x}"
 
 
 class EmbeddingCache(Generic[V]):

@@ -4,6 +4,11 @@ Every file that reaches the cache has passed a size and SHA-256 check, so readin
 later only needs the (cheap) size check. Downloads go to ``<name>.part`` first and are
 renamed into place only once verified: a crash or a cancel never leaves a half-written
 file under the final name, and the ``.part`` lets the next attempt resume.
+
+A download never waits on the network in the caller's thread: a reader thread receives the
+reply and hands it over in pieces, so Cancel and a stalled server are noticed within a poll.
+A reply that cannot be the checkpoint (a web page, another size, other first bytes) is
+refused before it becomes part of a ``.part``.
 """
 
 from __future__ import annotations
@@ -13,7 +18,10 @@ import http.client
 import importlib.util
 import logging
 import os
+import queue
 import tempfile
+import threading
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -37,8 +45,16 @@ STATE_CACHED = "cached"
 STATE_NOT_DOWNLOADED = "not downloaded"
 
 _HASH_CHUNK = 1 << 20
-_TIMEOUT_S = 60.0
 _USER_AGENT = "SAMSegment-checkpoints"
+# How long the downloading thread waits for the reader before it checks Cancel and the stall
+# clock again: Cancel takes effect within about this long.
+_POLL_S = 0.1
+# Pieces the reader may hold ahead of the writer: reading never runs far ahead of the disk.
+_QUEUE_PIECES = 16
+# Enough leading bytes to recognise a checkpoint: safetensors has 8 bytes of header length, then "{".
+_MAGIC_BYTES = 9
+# Media types of documents (error pages, JSON errors), which no checkpoint is served as.
+_DOCUMENT_TYPES = ("text/", "application/json", "application/xml", "application/xhtml")
 
 ProgressCallback = Callable[[int, int], None]
 CancelCallback = Callable[[], bool]
@@ -71,7 +87,13 @@ def _pip_name(package: str) -> str:
 class CheckpointStore:
     """The folder of downloaded or imported checkpoints, plus the embedded ones."""
 
-    chunk_size = 1 << 20  # bytes per read while downloading; between cancel checks
+    chunk_size = 1 << 20  # most bytes per read while downloading
+    # A download that brings fewer than stall_bytes in stall_seconds has stalled: it ends with an
+    # error and keeps its .part for a resume. Counting bytes, not just any progress, also catches
+    # a mirror that trickles a byte at a time (hours for a 2.5 GB file). 30 s rides out a brief
+    # network outage; 64 KiB in 30 s is slower than any connection worth waiting for.
+    stall_seconds = 30.0
+    stall_bytes = 64 * 1024
 
     def __init__(self, cache_dir: Path | None = None) -> None:
         self.cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
@@ -177,8 +199,8 @@ class CheckpointStore:
             raise CheckpointError(f"{spec.name} has no http(s) download address (got '{source}').")
         self.cache_dir.mkdir(parents=True, exist_ok=True)
         part = self.partial_path(spec)
-        if part.is_file() and part.stat().st_size > spec.size_bytes:
-            part.unlink()  # longer than the real file: not a prefix of it
+        if part.is_file() and (part.stat().st_size > spec.size_bytes or not _starts_like_checkpoint(part)):
+            part.unlink()  # longer than the real file, or other first bytes: not a prefix of it
         if not part.is_file() or part.stat().st_size < spec.size_bytes:
             self._fetch(spec, source, part, progress, cancel)
         size = part.stat().st_size
@@ -209,14 +231,20 @@ class CheckpointStore:
         request = urllib.request.Request(source, headers={"User-Agent": _USER_AGENT})
         if offset:
             request.add_header("Range", f"bytes={offset}-")
+        # The reader's socket timeout outlasts the stall limit, so the stall clock, not the socket,
+        # ends a stall (with its own message), and an abandoned reader still ends by itself.
+        reader = _Reader(request, self.chunk_size, 2 * self.stall_seconds)
+        receiving = _Receiving(self, spec, reader, cancel, offset)
         try:
-            with urllib.request.urlopen(request, timeout=_TIMEOUT_S) as response:
-                if offset and not _resumes_at(response, offset):
-                    logger.info("%s ignored the resume request; downloading %s from the start", source, spec.name)
-                    offset = 0
-                _check_offered_size(spec, source, response, offset)
-                with open(part, "ab" if offset else "wb") as stream:
-                    self._copy(spec, response, stream, offset, progress, cancel)
+            response = receiving.next()
+            assert isinstance(response, http.client.HTTPResponse)
+            if offset and not _resumes_at(response, offset):
+                logger.info("%s ignored the resume request; downloading %s from the start", source, spec.name)
+                offset = 0
+                receiving.restart()
+            _check_offered(spec, source, response, offset)
+            with open(part, "ab" if offset else "wb") as stream:
+                self._copy(spec, receiving, stream, progress)
         except _WrongFileError:
             part.unlink(missing_ok=True)
             raise
@@ -232,40 +260,43 @@ class CheckpointStore:
                 f"The download of {spec.name} from {source} failed: {error}. Run it again to resume, or "
                 f"import {spec.filename} from a file."
             ) from error
+        finally:
+            reader.abandon()
 
     def _copy(
-        self,
-        spec: ModelSpec,
-        response: http.client.HTTPResponse,
-        stream: BinaryIO,
-        done: int,
-        progress: ProgressCallback | None,
-        cancel: CancelCallback | None,
+        self, spec: ModelSpec, receiving: _Receiving, stream: BinaryIO, progress: ProgressCallback | None
     ) -> None:
         total = spec.size_bytes
+        head = b""  # the first bytes of a download from the start, until they are checked
+        checking = receiving.done == 0
         if progress is not None:
-            progress(done, total)
+            progress(receiving.done, total)
         while True:
-            if cancel is not None and cancel():
-                raise CancelledError(
-                    f"Download of {spec.name} cancelled at {done} of {total} bytes; "
-                    "downloading it again resumes from there."
-                )
-            chunk = response.read(self.chunk_size)
+            chunk = receiving.next()
+            assert isinstance(chunk, bytes)
+            if checking:
+                head += chunk[:_MAGIC_BYTES]
+                if len(head) >= _MAGIC_BYTES or not chunk:
+                    checking = False
+                    if not _looks_like_checkpoint(head):
+                        raise _WrongFileError(
+                            f"The server sent a file that does not begin like a checkpoint (first bytes "
+                            f"{head[:_MAGIC_BYTES]!r}): it is not {spec.filename}. Check the download address or mirror."
+                        )
             if not chunk:
                 # On disk before the rename, so a power cut cannot leave a hollow final file.
                 stream.flush()
                 os.fsync(stream.fileno())
                 return
-            if done + len(chunk) > total:
+            if receiving.done + len(chunk) > total:
                 raise _WrongFileError(
                     f"The server sent more than the {total} bytes of {spec.filename}: it is not the "
                     f"checkpoint of {spec.name}."
                 )
             stream.write(chunk)
-            done += len(chunk)
+            receiving.done += len(chunk)
             if progress is not None:
-                progress(done, total)
+                progress(receiving.done, total)
 
     def import_file(self, spec: ModelSpec, source: Path) -> Path:
         """Verify a local copy of the checkpoint (offline install) and copy it into the cache."""
@@ -310,14 +341,128 @@ class _WrongFileError(CheckpointError):
     """The server is sending something other than the expected file; drop the .part."""
 
 
-def _check_offered_size(spec: ModelSpec, source: str, response: http.client.HTTPResponse, offset: int) -> None:
-    # Fail before transferring gigabytes of the wrong file (an HTML error page, another model).
-    length = response.headers.get("Content-Length")
-    if length is not None and length.isdigit() and offset + int(length) != spec.size_bytes:
+class _Reader:
+    """Opens the request and reads the reply on a daemon thread, handing the response, then each
+    piece (b"" at the end), or the error it met, over a queue. The downloading thread waits on the
+    queue a poll at a time, so it never sits in a socket read it cannot leave."""
+
+    def __init__(self, request: urllib.request.Request, chunk_size: int, timeout_s: float) -> None:
+        self._queue: queue.Queue[object] = queue.Queue(maxsize=_QUEUE_PIECES)
+        self._abandoned = threading.Event()
+        threading.Thread(
+            target=self._run, args=(request, chunk_size, timeout_s), name="checkpoint-download", daemon=True
+        ).start()
+
+    def _run(self, request: urllib.request.Request, chunk_size: int, timeout_s: float) -> None:
+        try:
+            with urllib.request.urlopen(request, timeout=timeout_s) as response:
+                if not self._hand_over(response):
+                    return
+                while True:
+                    # read1 returns what has arrived, so a slow server's bytes count as soon as they come.
+                    chunk = response.read1(chunk_size)
+                    if not self._hand_over(chunk) or not chunk:
+                        return
+        except Exception as error:  # raised again in the downloading thread
+            self._hand_over(error)
+
+    def _hand_over(self, item: object) -> bool:
+        """Queue ``item``; False once the downloading thread has gone (then nobody reads it)."""
+        while not self._abandoned.is_set():
+            try:
+                self._queue.put(item, timeout=_POLL_S)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def get(self) -> object | None:
+        """The next item, or None when none came within a poll."""
+        try:
+            return self._queue.get(timeout=_POLL_S)
+        except queue.Empty:
+            return None
+
+    def abandon(self) -> None:
+        """Stop handing over; the thread ends after its current read (at worst the socket timeout)."""
+        self._abandoned.set()
+
+
+class _Receiving:
+    """One download's progress: what the reader handed over, checked against Cancel and the stall clock."""
+
+    def __init__(
+        self, store: CheckpointStore, spec: ModelSpec, reader: _Reader, cancel: CancelCallback | None, done: int
+    ) -> None:
+        self.store, self.spec, self.reader, self.cancel = store, spec, reader, cancel
+        self.done = done  # bytes of the checkpoint in the .part
+        self._mark = done
+        self._deadline = time.monotonic() + store.stall_seconds
+
+    def restart(self) -> None:
+        """The server sends the file from its first byte (it ignored the resume request)."""
+        self.done = self._mark = 0
+
+    def next(self) -> object:
+        """The reader's next item; raises its error, CancelledError, or a CheckpointError on a stall."""
+        while True:
+            if self.cancel is not None and self.cancel():
+                raise CancelledError(
+                    f"Download of {self.spec.name} cancelled at {self.done} of {self.spec.size_bytes} bytes; "
+                    "downloading it again resumes from there."
+                )
+            if self.done - self._mark >= self.store.stall_bytes:
+                self._mark, self._deadline = self.done, time.monotonic() + self.store.stall_seconds
+            if time.monotonic() > self._deadline:
+                raise CheckpointError(
+                    f"The download of {self.spec.name} stalled: less than {self.store.stall_bytes // 1024} KiB "
+                    f"arrived in {self.store.stall_seconds:g} s (at {self.done} of {self.spec.size_bytes} bytes). "
+                    "Run it again to resume, try another mirror, or import the file."
+                )
+            item = self.reader.get()
+            if isinstance(item, BaseException):
+                raise item
+            if item is not None:
+                return item
+
+
+def _check_offered(spec: ModelSpec, source: str, response: http.client.HTTPResponse, offset: int) -> None:
+    """Refuse a reply that cannot be the checkpoint before any of it is kept (an HTML error page,
+    another model): by its media type, its length, or the total size in its Content-Range."""
+    media_type = response.headers.get_content_type().lower() if response.headers.get("Content-Type") else ""
+    if media_type.startswith(_DOCUMENT_TYPES):
         raise _WrongFileError(
-            f"{source} offers {offset + int(length)} bytes; the checkpoint of {spec.name} "
-            f"({spec.filename}) has {spec.size_bytes}. Check the download address or mirror."
+            f"{source} answered with a document ({media_type}), not the checkpoint of {spec.name}: "
+            "probably an error or sign-in page. Check the download address or mirror."
         )
+    sizes = []
+    length = response.headers.get("Content-Length")
+    if length is not None and length.isdigit():
+        sizes.append(offset + int(length))
+    whole = response.headers.get("Content-Range", "").rpartition("/")[2]
+    if response.status == 206 and whole.isdigit():
+        sizes.append(int(whole))
+    for size in sizes:
+        if size != spec.size_bytes:
+            raise _WrongFileError(
+                f"{source} offers {size} bytes; the checkpoint of {spec.name} "
+                f"({spec.filename}) has {spec.size_bytes}. Check the download address or mirror."
+            )
+
+
+def _looks_like_checkpoint(head: bytes) -> bool:
+    """Whether ``head`` (the first bytes) can begin a checkpoint: a zip (torch.save), a pickle of
+    protocol 2 or later (older torch.save), or safetensors (header length, then a JSON object)."""
+    if head.startswith(b"PK\x03\x04"):
+        return True
+    if len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5:
+        return True
+    return len(head) >= _MAGIC_BYTES and head[8:9] == b"{" and int.from_bytes(head[:8], "little") > 0
+
+
+def _starts_like_checkpoint(path: Path) -> bool:
+    with open(path, "rb") as stream:
+        return _looks_like_checkpoint(stream.read(_MAGIC_BYTES))
 
 
 def _resumes_at(response: http.client.HTTPResponse, offset: int) -> bool:

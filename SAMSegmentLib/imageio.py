@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import InputImageError
+from .image_integrity import check_image_complete
 from .volume import Volume
 
 # Distinct, colour-blind-friendly segment colours (Okabe-Ito), cycled.
@@ -47,6 +48,7 @@ def read_volume(path: str | os.PathLike[str], modality: str = "") -> Volume:
             image = reader.Execute()
             modality = modality or _dicom_modality(files[0])
         else:
+            check_image_complete(path)  # SimpleITK reads a cut NIfTI as zeros past the cut
             image = sitk.ReadImage(str(path))
     except RuntimeError as error:
         raise InputImageError(f"{path} could not be read as an image: {str(error).strip().splitlines()[-1]}") from error

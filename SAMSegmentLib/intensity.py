@@ -34,6 +34,11 @@ class IntensityMapping:
     high: float
     preset: str
 
+    def __post_init__(self) -> None:
+        # A zero-width or non-finite range would divide by zero and map every voxel to NaN or one value.
+        if not (np.isfinite(self.low) and np.isfinite(self.high) and self.high > self.low):
+            raise ValueError(f"An intensity mapping needs finite low < high, got {self.low}..{self.high}.")
+
     def apply(self, values: np.ndarray) -> np.ndarray:
         scaled = (np.asarray(values, dtype=np.float32) - self.low) / (self.high - self.low)
         return np.clip(scaled, 0.0, 1.0)
@@ -64,14 +69,26 @@ def mapping_for(volume: Volume, preset: str = AUTO_PRESET) -> IntensityMapping:
     if preset in CT_WINDOWS:
         return IntensityMapping.window(*CT_WINDOWS[preset], preset=preset)
     if preset == PERCENTILE_PRESET:
-        samples = _sample(volume.array)
-        # Background (often exactly 0 in MR) would otherwise pull the low percentile down.
-        foreground = samples[samples != samples.min()]
-        low, high = np.percentile(foreground if foreground.size else samples, _PERCENTILES)
-        if high <= low:
-            low, high = float(samples.min()), float(samples.max())
-        return IntensityMapping(float(low), float(high), preset)
+        # A sparse volume (a few bright voxels) can slip between the strided samples, which then see
+        # one value; the whole array decides then, so the range always comes from the data there.
+        found = _percentile_range(_sample(volume.array)) or _percentile_range(np.asarray(volume.array))
+        assert found is not None, "validate_volume_array refuses constant volumes"
+        return IntensityMapping(*found, preset)
     raise ValueError(f"Unknown intensity preset '{preset}'. Choose one of: {', '.join(PRESETS)}.")
+
+
+def _percentile_range(values: np.ndarray) -> tuple[float, float] | None:
+    """Robust (low, high) of ``values``, or None when they hold a single value."""
+    values = values.reshape(-1)
+    lowest = values.min()
+    # Background (often exactly 0 in MR) would otherwise pull the low percentile down.
+    foreground = values[values != lowest]
+    if not foreground.size:
+        return None
+    low, high = (float(v) for v in np.percentile(foreground, _PERCENTILES))
+    if high <= low:
+        low, high = float(lowest), float(values.max())
+    return low, high
 
 
 def _sample(array: np.ndarray) -> np.ndarray:

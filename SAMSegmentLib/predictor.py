@@ -9,8 +9,8 @@ from contextlib import contextmanager
 import numpy as np
 import torch
 
-from .cache import EmbeddingCache
-from .errors import InferenceOutOfMemoryError, PromptError
+from .cache import EmbeddingCache, content_fingerprint
+from .errors import CheckpointError, InferenceOutOfMemoryError, PromptError
 from .intensity import AUTO_PRESET, IntensityMapping, mapping_for
 from .models.base import ImageEmbedding, PromptableModel
 from .prediction import Prediction
@@ -23,7 +23,8 @@ class VolumePredictor:
     """Segment slices of one volume with one model.
 
     The intensity mapping is fixed when the volume is set, so every slice is scaled alike.
-    Embeddings are kept in a byte-bounded cache keyed by (volume, model, axis, index).
+    Embeddings are kept in a byte-bounded cache keyed by (volume key, content, intensity mapping,
+    model, axis, index).
     """
 
     def __init__(self, model: PromptableModel, cache: EmbeddingCache[ImageEmbedding] | None = None) -> None:
@@ -32,16 +33,19 @@ class VolumePredictor:
         self.volume: Volume | None = None
         self.mapping: IntensityMapping | None = None
         self.volume_key = ""
+        self.content = ""  # content_fingerprint of the volume
         self.embed_count = 0
 
     def set_volume(
         self, volume: Volume, intensity: IntensityMapping | str = AUTO_PRESET, volume_key: str | None = None
     ) -> None:
         """Start a session on ``volume``. ``volume_key`` identifies its content for the cache (a new key
-        is made if omitted, so embeddings of an edited volume are never reused by mistake)."""
+        is made if omitted). Embeddings are reused only for the same key *and* the same voxels, so a key
+        reused for an edited volume or another grid never serves a stale embedding."""
         self.volume = volume
         self.mapping = intensity if isinstance(intensity, IntensityMapping) else mapping_for(volume, intensity)
         self.volume_key = volume_key or uuid.uuid4().hex
+        self.content = content_fingerprint(volume.array)
 
     def require_volume(self) -> Volume:
         if self.volume is None:
@@ -54,9 +58,11 @@ class VolumePredictor:
         assert self.mapping is not None
         return self.mapping.apply(volume.slice_2d(axis, index))
 
-    def cache_key(self, axis: Axis, index: int) -> tuple[str, str, str, str, int]:
+    def cache_key(self, axis: Axis, index: int) -> tuple[str, str, str, str, str, int]:
         assert self.mapping is not None
-        return (self.volume_key, repr(self.mapping), self.model.spec.name, Axis(axis).value, int(index))
+        return (
+            self.volume_key, self.content, repr(self.mapping), self.model.spec.name, Axis(axis).value, int(index)
+        )
 
     def is_embedded(self, axis: Axis, index: int) -> bool:
         return self.cache_key(axis, index) in self.cache
@@ -71,6 +77,7 @@ class VolumePredictor:
             image = self.slice_image(axis, index)
             with _out_of_memory_as_error(self.model.device):
                 embedding = self.model.encode(image)
+            self._require_finite("image embedding", *embedding.features.values())  # before it is cached
             self.embed_count += 1
             self.cache.put(key, embedding)
         return embedding
@@ -109,6 +116,7 @@ class VolumePredictor:
                 mask_logits,
                 multimask,
             )
+            self._require_finite("mask scores and logits", decoded.scores, decoded.low_res_logits)
             best = int(torch.argmax(decoded.scores))
             logits = decoded.low_res_logits[best]
             full = self.model.upsample_logits(logits, embedding)
@@ -120,6 +128,15 @@ class VolumePredictor:
             low_res_logits=logits,
         )
 
+    def _require_finite(self, what: str, *tensors: torch.Tensor) -> None:
+        """Refuse NaN or infinite model output: finite inputs give finite outputs from sound weights, so
+        a non-finite value means the weights are broken (NaN, overflowed or untrained), not the image."""
+        if not all(bool(torch.isfinite(tensor).all()) for tensor in tensors):
+            raise CheckpointError(
+                f"{self.model.spec.name} produced NaN or infinite values in its {what}: its checkpoint is broken "
+                "(damaged or not trained weights). Download or import the checkpoint again."
+            )
+
 
 @contextmanager
 def _out_of_memory_as_error(device: torch.device) -> Iterator[None]:
@@ -129,7 +146,4 @@ def _out_of_memory_as_error(device: torch.device) -> Iterator[None]:
     except (torch.OutOfMemoryError, MemoryError) as error:
         if device.type == "cuda":
             torch.cuda.empty_cache()
-        raise InferenceOutOfMemoryError(
-            f"The {device.type.upper()} ran out of memory while segmenting ({error}). "
-            "Close other GPU programs or switch the device to CPU; nothing was changed."
-        ) from error
+        raise InferenceOutOfMemoryError.on(device.type, str(error)) from error

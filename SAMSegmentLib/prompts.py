@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -45,6 +46,12 @@ class Prompts:
             raise PromptError("Add at least one point or a box before segmenting.")
         if len(self.points) != len(self.labels):
             raise PromptError("Every point needs a label (positive or negative).")
+        # NaN fails every comparison below, so it would pass them all and decode into nothing.
+        for x, y in self.points:
+            if not (math.isfinite(x) and math.isfinite(y)):
+                raise PromptError(f"Point ({x:g}, {y:g}) is not a finite position on the slice.")
+        if self.box is not None and not all(math.isfinite(value) for value in self.box):
+            raise PromptError(f"Box {tuple(float(v) for v in self.box)} has a corner that is not a finite position.")
         if self.points and not spec.accepts(PromptKind.POINT):
             raise PromptError(
                 f"{spec.name} takes only box prompts; draw a box around the structure instead of clicking points."

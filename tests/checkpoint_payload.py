@@ -12,7 +12,8 @@ from SAMSegmentLib.checkpoints import CheckpointStore
 from SAMSegmentLib.registry import ModelSpec, get_spec
 
 FILENAME = "test_ckpt.pth"
-PAYLOAD = random.Random(1234).randbytes(300_000)
+# Begins like a torch.save zip, as the download checks; the rest is random.
+PAYLOAD = b"PK\x03\x04" + random.Random(1234).randbytes(300_000 - 4)
 
 
 def payload_spec() -> ModelSpec:

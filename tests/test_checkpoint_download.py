@@ -151,8 +151,9 @@ def test_download_restarts_when_the_server_ignores_range(
     served(server).ignore_range = True
     half = len(PAYLOAD) // 2
     store.cache_dir.mkdir(parents=True)
-    # Not even a prefix of the file: only a restart from zero can end well.
-    store.partial_path(spec).write_bytes(b"\0" * half)
+    # Begins like a checkpoint, so it is resumed from, but is not a prefix of the file: only a
+    # restart from zero can end well.
+    store.partial_path(spec).write_bytes(PAYLOAD[:4] + b"\0" * (half - 4))
     path = store.download(spec, url=url_of(server))
     assert served(server).ranges == [f"bytes={half}-"]
     assert served(server).bytes_sent == len(PAYLOAD)

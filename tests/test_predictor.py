@@ -128,7 +128,7 @@ def test_out_of_memory_becomes_an_error_that_says_so(tiny_sam_model, ct_phantom,
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
 
     monkeypatch.setattr(tiny_sam_model, "encode", exhausted)
-    with pytest.raises(InferenceOutOfMemoryError, match="ran out of memory.*switch the device to CPU"):
+    with pytest.raises(InferenceOutOfMemoryError, match="ran out of memory"):
         predictor.predict(Axis.AXIAL, 3, Prompts(box=(10, 10, 40, 30)))
 
 

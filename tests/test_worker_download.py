@@ -17,7 +17,8 @@ from SAMSegmentLib.registry import MODELS, ModelSpec, get_spec
 from SAMSegmentLib.worker import Download, InferenceWorker, MessageKind, WorkerSettings
 
 MEBIBYTE = 1 << 20
-PAYLOAD = bytes(range(256)) * (3 * MEBIBYTE // 256)  # three of the store's one-MiB reads
+# Three of the store's one-MiB reads, beginning like a torch.save zip as the download checks.
+PAYLOAD = b"PK\x03\x04" + (bytes(range(256)) * (3 * MEBIBYTE // 256))[4:]
 
 
 class SlowFileHandler(BaseHTTPRequestHandler):

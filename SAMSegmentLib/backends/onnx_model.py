@@ -61,10 +61,8 @@ class _Graph:
             if options is not None and options.terminate:
                 raise CancelledError("Embedding the slice was interrupted by a newer request.") from error
             if any(text in str(error).lower() for text in _OUT_OF_MEMORY_TEXT):
-                raise InferenceOutOfMemoryError(
-                    f"ONNX Runtime ran out of {device_type.upper()} memory ({str(error).splitlines()[0]}). "
-                    "Close other programs or switch the device to CPU; nothing was changed."
-                ) from error
+                detail = f"ONNX Runtime: {str(error).splitlines()[0]}"
+                raise InferenceOutOfMemoryError.on(device_type, detail) from error
             raise
         return [torch.from_numpy(array).to(self.device) for array in binding.copy_outputs_to_cpu()]
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 
 from ..backends import BACKEND_CHOICES, open_backend
@@ -59,6 +60,14 @@ def parse_numbers(text: str, count: int, what: str) -> list[float]:
     if len(values) != count:
         raise PromptError(f"{what} '{text}' must be {count} comma-separated numbers, got {len(values)}.")
     return values
+
+
+def parse_slice_indices(text: str, count: int, what: str) -> list[int]:
+    """``count`` comma-separated slice indices; a fraction, NaN or infinity is refused, not truncated."""
+    values = parse_numbers(text, count, what)
+    if not all(math.isfinite(value) and value == int(value) for value in values):
+        raise PromptError(f"{what} '{text}' must be whole slice numbers.")
+    return [int(value) for value in values]
 
 
 def parse_prompts(box: str | None, points: list[str], axis: Axis, index: int) -> Prompts:

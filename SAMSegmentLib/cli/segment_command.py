@@ -17,7 +17,7 @@ from ..propagation.sam2 import MemoryPolicy, SAM2VolumeSession
 from ..registry import get_spec
 from ..volume import Axis, put_slice
 from ..worker.propagators import make_propagator
-from .common import add_model_arguments, open_segmenter, parse_numbers, parse_prompts
+from .common import add_model_arguments, open_segmenter, parse_prompts, parse_slice_indices
 from .overlay import display_flips, write_overlay_png
 from .progress import progress_bar
 
@@ -32,14 +32,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--image", required=True, type=Path, help="any 3D image SimpleITK reads, or a DICOM folder")
     parser.add_argument("--slice", required=True, type=int, help="slice index along --axis")
     parser.add_argument("--axis", default="axial", choices=[a.value for a in Axis])
-    parser.add_argument("--box", help="box corners a0,b0,a1,b1 (inclusive voxel indices)")
+    parser.add_argument("--box", help="box corners a0,b0,a1,b1 (inclusive voxel indices); a box may hang over "
+                        "the slice edge: write a negative corner with '=', as in --box=-5,10,60,80")
     parser.add_argument("--point", action="append", default=[], help="a,b[,+|-] positive (default) or negative point")
     parser.add_argument("--name", default="Segment", help="segment name written to the output")
     parser.add_argument("--output", required=True, type=Path, help="output .seg.nrrd")
     parser.add_argument("--png", type=Path, help="also write the slice with the mask outline as PNG")
     parser.add_argument("--propagate", action="store_true", help="propagate from --slice through the volume")
-    parser.add_argument("--direction", default="both", choices=[d.value for d in Direction])
-    parser.add_argument("--range", help="first,last slice propagation may reach (inclusive)")
+    parser.add_argument("--direction", choices=[d.value for d in Direction],
+                        help="with --propagate: which way to propagate (default: both)")
+    parser.add_argument("--range", help="with --propagate: first,last slice propagation may reach (inclusive)")
     parser.add_argument(
         "--memory-policy",
         choices=[policy.value for policy in MemoryPolicy],
@@ -51,6 +53,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    _refuse_propagation_options_without_propagate(args)
     volume = read_volume(args.image, modality=args.modality)
     axis = Axis(args.axis)
     prompts = parse_prompts(args.box, args.point, axis, args.slice)
@@ -78,15 +81,23 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _refuse_propagation_options_without_propagate(args: argparse.Namespace) -> None:
+    # Refused rather than warned about: a user who limits the range expects a propagation, and a
+    # warning above a one-slice result is easy to miss in a script that only checks the exit code.
+    given = [option for option, value in (("--range", args.range), ("--direction", args.direction)) if value]
+    if given and not args.propagate:
+        raise PromptError(f"{' and '.join(given)} only apply with --propagate; add --propagate or leave them out.")
+
+
 def _propagation_request(
     args: argparse.Namespace, axis: Axis, prompts: Prompts, slice_count: int
 ) -> PropagationRequest:
     slice_range = None
     if args.range:
-        first, last = parse_numbers(args.range, 2, "--range")
-        slice_range = (int(first), int(last))
-    request = PropagationRequest(axis, args.slice, [ObjectPrompts(args.name, prompts)], Direction(args.direction),
-                                 slice_range)
+        first, last = parse_slice_indices(args.range, 2, "--range")
+        slice_range = (first, last)
+    direction = Direction(args.direction or Direction.BOTH)
+    request = PropagationRequest(axis, args.slice, [ObjectPrompts(args.name, prompts)], direction, slice_range)
     try:
         request.bounds(slice_count)
     except ValueError as error:
