@@ -480,7 +480,8 @@ class SegmentEditorEffect(AbstractScriptedSegmentEditorEffect):
             self.options.fillModelSelector()  # the model's weights are here now
 
     def _offerCpu(self, text):
-        if self.scriptedEffect.parameter("Device") != "cpu" and slicer.util.confirmYesNoDisplay(
+        onCpu = self.session is not None and self.session.modelDevice == "cpu"  # also with "auto" on a CPU
+        if not onCpu and self.scriptedEffect.parameter("Device") != "cpu" and slicer.util.confirmYesNoDisplay(
             text + "\n\n" + _("Switch SAM to the CPU (slower, but with the computer's memory)?")
         ):
             self.scriptedEffect.setParameter("Device", "cpu")

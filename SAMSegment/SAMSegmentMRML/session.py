@@ -111,6 +111,7 @@ class EditorSession:
         self.previewColor = (1.0, 1.0, 0.0)
         self.tracker = RequestTracker()
         self.modelReady = False
+        self.modelDevice = ""  # where the engine runs the model ("cpu", "cuda:0", ...), once ready
         self._lastPreview: _Preview | None = None
         self._closing = False
 
@@ -296,6 +297,7 @@ class EditorSession:
             return [Notice(noticeKind, message.text)]
         if purpose is Purpose.MODEL and kind is MessageKind.RESULT:
             self.modelReady = True
+            self.modelDevice = str(message.value.device)
             return [
                 Notice(
                     NoticeKind.MODEL,
