@@ -18,9 +18,10 @@ import torch
 
 pytest.importorskip("onnxruntime")
 
-from SAMSegmentLib.backends import export  # noqa: E402
-from SAMSegmentLib.backends.onnx_model import OnnxPromptableModel  # noqa: E402
-from SAMSegmentLib.models import wrap_network  # noqa: E402
+from SAMSegmentLib.backends import export
+from SAMSegmentLib.backends.onnx_model import OnnxPromptableModel
+from SAMSegmentLib.models import wrap_network
+from SAMSegmentLib.models.base import PromptableModel
 
 TESTS = Path(__file__).resolve().parents[1]
 
@@ -76,7 +77,7 @@ def test_a_running_export_keeps_its_temporary_folder_until_it_is_a_day_old(tiny_
     assert temporaries(tmp_path) == [running]
 
 
-def _variant(model, number: int):  # noqa: ANN001, ANN202 - a tiny PromptableModel
+def _variant(model: PromptableModel, number: int) -> PromptableModel:
     """``model`` with other weights, as a fine-tuned model or another checkpoint is."""
     network = copy.deepcopy(model.network)
     with torch.no_grad():

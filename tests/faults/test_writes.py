@@ -12,6 +12,7 @@ import gzip
 import os
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -62,7 +63,7 @@ def leftovers(folder: Path) -> list[str]:
     return sorted(path.name for path in folder.rglob("*") if "partial" in path.name)
 
 
-def cut_writer(keep: float):  # noqa: ANN201 - a SimpleITK.WriteImage stand-in
+def cut_writer(keep: float) -> Callable[..., None]:
     """SimpleITK's writer on a disk that fills up: it returns normally and leaves ``keep`` of the file."""
 
     def write(image: sitk.Image, path: str, *args: object, **kwargs: object) -> None:
@@ -213,11 +214,11 @@ def test_two_writers_of_one_path_never_collide_and_readers_never_see_half_a_file
     output sees one writer's whole file, never a mix or a half."""
     path = tmp_path / "report.json"
     contents = [bytes([65 + n]) * 200_000 for n in range(4)]
-    errors: list[BaseException] = []
+    errors: list[Exception] = []
     seen: set[bytes] = set()
     done = threading.Event()
 
-    def slow_write(content: bytes):  # noqa: ANN202
+    def slow_write(content: bytes) -> Callable[[Path], None]:
         def write(temporary: Path) -> None:
             with open(temporary, "wb") as stream:
                 for start in range(0, len(content), 20_000):
@@ -231,7 +232,7 @@ def test_two_writers_of_one_path_never_collide_and_readers_never_see_half_a_file
         try:
             for _ in range(5):
                 write_file(path, slow_write(content))
-        except BaseException as error:  # noqa: BLE001 - reported by the test
+        except Exception as error:  # noqa: BLE001 - the test reports it
             errors.append(error)
 
     def reader() -> None:
