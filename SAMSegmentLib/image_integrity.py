@@ -1,18 +1,19 @@
-"""Refuse image files whose voxel data is cut short or corrupt.
+"""Tell image files whose voxel data is cut short or corrupt from whole ones.
 
 SimpleITK's NIfTI reader fills voxels missing from a truncated file with zeros and reports
-success, so a half-copied ``.nii.gz`` would be segmented as if its lower half were empty.
-The other formats it reads (NRRD, MetaImage, DICOM) already raise on short data. This
-module checks NIfTI files against their own header: every voxel the header declares must
-be in the file, and a gzip stream must end with its end marker and a matching checksum.
+success, and it takes a gzip stream cut in its last bytes as whole; its writers leave such a
+file on a full disk without an error. So: every voxel a single-file NIfTI's header declares
+must be in the file, and a gzip stream (a ``.nii.gz``, or the data of a gzip-encoded NRRD) must
+end with its end marker and a matching checksum. Reading checks input files with
+``check_image_complete``; writing checks what it wrote with ``image_problem``.
 """
 
 from __future__ import annotations
 
-import gzip
 import struct
 import zlib
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
@@ -27,32 +28,64 @@ _READ_CHUNK = 1 << 22
 
 
 def check_image_complete(path: Path) -> None:
-    """Raise InputImageError when ``path`` is a single-file NIfTI (``.nii``, ``.nii.gz``) holding
-    fewer voxel bytes than its header declares, or a gzip stream that is cut or corrupt.
+    """Raise InputImageError when the image file at ``path`` is cut short or its compressed data
+    are corrupt (see ``image_problem``)."""
+    problem = image_problem(path)
+    if problem is not None:
+        raise InputImageError(f"{path} {problem}; copy or export it again.")
 
-    A gzip file is decompressed once to the end: only the end of the stream tells a complete
-    file from a truncated one (the cost is a fraction of what reading the image costs).
-    """
+
+def image_problem(path: Path) -> str | None:
+    """Why the image file at ``path`` is cut short or corrupt, or None when it is whole as far as
+    its own header and compression tell. A gzip stream is decompressed once to its end: only the
+    end tells a complete stream from a truncated one (a fraction of what reading the image costs)."""
     with open(path, "rb") as raw:
-        compressed = raw.read(2) == _GZIP_MAGIC
-    try:
-        with (gzip.open(path, "rb") if compressed else open(path, "rb")) as stream:
-            header = stream.read(_NIFTI2[0])
-            declared = _nifti_data_end(header)
-            if declared is None:
-                return  # not single-file NIfTI: SimpleITK's own reader checks the length
-            available = len(header)
-            while chunk := stream.read(_READ_CHUNK):
-                available += len(chunk)
-    except (EOFError, gzip.BadGzipFile, zlib.error) as error:
-        raise InputImageError(
-            f"{path} is truncated or corrupt ({error}); copy or export it again."
-        ) from error
-    if available < declared:
-        raise InputImageError(
-            f"{path} is truncated: its header declares {declared} bytes of image data and header, the "
-            f"file holds {available}. Copy or export it again."
-        )
+        offset = _gzip_offset(raw)
+        if offset is None:
+            raw.seek(0)
+            declared = _nifti_data_end(raw.read(_NIFTI2[0]))
+            size = path.stat().st_size
+            if declared is not None and size < declared:
+                return f"is truncated: its header declares {declared} bytes of header and voxels, the file holds {size}"
+            return None
+        raw.seek(offset)
+        inflater = zlib.decompressobj(wbits=31)  # gzip: the trailer's CRC and length are checked
+        head, available = b"", 0
+        try:
+            while not inflater.eof and (chunk := inflater.unconsumed_tail or raw.read(_READ_CHUNK)):
+                data = inflater.decompress(chunk, _READ_CHUNK)  # bounded output: labels compress a thousandfold
+                if len(head) < _NIFTI2[0]:
+                    head += data[: _NIFTI2[0] - len(head)]
+                available += len(data)
+            if not inflater.eof:
+                available += len(inflater.flush())
+        except zlib.error as error:
+            return f"has damaged compressed data ({error})"
+    if not inflater.eof:
+        return "is truncated: its compressed data end early"
+    declared = _nifti_data_end(head) if offset == 0 else None
+    if declared is not None and available < declared:
+        return f"is truncated: its header declares {declared} bytes of header and voxels, the file holds {available}"
+    return None
+
+
+def _gzip_offset(stream: BinaryIO) -> int | None:
+    """Where the gzip stream starts: 0 for a gzip file, after the header for a gzip-encoded NRRD;
+    None for anything else."""
+    head = stream.read(len(_GZIP_MAGIC))
+    if head == _GZIP_MAGIC:
+        return 0
+    if head != b"NR":
+        return None
+    header = head
+    # A NRRD header ends at its first blank line; segment fields make it long (255 segments: ~150 KB).
+    while b"\n\n" not in header:
+        chunk = stream.read(1 << 16)
+        if not chunk:
+            return None
+        header += chunk
+    fields = header[: header.index(b"\n\n") + 1]
+    return header.index(b"\n\n") + 2 if b"\nencoding: gzip\n" in fields else None
 
 
 def _nifti_data_end(header: bytes) -> int | None:

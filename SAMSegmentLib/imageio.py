@@ -6,12 +6,21 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+from .atomic import OutputError, OutputSet, write_file
 from .errors import InputImageError
-from .image_integrity import check_image_complete
+from .image_integrity import check_image_complete, image_problem
 from .volume import Volume
+
+if TYPE_CHECKING:
+    import SimpleITK as sitk
+
+# The formats a segmentation is written in, chosen by the output's name.
+SEGMENTATION_SUFFIXES = (".seg.nrrd", ".nrrd", ".nii", ".nii.gz")
+_GZIP_MAGIC = b"\x1f\x8b"
 
 # Distinct, colour-blind-friendly segment colours (Okabe-Ito), cycled.
 SEGMENT_COLOURS = (
@@ -77,14 +86,25 @@ def _dicom_modality(first_file: str) -> str:
     return reader.GetMetaData("0008|0060").strip() if reader.HasMetaDataKey("0008|0060") else ""
 
 
-def write_segmentation(path: str | os.PathLike[str], volume: Volume, segments: Sequence[Segment]) -> Path:
-    """Write ``segments`` as a Slicer ``.seg.nrrd`` on the volume's geometry (one label per segment).
+def write_segmentation(
+    path: str | os.PathLike[str], volume: Volume, segments: Sequence[Segment], outputs: OutputSet | None = None
+) -> Path:
+    """Write ``segments`` on the volume's geometry (one label per segment): a Slicer ``.seg.nrrd``,
+    or a label map in the format the name asks for (``.nrrd``, ``.nii``, ``.nii.gz``).
 
     Overlapping segments cannot share one label layer; later segments win where they overlap.
+    With ``outputs`` the file is renamed into place with the rest of that set.
     """
+    path = Path(path)
+    if not path.name.lower().endswith(SEGMENTATION_SUFFIXES):
+        raise OutputError(f"{path}: write a segmentation as {', '.join(SEGMENTATION_SUFFIXES)}.")
+    return write_image(path, segmentation_image(volume, segments), outputs)
+
+
+def segmentation_image(volume: Volume, segments: Sequence[Segment]) -> sitk.Image:
+    """The label image of ``segments`` with the header fields Slicer reads as segment names and colours."""
     import SimpleITK as sitk
 
-    path = Path(path)
     labels = np.zeros(volume.array.shape, dtype=np.uint8)
     for value, segment in enumerate(segments, start=1):
         if segment.mask.shape != labels.shape:
@@ -110,12 +130,50 @@ def write_segmentation(path: str | os.PathLike[str], volume: Volume, segments: S
         image.SetMetaData(prefix + "Layer", "0")
         image.SetMetaData(prefix + "Extent", f"0 {ni - 1} 0 {nj - 1} 0 {nk - 1}")
         image.SetMetaData(prefix + "Tags", "Segmentation.Status:inprogress|")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # Write next to the target and rename, so a failed write never leaves a half file under the name.
-    partial = path.with_name(path.name + ".partial.nrrd")
-    sitk.WriteImage(image, str(partial), useCompression=True)
-    os.replace(partial, path)
-    return path
+    return image
+
+
+def write_image(path: str | os.PathLike[str], image: sitk.Image, outputs: OutputSet | None = None) -> Path:
+    """Write ``image`` (compressed where the format allows) and check it reads back as written."""
+    import SimpleITK as sitk
+
+    return write_file(
+        path,
+        lambda temporary: sitk.WriteImage(image, str(temporary), useCompression=True),
+        lambda temporary: _written_image_problem(temporary, image),
+        outputs,
+    )
+
+
+def _written_image_problem(path: Path, expected: sitk.Image) -> str | None:
+    """What differs between the image file at ``path`` and ``expected``, or None.
+
+    SimpleITK's writers leave a cut file on a full disk without an error, and its readers take a
+    cut file as whole (zeros past the cut, or a gzip stream cut in its last bytes): the file's
+    length or the gzip stream's own end is checked first, then the voxels and geometry as read back.
+    """
+    import SimpleITK as sitk
+
+    problem = image_problem(path)
+    if problem is not None:
+        return f"the written file {problem} (is the disk full?)"
+    try:
+        image = sitk.ReadImage(str(path))
+    except RuntimeError as error:
+        return f"the written file does not read back ({str(error).strip().splitlines()[-1]})"
+    geometry_matches = (
+        image.GetSize() == expected.GetSize()
+        and image.GetNumberOfComponentsPerPixel() == expected.GetNumberOfComponentsPerPixel()
+        # NIfTI stores the geometry in float32.
+        and np.allclose(image.GetSpacing(), expected.GetSpacing(), rtol=1e-5)
+        and np.allclose(image.GetOrigin(), expected.GetOrigin(), rtol=1e-5, atol=1e-3)
+        and np.allclose(image.GetDirection(), expected.GetDirection(), atol=1e-5)
+    )
+    if not geometry_matches:
+        return "the written file reads back with another size or geometry"
+    if not np.array_equal(sitk.GetArrayViewFromImage(image), sitk.GetArrayViewFromImage(expected)):
+        return "the written file reads back with other voxel values"
+    return None
 
 
 def read_labels(path: str | os.PathLike[str], volume: Volume) -> np.ndarray:

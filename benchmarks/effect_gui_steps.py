@@ -28,6 +28,7 @@ sys.path[:0] = [str(ROOT / "tests" / "slicer_qt"), str(ROOT / "tests"), str(ROOT
 import slicer_qt  # noqa: E402 - needs the paths above
 
 import slicer  # noqa: E402
+from SAMSegmentLib.atomic import write_text  # noqa: E402
 from SAMSegmentLib.bench.cases import synthetic_ct  # noqa: E402
 from SAMSegmentLib.service.launcher import EngineProcess  # noqa: E402
 
@@ -107,7 +108,7 @@ def main() -> int:
     text = json.dumps(report, indent=2)
     print(text)
     if args.json is not None:
-        args.json.write_text(text + "\n")
+        write_text(args.json, text + "\n")
     return 0
 
 

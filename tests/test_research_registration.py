@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
+from SAMSegmentLib.atomic import OutputError
 from SAMSegmentLib.errors import InputImageError
 from SAMSegmentLib.research.registration import (
     RegistrationOptions,
@@ -156,7 +157,7 @@ def test_slicer_matrix_maps_moving_ras_points_to_fixed_ras_points(pair):
 
 
 def test_transform_files_need_an_itk_suffix(tmp_path):
-    with pytest.raises(InputImageError, match=r"\.tfm"):
+    with pytest.raises(OutputError, match=r"\.tfm"):
         write_transform(tmp_path / "transform.nrrd", sitk.Euler3DTransform())
 
 

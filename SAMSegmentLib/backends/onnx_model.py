@@ -19,7 +19,7 @@ from onnxruntime.capi import onnxruntime_pybind11_state as ort_errors
 from ..cancel import CancelToken
 from ..errors import CancelledError, InferenceOutOfMemoryError
 from ..models.base import ImageEmbedding, PromptableModel
-from .export import default_graph_root, discard_graph, ensure_graph, graph_path, model_folder
+from .export import default_graph_root, discard_graph, ensure_graph, graph_path, open_graph_cache
 from .graphs import GraphDefinition, decoder_graph, encoder_graph, example_features, example_image
 from .runtime import create_session, session_device
 
@@ -77,7 +77,7 @@ class OnnxPromptableModel(PromptableModel):
     def __init__(self, torch_model: PromptableModel, graph_root: Path | None = None) -> None:
         super().__init__(torch_model.spec, torch_model.network, torch_model.device)
         self.torch_model = torch_model
-        self.graph_folder = model_folder(graph_root if graph_root is not None else default_graph_root(), torch_model)
+        self.graph_folder = open_graph_cache(graph_root if graph_root is not None else default_graph_root(), torch_model)
         self._encoder = self._open("encoder", self._encoder_definition)
         self._encoder_options: ort.RunOptions | None = None  # set inside interruptible()
         self.feature_names = tuple(self._encoder.output_names)

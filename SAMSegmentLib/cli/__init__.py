@@ -8,6 +8,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from ..atomic import recording_writes
 from ..errors import SAMSegmentError
 
 _COMMANDS = (
@@ -38,14 +39,20 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
-    try:
-        return int(args.run(args) or 0)
-    except SAMSegmentError as error:
-        print(f"samsegment: error: {error}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("samsegment: interrupted; nothing was written.", file=sys.stderr)
-        return 130
+    with recording_writes() as written:
+        try:
+            return int(args.run(args) or 0)
+        except SAMSegmentError as error:
+            print(f"samsegment: error: {error}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt:
+            # Outputs reach their names only whole (``atomic``): what was renamed is all there is.
+            if written:
+                done = f"{', '.join(map(str, written))} {'was' if len(written) == 1 else 'were'} written, no other output"
+            else:
+                done = "no output was written"
+            print(f"samsegment: interrupted; {done}.", file=sys.stderr)
+            return 130
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import torch
 
+from ..atomic import PlannedOutput, check_outputs, write_text
 from ..backends import BACKEND_CHOICES
 from ..bench import BenchSettings, format_table, image_case, run_bench, synthetic_ct
 from ..bench.memory import MB, peak_rss_mb
@@ -56,6 +57,7 @@ def run(args: argparse.Namespace) -> int:
             raise SAMSegmentError(f"--{name.replace('_', '-')} must be at least 1.")
     if args.labels is not None and args.image is None:
         raise SAMSegmentError("--labels needs --image.")
+    check_outputs([PlannedOutput("--json", args.json)], inputs=[args.image, args.labels])
     baseline = peak_rss_mb()  # before the model and volume: what the rest of the process needs
     case = synthetic_ct(args.slices) if args.image is None else image_case(args.image, args.labels, args.structure)
     settings = BenchSettings(
@@ -75,8 +77,7 @@ def run(args: argparse.Namespace) -> int:
     print(text)
     print(format_table(report))
     if args.json is not None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(text + "\n")
+        write_text(args.json, text + "\n")
     return 0
 
 

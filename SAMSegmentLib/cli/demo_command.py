@@ -7,6 +7,12 @@ import argparse
 import json
 from pathlib import Path
 
+from ..atomic import (
+    PlannedOutput,
+    check_outputs,
+    write_text,
+    written_together,
+)
 from ..datasets import DATA_DIR_ENV, load_labelled_case, shared_ct_dir
 from ..evaluation import EvaluationSettings, evaluate_structure
 from ..imageio import Segment, write_segmentation
@@ -17,6 +23,7 @@ from .overlay import display_flips, write_overlay_png
 from .progress import progress_bar
 
 DEMO_STRUCTURES = ("spleen", "liver", "kidney_right", "kidney_left")
+_FILES = ("demo.seg.nrrd", "demo.json", "demo.png")  # in --output-dir
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("demo", help="segment four organs of the shared abdominal CT from one box each")
@@ -29,6 +36,8 @@ def run(args: argparse.Namespace) -> int:
     if not (data / "ct.nii.gz").exists():
         print(f"The demo CT is not at {data}; set {DATA_DIR_ENV} to the folder holding ct.nii.gz and labels.nii.gz.")
         return 1
+    check_outputs([PlannedOutput("--output-dir", args.output_dir / name) for name in _FILES],
+                  inputs=[data / "ct.nii.gz", data / "labels.nii.gz", data / "labels.json", args.checkpoint])
     case = load_labelled_case(data / "ct.nii.gz", data / "labels.nii.gz", data / "labels.json")
     predictor = VolumePredictor(open_model(args))
     predictor.set_volume(case.volume, args.preset)
@@ -43,15 +52,13 @@ def run(args: argparse.Namespace) -> int:
         print(f"  {report.name:<13} 3D Dice {report.dice_3d:.3f}  slices {min(report.segmented_slices)}-"
               f"{max(report.segmented_slices)} (reference {report.reference_slices[0]}-{report.reference_slices[1]})"
               f"  {report.seconds:5.1f} s")
-    args.output_dir.mkdir(parents=True, exist_ok=True)
-    segmentation = write_segmentation(args.output_dir / "demo.seg.nrrd", case.volume,
-                                      [Segment(r.name, r.mask) for r in reports])
-    report_path = args.output_dir / "demo.json"
-    report_path.write_text(json.dumps({r.name: r.to_json() for r in reports}, indent=2))
+    segmentation, report_path, png = (args.output_dir / name for name in _FILES)
     index = reports[0].seed_index
-    png = args.output_dir / "demo.png"
-    write_overlay_png(png, predictor.slice_image(Axis.AXIAL, index), [r.mask[index] for r in reports],
-                      flips=display_flips(case.volume, Axis.AXIAL))
+    with written_together() as outputs:  # the three files of one run, never mixed with an earlier run's
+        write_segmentation(segmentation, case.volume, [Segment(r.name, r.mask) for r in reports], outputs)
+        write_text(report_path, json.dumps({r.name: r.to_json() for r in reports}, indent=2), outputs)
+        write_overlay_png(png, predictor.slice_image(Axis.AXIAL, index), [r.mask[index] for r in reports],
+                          flips=display_flips(case.volume, Axis.AXIAL), outputs=outputs)
     print(f"embedded {predictor.embed_count} slices once each; wrote {segmentation} (open it in 3D Slicer over "
           f"the CT), {report_path} and {png}")
     return 0

@@ -6,11 +6,12 @@ import argparse
 import json
 from pathlib import Path
 
+from ..atomic import PlannedOutput, check_outputs, write_text, written_together
 from ..datasets import load_labelled_case
 from ..evaluation import EvaluationSettings, evaluate_structure
-from ..evaluation.plot import plot_click_curves
+from ..evaluation.plot import PLOT_SUFFIXES, plot_click_curves
 from ..evaluation.runner import BOX, CLICKS
-from ..imageio import Segment, write_segmentation
+from ..imageio import SEGMENTATION_SUFFIXES, Segment, write_segmentation
 from ..predictor import VolumePredictor
 from ..propagation import Direction
 from ..volume import Axis
@@ -37,6 +38,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    check_outputs(
+        [
+            PlannedOutput("--output", args.output, SEGMENTATION_SUFFIXES),
+            PlannedOutput("--report", args.report, (".json",)),
+            PlannedOutput("--plot", args.plot, PLOT_SUFFIXES),
+        ],
+        inputs=[args.image, args.label, args.labels_json, args.checkpoint],
+    )
     case = load_labelled_case(args.image, args.label, args.labels_json)
     names = args.structures.split(",") if args.structures else sorted(case.names.values())
     predictor = VolumePredictor(open_model(args))
@@ -53,23 +62,23 @@ def run(args: argparse.Namespace) -> int:
               f"({report.slices_beyond_reference} beyond the reference)  {report.seconds:.1f} s")
         for stop in report.stops:
             print(f"    {stop.direction} stopped after slice {stop.last_index}: {stop.reason}")
-    if args.report:
-        document = {
-            "image": str(args.image),
-            "label": str(args.label),
-            "model": predictor.model.spec.name,
-            "intensity": vars(predictor.mapping),
-            "settings": {"protocol": args.prompt, "clicks": args.clicks, "axis": args.axis,
-                         "propagate": args.propagate, "direction": args.direction},
-            "structures": {report.name: report.to_json() for report in reports},
-        }
-        args.report.parent.mkdir(parents=True, exist_ok=True)
-        args.report.write_text(json.dumps(document, indent=2))
-        print(f"wrote {args.report}")
-    if args.output:
-        write_segmentation(args.output, case.volume, [Segment(r.name, r.mask) for r in reports])
-        print(f"wrote {args.output}")
-    if args.plot:
-        plot_click_curves(args.plot, reports)
-        print(f"wrote {args.plot}")
+    with written_together() as outputs:  # the report, segmentation and plot of one run, all or none
+        if args.report:
+            document = {
+                "image": str(args.image),
+                "label": str(args.label),
+                "model": predictor.model.spec.name,
+                "intensity": vars(predictor.mapping),
+                "settings": {"protocol": args.prompt, "clicks": args.clicks, "axis": args.axis,
+                             "propagate": args.propagate, "direction": args.direction},
+                "structures": {report.name: report.to_json() for report in reports},
+            }
+            write_text(args.report, json.dumps(document, indent=2), outputs)
+        if args.output:
+            write_segmentation(args.output, case.volume, [Segment(r.name, r.mask) for r in reports], outputs)
+        if args.plot:
+            plot_click_curves(args.plot, reports, outputs)
+    for path in (args.report, args.output, args.plot):
+        if path:
+            print(f"wrote {path}")
     return 0

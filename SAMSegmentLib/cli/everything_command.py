@@ -6,7 +6,8 @@ import argparse
 import time
 from pathlib import Path
 
-from ..imageio import read_volume, write_segmentation
+from ..atomic import PlannedOutput, check_outputs, written_together
+from ..imageio import SEGMENTATION_SUFFIXES, read_volume, write_segmentation
 from ..predictor import VolumePredictor
 from ..research.types import GridOptions
 from ..research.everything import as_segments, segment_everything
@@ -41,6 +42,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    check_outputs(
+        [PlannedOutput("--output", args.output, SEGMENTATION_SUFFIXES), PlannedOutput("--png", args.png, (".png",))],
+        inputs=[args.image, args.checkpoint],
+    )
     volume = read_volume(args.image, modality=args.modality)
     axis = Axis(args.axis)
     options = grid_options(args, GridOptions())
@@ -57,15 +62,16 @@ def run(args: argparse.Namespace) -> int:
         )
     elapsed = time.perf_counter() - started
     segments = as_segments(result, volume.array.shape, limit=_MAX_SEGMENTS)
-    written = write_segmentation(args.output, volume, segments)
+    with written_together() as outputs:  # the segmentation and its PNG, both or neither
+        write_segmentation(args.output, volume, segments, outputs)
+        if args.png:
+            first = slices.start
+            outlines = [item.masks[first] for item in result.objects if first in item.masks]
+            image = predictor.slice_image(axis, first)
+            write_overlay_png(args.png, image, outlines, flips=display_flips(volume, axis), outputs=outputs)
     counts = ", ".join(f"{index}: {count}" for index, count in result.masks_per_slice.items())
     print(f"Masks kept per slice ({counts}) in {elapsed / len(slices):.1f} s per slice.")
     dropped = len(result.objects) - len(segments)
     note = f" ({dropped} of lowest predicted IoU left out: one file holds {_MAX_SEGMENTS})" if dropped > 0 else ""
-    print(f"{len(segments)} segments{note}; wrote {written}")
-    if args.png:
-        first = slices.start
-        outlines = [item.masks[first] for item in result.objects if first in item.masks]
-        write_overlay_png(args.png, predictor.slice_image(axis, first), outlines, flips=display_flips(volume, axis))
-        print(f"wrote {args.png}")
+    print(f"{len(segments)} segments{note}; wrote {args.output}" + (f" and {args.png}" if args.png else ""))
     return 0

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
+from ..atomic import OutputSet, write_file
 from ..imageio import SEGMENT_COLOURS
 from ..prompts import POSITIVE, Prompts
 from ..volume import Axis, Volume, in_plane_ijk_axes
@@ -37,8 +38,12 @@ def write_overlay_png(
     prompts: Prompts | None = None,
     flips: tuple[bool, bool] = (False, False),
     scale: int = 3,
-) -> None:
-    """Draw the mask outlines (and prompts) on the slice; ``flips`` orient it for display."""
+    outputs: OutputSet | None = None,
+) -> Path:
+    """Draw the mask outlines (and prompts) on the slice; ``flips`` orient it for display.
+
+    With ``outputs`` the PNG is renamed into place with the rest of that set.
+    """
     from PIL import Image, ImageDraw
 
     grey = (np.clip(image01, 0, 1) * 255).astype(np.uint8)
@@ -65,5 +70,5 @@ def write_overlay_png(
             colour = _POSITIVE_RGB if label == POSITIVE else _NEGATIVE_RGB
             cx, cy = on_screen(x, y)
             draw.ellipse([cx - 3, cy - 3, cx + 3, cy + 3], fill=colour)
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    picture.save(path)
+    # PIL writes through a Python file object, which raises on a full disk: no read-back needed.
+    return write_file(path, lambda temporary: picture.save(temporary, format="PNG"), outputs=outputs)

@@ -8,7 +8,15 @@ from pathlib import Path
 from ..imageio import read_volume
 from ..intensity import mapping_for
 from ..predictor import VolumePredictor
-from ..research.prior_maps import PRIOR_GRID_OPTIONS, Combine, Quality, volume_prior_maps, write_prior_maps
+from ..atomic import PlannedOutput, check_outputs
+from ..research.prior_maps import (
+    PRIOR_GRID_OPTIONS,
+    PRIOR_MAP_FILES,
+    Combine,
+    Quality,
+    volume_prior_maps,
+    write_prior_maps,
+)
 from ..volume import Axis
 from .common import add_model_arguments, open_model
 from .progress import progress_bar
@@ -34,6 +42,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    check_outputs(
+        [PlannedOutput("--output-dir", args.output_dir / name) for name in PRIOR_MAP_FILES],
+        inputs=[args.image, args.checkpoint],
+    )
     volume = read_volume(args.image, modality=args.modality)
     axis = Axis(args.axis)
     count = volume.slice_count(axis)

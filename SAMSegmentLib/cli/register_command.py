@@ -8,9 +8,11 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
+from ..atomic import OutputSet, PlannedOutput, check_outputs, written_together
 from ..imageio import read_labels, read_volume
 from ..intensity import mapping_for
 from ..research.registration import (
+    TRANSFORM_SUFFIXES,
     RegistrationOptions,
     checkerboard,
     register_with_masks,
@@ -44,6 +46,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    check_outputs(
+        [PlannedOutput("--output", args.output, TRANSFORM_SUFFIXES), PlannedOutput("--png", args.png, (".png",))],
+        inputs=[args.fixed, args.fixed_mask, args.moving, args.moving_mask],
+    )
     fixed, moving = read_volume(args.fixed), read_volume(args.moving)
     fixed_mask = _mask(args.fixed_mask, fixed, args.fixed_label)
     moving_mask = _mask(args.moving_mask, moving, args.moving_label)
@@ -55,16 +61,16 @@ def run(args: argparse.Namespace) -> int:
             bar.update(1)
 
         result = register_with_masks(fixed, fixed_mask, moving, moving_mask, options, progress=show)
-    written = write_transform(args.output, result.transform)
+    with written_together() as outputs:  # the transform and its PNG, both or neither
+        write_transform(args.output, result.transform, outputs)
+        if args.png:
+            _write_checkerboard(args.png, fixed, fixed_mask, moving, moving_mask, result.transform, outputs)
     edges = "kept" if result.edge_refined else "not kept"
     print(
         f"Mask Dice: {result.dice_identity:.3f} before, {result.dice_centroids:.3f} with centroids aligned, "
         f"{result.dice_masks:.3f} after the mask stage, {result.dice_final:.3f} final (edge refinement {edges})."
     )
-    print(f"wrote {written}")
-    if args.png:
-        _write_checkerboard(args.png, fixed, fixed_mask, moving, moving_mask, result.transform)
-        print(f"wrote {args.png}")
+    print(f"wrote {args.output}" + (f" and {args.png}" if args.png else ""))
     return 0
 
 
@@ -80,6 +86,7 @@ def _write_checkerboard(
     moving: Volume,
     moving_mask: np.ndarray,
     transform: sitk.Transform,
+    outputs: OutputSet,
 ) -> None:
     """The axial slice through the fixed structure's centre: the two images in a checkerboard, with
     the fixed mask's and the moved mask's outlines."""
@@ -88,4 +95,4 @@ def _write_checkerboard(
     moved = resample_onto(fixed, moving, moving.array.astype(np.float32), transform)
     moved01 = mapping_for(moving).apply(moved[index])
     moved_mask = resample_onto(fixed, moving, moving_mask.astype(np.uint8), transform, nearest=True)[index] > 0
-    write_overlay_png(path, checkerboard(fixed01, moved01), [fixed_mask[index], moved_mask])
+    write_overlay_png(path, checkerboard(fixed01, moved01), [fixed_mask[index], moved_mask], outputs=outputs)

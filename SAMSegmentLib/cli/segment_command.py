@@ -7,8 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ..atomic import PlannedOutput, check_outputs, written_together
 from ..errors import PromptError
-from ..imageio import Segment, read_volume, write_segmentation
+from ..imageio import SEGMENTATION_SUFFIXES, Segment, read_volume, write_segmentation
 from ..intensity import mapping_for
 from ..predictor import VolumePredictor
 from ..prompts import Prompts
@@ -54,6 +55,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     _refuse_propagation_options_without_propagate(args)
+    check_outputs(
+        [PlannedOutput("--output", args.output, SEGMENTATION_SUFFIXES), PlannedOutput("--png", args.png, (".png",))],
+        inputs=[args.image, args.checkpoint],
+    )
     volume = read_volume(args.image, modality=args.modality)
     axis = Axis(args.axis)
     prompts = parse_prompts(args.box, args.point, axis, args.slice)
@@ -71,13 +76,13 @@ def run(args: argparse.Namespace) -> int:
         put_slice(mask, axis, args.slice, seed.mask)
         print(f"{args.name}: {int(seed.mask.sum())} pixels on {axis.value} slice {args.slice}, "
               f"predicted IoU {seed.score:.3f}")
-    written = write_segmentation(args.output, volume, [Segment(args.name, mask)])
-    print(f"wrote {written}")
-    if args.png:
-        seed_mask = np.take(mask, args.slice, axis=axis.array_axis)
-        image = mapping_for(volume, args.preset).apply(volume.slice_2d(axis, args.slice))
-        write_overlay_png(args.png, image, [seed_mask], prompts, flips=display_flips(volume, axis))
-        print(f"wrote {args.png}")
+    with written_together() as outputs:  # the segmentation and its PNG, both or neither
+        write_segmentation(args.output, volume, [Segment(args.name, mask)], outputs)
+        if args.png:
+            seed_mask = np.take(mask, args.slice, axis=axis.array_axis)
+            image = mapping_for(volume, args.preset).apply(volume.slice_2d(axis, args.slice))
+            write_overlay_png(args.png, image, [seed_mask], prompts, flips=display_flips(volume, axis), outputs=outputs)
+    print(f"wrote {args.output}" + (f" and {args.png}" if args.png else ""))
     return 0
 
 

@@ -13,6 +13,7 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..atomic import write_text
 from ..errors import SAMSegmentError
 
 if TYPE_CHECKING:
@@ -67,9 +68,7 @@ def serve(args: argparse.Namespace, engine: EngineService) -> int:
         threading.Thread(target=_exit_when_stdin_closes, name="parent watch", daemon=True).start()
     address = {"host": args.host, "port": server.port, "pid": os.getpid()}
     if args.ready_file is not None:
-        partial = args.ready_file.with_name(args.ready_file.name + ".partial")
-        partial.write_text(json.dumps(address))
-        os.replace(partial, args.ready_file)  # readers never see half a file
+        write_text(args.ready_file, json.dumps(address))  # readers never see half a file
     print(f"SAM engine listening on {args.host}:{server.port}", flush=True)
     try:
         server.serve_forever()

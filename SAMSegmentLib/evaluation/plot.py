@@ -5,10 +5,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from ..atomic import OutputSet, write_file
 from .runner import StructureReport
 
+# The figure formats the plot may be written in (matplotlib picks one by the name's ending).
+PLOT_SUFFIXES = (".png", ".pdf", ".svg")
 
-def plot_click_curves(path: Path, reports: Sequence[StructureReport]) -> None:
+
+def plot_click_curves(path: Path, reports: Sequence[StructureReport], outputs: OutputSet | None = None) -> Path:
     import matplotlib
 
     matplotlib.use("Agg")  # no display is needed to write a file
@@ -28,6 +32,8 @@ def plot_click_curves(path: Path, reports: Sequence[StructureReport]) -> None:
     axes.grid(alpha=0.3)
     axes.legend(fontsize=7)
     figure.tight_layout()
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path)
-    plt.close(figure)
+    try:
+        # The temporary name ends with the real one, so matplotlib writes the format it asks for.
+        return write_file(path, figure.savefig, outputs=outputs)
+    finally:
+        plt.close(figure)

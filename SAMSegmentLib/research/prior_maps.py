@@ -14,10 +14,11 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import numpy as np
-import SimpleITK as sitk
 from scipy import ndimage
 
+from ..atomic import written_together
 from ..errors import CancelledError
+from ..imageio import write_image
 from ..predictor import VolumePredictor
 from ..propagation.types import CancelToken
 from ..volume import Axis, Volume, put_slice
@@ -83,6 +84,10 @@ def volume_prior_maps(
     return PriorMaps(prior, boundary, axis, indices, counts, elapsed / max(1, len(indices)))
 
 
+# The files ``write_prior_maps`` writes, by role.
+PRIOR_MAP_FILES = {role: f"sam_{role}.nrrd" for role in ("prior", "boundary", "stacked")}
+
+
 def write_prior_maps(
     directory: str | os.PathLike[str], volume: Volume, image01: np.ndarray, maps: PriorMaps
 ) -> dict[str, Path]:
@@ -90,10 +95,9 @@ def write_prior_maps(
 
     ``image01`` is the volume as the model saw it (intensity mapped to [0, 1]). Returns the paths
     by role: ``prior``, ``boundary`` and ``stacked`` (a three-component NRRD that Slicer loads as
-    a vector volume and a U-Net reads as channels).
+    a vector volume and a U-Net reads as channels), all three or none.
     """
     directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
     images = {
         "prior": image_on_grid(maps.prior, volume),
         "boundary": image_on_grid(maps.boundary, volume),
@@ -101,12 +105,7 @@ def write_prior_maps(
             np.stack([image01.astype(np.float32), maps.prior, maps.boundary], axis=-1), volume, is_vector=True
         ),
     }
-    written = {}
-    for role, image in images.items():
-        path = directory / f"sam_{role}.nrrd"
-        # Written beside the target and renamed, so an interrupted run never leaves a half file.
-        partial = path.with_name(path.name + ".partial.nrrd")
-        sitk.WriteImage(image, str(partial), useCompression=True)
-        os.replace(partial, path)
-        written[role] = path
+    # One set: a failure leaves the three earlier maps, never a mix of old and new ones.
+    with written_together() as outputs:
+        written = {role: write_image(directory / PRIOR_MAP_FILES[role], image, outputs) for role, image in images.items()}
     return written

@@ -25,6 +25,7 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
+from ..atomic import OutputError, OutputSet, write_file
 from ..errors import CancelledError, InputImageError
 from ..metrics import dice
 from ..volume import Volume
@@ -257,21 +258,41 @@ def resample_onto(
     return sitk.GetArrayFromImage(resampled)
 
 
-def write_transform(path: str | os.PathLike[str], transform: sitk.Transform) -> Path:
+# The ITK transform files Slicer loads (ITK picks the format by the ending).
+TRANSFORM_SUFFIXES = (".tfm", ".txt", ".h5", ".hdf5", ".mat")
+
+
+def write_transform(
+    path: str | os.PathLike[str], transform: sitk.Transform, outputs: OutputSet | None = None
+) -> Path:
     """Write an ITK transform file (.tfm, .txt or .h5) that Slicer loads as a linear transform node.
 
     ITK files hold the resampling transform in LPS; Slicer converts it to RAS on reading and
     treats it as its "from parent" transform, so placing the moving volume under the loaded node
-    shows it aligned with the fixed one (harden the transform to resample it).
+    shows it aligned with the fixed one (harden the transform to resample it). With ``outputs``
+    the file is renamed into place with the rest of that set.
     """
     path = Path(path)
-    if path.suffix.lower() not in (".tfm", ".txt", ".h5", ".hdf5", ".mat"):
-        raise InputImageError(f"{path.name}: write the transform as .tfm, .txt or .h5 (an ITK transform file).")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.stem + ".partial" + path.suffix)  # ITK picks the format by suffix
-    sitk.WriteTransform(transform, str(partial))
-    os.replace(partial, path)
-    return path
+    if not path.name.lower().endswith(TRANSFORM_SUFFIXES):
+        raise OutputError(f"{path.name}: write the transform as .tfm, .txt or .h5 (an ITK transform file).")
+    return write_file(
+        path,
+        lambda temporary: sitk.WriteTransform(transform, str(temporary)),
+        lambda temporary: _written_transform_problem(temporary, transform),
+        outputs,
+    )
+
+
+def _written_transform_problem(path: Path, expected: sitk.Transform) -> str | None:
+    """What differs between the transform file and ``expected`` (ITK's writer does not report a full disk)."""
+    try:
+        written = sitk.ReadTransform(str(path))
+    except RuntimeError as error:
+        return f"the written transform does not read back ({str(error).strip().splitlines()[-1]})"
+    same = np.allclose(written.GetParameters(), expected.GetParameters(), rtol=1e-6, atol=1e-9) and np.allclose(
+        written.GetFixedParameters(), expected.GetFixedParameters(), rtol=1e-6, atol=1e-9
+    )
+    return None if same else "the written transform reads back with other parameters"
 
 
 # LPS <-> RAS: the two frames differ by the sign of their first two axes.

@@ -12,12 +12,12 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import os
 import re
-import tempfile
+import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ...atomic import write_file, write_text
 from ...checkpoints import CheckpointStore, sha256_of
 from ...errors import CheckpointError, SAMSegmentError
 from ...registry import MODELS, ModelSpec, get_spec
@@ -65,7 +65,7 @@ def save_finetuned(
     state = {key: value.detach().cpu() for key, value in model.network.state_dict().items()}
     import torch
 
-    _atomic_write(checkpoint, lambda path: torch.save(state, path))
+    write_file(checkpoint, lambda path: torch.save(state, path), _damaged_zip)
     record = {
         "name": name,
         "base_model": base.name,
@@ -78,7 +78,7 @@ def save_finetuned(
         **provenance,
     }
     # Written last: a model is listed only once both files are complete.
-    _atomic_write(folder / f"{name}.json", lambda path: Path(path).write_text(json.dumps(record, indent=2) + "\n"))
+    write_text(folder / f"{name}.json", json.dumps(record, indent=2) + "\n")
     return _spec_from(record, folder / f"{name}.json")
 
 
@@ -87,15 +87,14 @@ def _base_spec(spec: ModelSpec) -> ModelSpec:
     return get_spec(spec.extra.get("base", spec.name))
 
 
-def _atomic_write(path: Path, write: Any) -> None:
-    handle, temporary = tempfile.mkstemp(prefix=path.name + ".", suffix=".partial", dir=path.parent)
-    os.close(handle)
+def _damaged_zip(path: Path) -> str | None:
+    """What is wrong with a ``torch.save`` archive (a zip): its C++ writer is checked, not trusted."""
     try:
-        write(temporary)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+        with zipfile.ZipFile(path) as archive:
+            damaged = archive.testzip()  # reads every member and checks its CRC
+    except (zipfile.BadZipFile, OSError) as error:
+        return f"the written checkpoint is not a complete archive ({error})"
+    return None if damaged is None else f"the written checkpoint's {damaged} is damaged"
 
 
 def list_finetuned_models(store: CheckpointStore | None = None) -> list[ModelSpec]:
