@@ -53,3 +53,14 @@ def abdomen_ct_dir() -> Path:
             pytest.fail(f"The shared abdominal CT is missing at {path}; set {DATA_ENV}.")
         pytest.skip(f"shared abdominal CT not found at {path} (set {DATA_ENV})")
     return path
+
+
+@pytest.fixture
+def no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Requests to a loopback test server go straight to it: a proxy from the environment would
+    swallow them, and a mirror setting would redirect them."""
+    from SAMSegmentLib.checkpoints import BASE_URL_ENV
+
+    for name in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.delenv(BASE_URL_ENV, raising=False)

@@ -18,6 +18,8 @@ from SAMSegmentLib.checkpoints import STATE_CACHED, STATE_NOT_DOWNLOADED, Checkp
 from SAMSegmentLib.errors import CancelledError, CheckpointError
 from SAMSegmentLib.registry import ModelSpec
 
+pytestmark = pytest.mark.usefixtures("no_proxy")
+
 
 class Served:
     """What the test server serves, how it misbehaves, and what it saw."""
@@ -66,12 +68,6 @@ class RangeHandler(BaseHTTPRequestHandler):
         pass
 
 
-@pytest.fixture(autouse=True)
-def _no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
-    # A proxy from the environment would swallow requests to the loopback server.
-    for name in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.delenv("SAMSEGMENT_DOWNLOAD_BASE_URL", raising=False)
 
 
 @pytest.fixture

@@ -225,11 +225,7 @@ def labelmapLike(
         raise ValueError(f"The mask has shape {mask.shape}; the segmentation grid has {arrayShape(geometry)}.")
     full = geometry.GetExtent()
     extent = tuple(extent) if extent is not None else tuple(full)
-    labelmap = slicer.vtkOrientedImageData()
-    labelmap.SetExtent(extent)
-    labelmap.SetSpacing(geometry.GetSpacing())
-    labelmap.SetOrigin(geometry.GetOrigin())
-    labelmap.CopyDirections(geometry)
+    labelmap = croppedGeometry(geometry, extent)
     labelmap.AllocateScalars(vtk.VTK_UNSIGNED_CHAR, 1)
     i0, i1, j0, j1, k0, k1 = (value - full[2 * (axis // 2)] for axis, value in enumerate(extent))
     voxels = numpy_support.vtk_to_numpy(labelmap.GetPointData().GetScalars())
@@ -247,19 +243,11 @@ def sliceLabelmap(
     sliceShape = tuple(side for arrayAxis, side in enumerate(shape) if arrayAxis != axis.array_axis)
     if mask.shape != sliceShape:
         raise ValueError(f"The slice mask has shape {mask.shape}; slices of this grid have {sliceShape}.")
-    full = list(geometry.GetExtent())
+    extent = list(geometry.GetExtent())
     vtkAxis = 2 - axis.array_axis  # arrays are [k, j, i], VTK extents (i0, i1, j0, j1, k0, k1)
-    full[2 * vtkAxis] = full[2 * vtkAxis + 1] = full[2 * vtkAxis] + index
-    labelmap = slicer.vtkOrientedImageData()
-    labelmap.SetExtent(full)
-    labelmap.SetSpacing(geometry.GetSpacing())
-    labelmap.SetOrigin(geometry.GetOrigin())
-    labelmap.CopyDirections(geometry)
-    labelmap.AllocateScalars(vtk.VTK_UNSIGNED_CHAR, 1)
-    voxels = numpy_support.vtk_to_numpy(labelmap.GetPointData().GetScalars())
-    voxels[:] = np.asarray(mask, np.uint8).reshape(-1)
-    labelmap.Modified()
-    return labelmap
+    extent[2 * vtkAxis] = extent[2 * vtkAxis + 1] = extent[2 * vtkAxis] + index
+    oneSlice = croppedGeometry(geometry, tuple(extent))  # type: ignore[arg-type]
+    return labelmapLike(oneSlice, np.expand_dims(np.asarray(mask, bool), axis.array_axis))
 
 
 def croppedGeometry(
@@ -272,3 +260,12 @@ def croppedGeometry(
     cropped.SetOrigin(geometry.GetOrigin())
     cropped.CopyDirections(geometry)
     return cropped
+
+
+def occupiedExtent(mask: np.ndarray, geometry: slicer.vtkOrientedImageData) -> tuple[int, int, int, int, int, int]:
+    """VTK extent (i0, i1, j0, j1, k0, k1), in ``geometry``'s own indices, of the bounding box of
+    the True voxels of ``mask`` ``[k, j, i]`` (on ``geometry``'s grid, which has some)."""
+    start = geometry.GetExtent()[::2]
+    k, j, i = (np.flatnonzero(mask.any(axis=axes)) for axes in ((1, 2), (0, 2), (0, 1)))
+    bounds = ((i[0], i[-1]), (j[0], j[-1]), (k[0], k[-1]))
+    return tuple(int(value + start[axis]) for axis, pair in enumerate(bounds) for value in pair)  # type: ignore[return-value]

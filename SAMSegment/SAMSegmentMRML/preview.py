@@ -6,14 +6,16 @@ the preview node sits under the same parent transform as the edited segmentation
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 import numpy as np
 
 import slicer
 
 from SAMSegmentLib.volume import Axis
 
-from .geometry import arrayShape, sliceLabelmap
-from .segment_writer import segmentMaskOnGrid
+from .geometry import arrayShape, croppedGeometry, labelmapLike, sliceLabelmap
+from .segment_writer import MaskWrite, segmentMaskOnGrid
 
 PREVIEW_NODE_NAME = "SAM preview"
 PREVIEW_SEGMENT_ID = "preview"
@@ -39,12 +41,25 @@ class PreviewSegmentation:
         """Show the 2D ``mask`` on slice ``index`` along ``axis`` instead of what was shown before."""
         self._set(sliceLabelmap(geometry, axis, index, mask), geometry, color, REPLACE)
 
-    def mergeSlice(
-        self, geometry: slicer.vtkOrientedImageData, axis: Axis, index: int, mask: np.ndarray, color: Color
+    def mergeSlices(
+        self,
+        geometry: slicer.vtkOrientedImageData,
+        axis: Axis,
+        indices: Collection[int],
+        masks: np.ndarray,
+        color: Color,
     ) -> None:
-        """Add the 2D ``mask`` on slice ``index`` (e.g. one newly propagated slice) to what is shown.
-        Either call costs one slice, whatever the volume's size."""
-        self._set(sliceLabelmap(geometry, axis, index, mask), geometry, color, MERGE)
+        """Add slices ``indices`` along ``axis`` of ``masks`` (bool ``[k, j, i]`` on ``geometry``'s
+        grid, e.g. the newly propagated slices) to what is shown, in one update of the slab that
+        holds them: the work is that slab's, whatever the volume's size."""
+        write = MaskWrite("", masks, axis, sorted(indices))
+        extent = write.extent(geometry)
+        slab = croppedGeometry(geometry, extent)
+        first = min(indices)
+        crop = [slice(None)] * 3
+        crop[axis.array_axis] = slice(first, max(indices) + 1)
+        shown = masks[tuple(crop)] & write.region(arrayShape(slab), first)
+        self._set(labelmapLike(slab, shown), geometry, color, MERGE)
 
     def _set(
         self,

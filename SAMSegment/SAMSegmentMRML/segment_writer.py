@@ -14,7 +14,7 @@ import numpy as np
 import slicer
 from SAMSegmentLib.volume import Axis
 
-from .geometry import arrayFromImage, arrayShape, croppedGeometry, labelmapLike
+from .geometry import arrayFromImage, arrayShape, croppedGeometry, labelmapLike, occupiedExtent
 
 
 class Modification(Enum):
@@ -165,7 +165,9 @@ def writeSegmentMasks(
             (Modification.ADD, slabMask & region),
         ):
             if voxels.any():
-                steps.append((write.segmentID, labelmapLike(slab, voxels), modification, extent))
+                # Only the voxels' bounding box goes to the editor: its work grows with the extent.
+                box = occupiedExtent(voxels, slab)
+                steps.append((write.segmentID, labelmapLike(slab, voxels, box), modification, box))
     if not steps:
         return
     if saveUndoState:

@@ -114,6 +114,8 @@ class EditorSession:
         self.modelDevice = ""  # where the engine runs the model ("cpu", "cuda:0", ...), once ready
         self._lastPreview: _Preview | None = None
         self._closing = False
+        # Propagated slices that arrived in the batch being processed, not yet shown, by propagation.
+        self._unshownSlices: dict[int, tuple[PropagationCollector, set[int]]] = {}
 
     # ----- model and volume -----
 
@@ -274,6 +276,7 @@ class EditorSession:
     def processMessages(self) -> list[Notice]:
         """Apply every answer the engine has for this session; what to show the user."""
         notices: list[Notice] = []
+        self._unshownSlices = {}
         for tracked, message in self.tracker.wanted(self.worker.poll()):
             try:
                 notices.extend(self._handle(tracked.purpose, tracked.context, message))
@@ -284,7 +287,18 @@ class EditorSession:
                 notices.append(
                     Notice(NoticeKind.ERROR, tr("The result could not be applied: {error}").format(error=error))
                 )
+        self._showNewSlices()
         return notices
+
+    def _showNewSlices(self) -> None:
+        """Show the propagated slices that arrived in this batch in one preview update: several
+        slices then cost one update of their slab, not one each."""
+        for collector, indices in self._unshownSlices.values():
+            if self.propagating and collector.masks:
+                masks = list(collector.masks.values())
+                shown = masks[0] if len(masks) == 1 else np.logical_or.reduce(masks)
+                self.preview.mergeSlices(self.geometry, collector.axis, indices, shown, self.previewColor)
+        self._unshownSlices = {}
 
     def _handle(self, purpose: Purpose, context: Any, message: WorkerMessage) -> list[Notice]:
         kind = message.kind
@@ -342,9 +356,7 @@ class EditorSession:
         if message.kind is MessageKind.SLICE:
             collector.addSlice(message.value)
             if not self.closing:
-                self.preview.mergeSlice(
-                    self.geometry, collector.axis, message.value.index, message.value.mask, self.previewColor
-                )
+                self._unshownSlices.setdefault(id(collector), (collector, set()))[1].add(message.value.index)
             return []
         if message.kind is MessageKind.PROGRESS:
             collector.setProgress(*message.value)

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from checkpoint_payload import FILENAME, PAYLOAD, cache_files, payload_spec, small_chunk_store
 
-from SAMSegmentLib.checkpoints import BASE_URL_ENV, CheckpointStore
+from SAMSegmentLib.checkpoints import CheckpointStore
 from SAMSegmentLib.errors import CancelledError, CheckpointError
 from SAMSegmentLib.registry import MODELS, ModelSpec
 from SAMSegmentLib.worker import Download, InferenceWorker, MessageKind, WorkerSettings
@@ -22,6 +22,8 @@ from SAMSegmentLib.worker import Download, InferenceWorker, MessageKind, WorkerS
 HTML = b"<!DOCTYPE html><html><body>Rate limit exceeded. Sign in to continue.</body></html>"
 # Cancel and a stall must end a download within this long (the guarantee is "within a second").
 PROMPT_S = 1.0
+
+pytestmark = pytest.mark.usefixtures("no_proxy")
 
 
 class Mirror:
@@ -77,12 +79,6 @@ class MirrorHandler(BaseHTTPRequestHandler):
         pass
 
 
-@pytest.fixture(autouse=True)
-def _no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
-    # A proxy from the environment would swallow requests to the loopback server.
-    for name in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.delenv(BASE_URL_ENV, raising=False)
 
 
 @pytest.fixture

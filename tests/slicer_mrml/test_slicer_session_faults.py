@@ -14,21 +14,22 @@ from SAMSegmentMRML.session import EditorSession, NoticeKind
 pytestmark = pytest.mark.slicer
 
 
-def _startPropagation(session, editor, slicesDone: int = 2) -> None:  # noqa: ANN001
-    session.setBox(*_box(session))
-    session.propagate(editor.segmentID, "forward", sliceRange=(2, 9), stopRule=_permissive())
-    _pump(session, lambda notices: sum(m.kind is MessageKind.SLICE for m in session.worker.polled) >= slicesDone)
+def _startPropagation(running, target, slicesDone: int = 2) -> None:  # noqa: ANN001
+    """Propagate from ``running`` (a session) into ``target`` (an editor) until some slices are done."""
+    running.setBox(*_box(running))
+    running.propagate(target.segmentID, "forward", sliceRange=(2, 9), stopRule=_permissive())
+    _pump(running, lambda notices: sum(m.kind is MessageKind.SLICE for m in running.worker.polled) >= slicesDone)
 
 
-def _written(session, editor) -> list:  # noqa: ANN001
-    return _pump(session, lambda notices: any(n.kind in (NoticeKind.WRITTEN, NoticeKind.ERROR) for n in notices))
+def _written(running) -> list:  # noqa: ANN001
+    return _pump(running, lambda notices: any(n.kind in (NoticeKind.WRITTEN, NoticeKind.ERROR) for n in notices))
 
 
 def test_selecting_another_segment_mid_propagation_writes_into_the_original_target(session, editor):
     other = editor.addSegment("other")
     _startPropagation(session, editor)
     editor.node.SetSelectedSegmentID(other)  # the user clicks another segment in the list
-    notices = _written(session, editor)
+    notices = _written(session)
     assert notices[-1].kind is NoticeKind.WRITTEN, notices
     slices = [m.value for m in session.worker.polled if m.kind is MessageKind.SLICE]
     written = _segment(editor)
@@ -41,7 +42,7 @@ def test_selecting_another_segment_mid_propagation_writes_into_the_original_targ
 def test_removing_the_target_segment_mid_propagation_keeps_the_slices_in_a_new_segment_of_that_name(session, editor):
     _startPropagation(session, editor)
     editor.segmentation.GetSegmentation().RemoveSegment(editor.segmentID)
-    notices = _written(session, editor)
+    notices = _written(session)
     assert notices[-1].kind is NoticeKind.WRITTEN and "new segment 'organ'" in notices[-1].text
     segmentation = editor.segmentation.GetSegmentation()
     newID = segmentation.GetSegmentIdBySegmentName("organ")
@@ -55,7 +56,7 @@ def test_removing_the_target_segment_mid_propagation_keeps_the_slices_in_a_new_s
 def test_removing_the_segmentation_mid_propagation_writes_nothing_and_says_so(session, editor, scene):
     _startPropagation(session, editor)
     scene.RemoveNode(editor.segmentation)
-    notices = _written(session, editor)
+    notices = _written(session)
     assert notices[-1].kind is NoticeKind.ERROR and "segmentation was removed" in notices[-1].text
     assert not session.propagating
 

@@ -185,7 +185,7 @@ def test_the_preview_is_under_the_segmentations_transform_and_shows_at_the_maske
     # The user moves the segmentation: the next preview follows it; without a transform, none.
     moved = _linearTransform(scene, OTHER_TRANSFORM)
     editor.segmentation.SetAndObserveTransformNodeID(moved.GetID())
-    preview.mergeSlice(geometry, Axis.AXIAL, VOXEL[2], mask[VOXEL[2]], (1.0, 1.0, 0.0))
+    preview.mergeSlices(geometry, Axis.AXIAL, [VOXEL[2]], mask, (1.0, 1.0, 0.0))
     assert preview.node.GetTransformNodeID() == moved.GetID()
     editor.segmentation.SetAndObserveTransformNodeID(None)
     preview.showSlice(geometry, Axis.AXIAL, VOXEL[2], mask[VOXEL[2]], (1.0, 1.0, 0.0))
