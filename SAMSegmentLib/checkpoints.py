@@ -18,10 +18,7 @@ import http.client
 import importlib.util
 import logging
 import os
-import queue
 import tempfile
-import threading
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -29,7 +26,17 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
-from .errors import CancelledError, CheckpointError
+from .download import (
+    MAGIC_BYTES,
+    Reader,
+    Receiving,
+    WrongFileError,
+    check_offered,
+    looks_like_checkpoint,
+    resumes_at,
+    starts_like_checkpoint,
+)
+from .errors import CheckpointError
 from .registry import ModelSpec
 
 if TYPE_CHECKING:
@@ -46,15 +53,6 @@ STATE_NOT_DOWNLOADED = "not downloaded"
 
 _HASH_CHUNK = 1 << 20
 _USER_AGENT = "SAMSegment-checkpoints"
-# How long the downloading thread waits for the reader before it checks Cancel and the stall
-# clock again: Cancel takes effect within about this long.
-_POLL_S = 0.1
-# Pieces the reader may hold ahead of the writer: reading never runs far ahead of the disk.
-_QUEUE_PIECES = 16
-# Enough leading bytes to recognise a checkpoint: safetensors has 8 bytes of header length, then "{".
-_MAGIC_BYTES = 9
-# Media types of documents (error pages, JSON errors), which no checkpoint is served as.
-_DOCUMENT_TYPES = ("text/", "application/json", "application/xml", "application/xhtml")
 
 ProgressCallback = Callable[[int, int], None]
 CancelCallback = Callable[[], bool]
@@ -199,7 +197,7 @@ class CheckpointStore:
             raise CheckpointError(f"{spec.name} has no http(s) download address (got '{source}').")
         self.cache_dir.mkdir(parents=True, exist_ok=True)
         part = self.partial_path(spec)
-        if part.is_file() and (part.stat().st_size > spec.size_bytes or not _starts_like_checkpoint(part)):
+        if part.is_file() and (part.stat().st_size > spec.size_bytes or not starts_like_checkpoint(part)):
             part.unlink()  # longer than the real file, or other first bytes: not a prefix of it
         if not part.is_file() or part.stat().st_size < spec.size_bytes:
             self._fetch(spec, source, part, progress, cancel)
@@ -233,19 +231,19 @@ class CheckpointStore:
             request.add_header("Range", f"bytes={offset}-")
         # The reader's socket timeout outlasts the stall limit, so the stall clock, not the socket,
         # ends a stall (with its own message), and an abandoned reader still ends by itself.
-        reader = _Reader(request, self.chunk_size, 2 * self.stall_seconds)
-        receiving = _Receiving(self, spec, reader, cancel, offset)
+        reader = Reader(request, self.chunk_size, 2 * self.stall_seconds)
+        receiving = Receiving(spec, reader, cancel, offset, self.stall_bytes, self.stall_seconds)
         try:
             response = receiving.next()
             assert isinstance(response, http.client.HTTPResponse)
-            if offset and not _resumes_at(response, offset):
+            if offset and not resumes_at(response, offset):
                 logger.info("%s ignored the resume request; downloading %s from the start", source, spec.name)
                 offset = 0
                 receiving.restart()
-            _check_offered(spec, source, response, offset)
+            check_offered(spec, source, response, offset)
             with open(part, "ab" if offset else "wb") as stream:
                 self._copy(spec, receiving, stream, progress)
-        except _WrongFileError:
+        except WrongFileError:
             part.unlink(missing_ok=True)
             raise
         except urllib.error.HTTPError as error:
@@ -264,7 +262,7 @@ class CheckpointStore:
             reader.abandon()
 
     def _copy(
-        self, spec: ModelSpec, receiving: _Receiving, stream: BinaryIO, progress: ProgressCallback | None
+        self, spec: ModelSpec, receiving: Receiving, stream: BinaryIO, progress: ProgressCallback | None
     ) -> None:
         total = spec.size_bytes
         head = b""  # the first bytes of a download from the start, until they are checked
@@ -275,13 +273,13 @@ class CheckpointStore:
             chunk = receiving.next()
             assert isinstance(chunk, bytes)
             if checking:
-                head += chunk[:_MAGIC_BYTES]
-                if len(head) >= _MAGIC_BYTES or not chunk:
+                head += chunk[:MAGIC_BYTES]
+                if len(head) >= MAGIC_BYTES or not chunk:
                     checking = False
-                    if not _looks_like_checkpoint(head):
-                        raise _WrongFileError(
+                    if not looks_like_checkpoint(head):
+                        raise WrongFileError(
                             f"The server sent a file that does not begin like a checkpoint (first bytes "
-                            f"{head[:_MAGIC_BYTES]!r}): it is not {spec.filename}. Check the download address or mirror."
+                            f"{head[:MAGIC_BYTES]!r}): it is not {spec.filename}. Check the download address or mirror."
                         )
             if not chunk:
                 # On disk before the rename, so a power cut cannot leave a hollow final file.
@@ -289,7 +287,7 @@ class CheckpointStore:
                 os.fsync(stream.fileno())
                 return
             if receiving.done + len(chunk) > total:
-                raise _WrongFileError(
+                raise WrongFileError(
                     f"The server sent more than the {total} bytes of {spec.filename}: it is not the "
                     f"checkpoint of {spec.name}."
                 )
@@ -335,146 +333,6 @@ class CheckpointStore:
         """Delete the cached file and any partial download of ``spec``."""
         for path in (self.cached_path(spec), self.partial_path(spec)):
             path.unlink(missing_ok=True)
-
-
-class _WrongFileError(CheckpointError):
-    """The server is sending something other than the expected file; drop the .part."""
-
-
-class _Reader:
-    """Opens the request and reads the reply on a daemon thread, handing the response, then each
-    piece (b"" at the end), or the error it met, over a queue. The downloading thread waits on the
-    queue a poll at a time, so it never sits in a socket read it cannot leave."""
-
-    def __init__(self, request: urllib.request.Request, chunk_size: int, timeout_s: float) -> None:
-        self._queue: queue.Queue[object] = queue.Queue(maxsize=_QUEUE_PIECES)
-        self._abandoned = threading.Event()
-        threading.Thread(
-            target=self._run, args=(request, chunk_size, timeout_s), name="checkpoint-download", daemon=True
-        ).start()
-
-    def _run(self, request: urllib.request.Request, chunk_size: int, timeout_s: float) -> None:
-        try:
-            with urllib.request.urlopen(request, timeout=timeout_s) as response:
-                if not self._hand_over(response):
-                    return
-                while True:
-                    # read1 returns what has arrived, so a slow server's bytes count as soon as they come.
-                    chunk = response.read1(chunk_size)
-                    if not self._hand_over(chunk) or not chunk:
-                        return
-        except Exception as error:  # raised again in the downloading thread
-            self._hand_over(error)
-
-    def _hand_over(self, item: object) -> bool:
-        """Queue ``item``; False once the downloading thread has gone (then nobody reads it)."""
-        while not self._abandoned.is_set():
-            try:
-                self._queue.put(item, timeout=_POLL_S)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def get(self) -> object | None:
-        """The next item, or None when none came within a poll."""
-        try:
-            return self._queue.get(timeout=_POLL_S)
-        except queue.Empty:
-            return None
-
-    def abandon(self) -> None:
-        """Stop handing over; the thread ends after its current read (at worst the socket timeout)."""
-        self._abandoned.set()
-
-
-class _Receiving:
-    """One download's progress: what the reader handed over, checked against Cancel and the stall clock."""
-
-    def __init__(
-        self, store: CheckpointStore, spec: ModelSpec, reader: _Reader, cancel: CancelCallback | None, done: int
-    ) -> None:
-        self.store, self.spec, self.reader, self.cancel = store, spec, reader, cancel
-        self.done = done  # bytes of the checkpoint in the .part
-        self._mark = done
-        self._deadline = time.monotonic() + store.stall_seconds
-
-    def restart(self) -> None:
-        """The server sends the file from its first byte (it ignored the resume request)."""
-        self.done = self._mark = 0
-
-    def next(self) -> object:
-        """The reader's next item; raises its error, CancelledError, or a CheckpointError on a stall."""
-        while True:
-            if self.cancel is not None and self.cancel():
-                raise CancelledError(
-                    f"Download of {self.spec.name} cancelled at {self.done} of {self.spec.size_bytes} bytes; "
-                    "downloading it again resumes from there."
-                )
-            if self.done - self._mark >= self.store.stall_bytes:
-                self._mark, self._deadline = self.done, time.monotonic() + self.store.stall_seconds
-            if time.monotonic() > self._deadline:
-                raise CheckpointError(
-                    f"The download of {self.spec.name} stalled: less than {self.store.stall_bytes // 1024} KiB "
-                    f"arrived in {self.store.stall_seconds:g} s (at {self.done} of {self.spec.size_bytes} bytes). "
-                    "Run it again to resume, try another mirror, or import the file."
-                )
-            item = self.reader.get()
-            if isinstance(item, BaseException):
-                raise item
-            if item is not None:
-                return item
-
-
-def _check_offered(spec: ModelSpec, source: str, response: http.client.HTTPResponse, offset: int) -> None:
-    """Refuse a reply that cannot be the checkpoint before any of it is kept (an HTML error page,
-    another model): by its media type, its length, or the total size in its Content-Range."""
-    media_type = response.headers.get_content_type().lower() if response.headers.get("Content-Type") else ""
-    if media_type.startswith(_DOCUMENT_TYPES):
-        raise _WrongFileError(
-            f"{source} answered with a document ({media_type}), not the checkpoint of {spec.name}: "
-            "probably an error or sign-in page. Check the download address or mirror."
-        )
-    sizes = []
-    length = response.headers.get("Content-Length")
-    if length is not None and length.isdigit():
-        sizes.append(offset + int(length))
-    whole = response.headers.get("Content-Range", "").rpartition("/")[2]
-    if response.status == 206 and whole.isdigit():
-        sizes.append(int(whole))
-    for size in sizes:
-        if size != spec.size_bytes:
-            raise _WrongFileError(
-                f"{source} offers {size} bytes; the checkpoint of {spec.name} "
-                f"({spec.filename}) has {spec.size_bytes}. Check the download address or mirror."
-            )
-
-
-def _looks_like_checkpoint(head: bytes) -> bool:
-    """Whether ``head`` (the first bytes) can begin a checkpoint: a zip (torch.save), a pickle of
-    protocol 2 or later (older torch.save), or safetensors (header length, then a JSON object)."""
-    if head.startswith(b"PK\x03\x04"):
-        return True
-    if len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5:
-        return True
-    return len(head) >= _MAGIC_BYTES and head[8:9] == b"{" and int.from_bytes(head[:8], "little") > 0
-
-
-def _starts_like_checkpoint(path: Path) -> bool:
-    with open(path, "rb") as stream:
-        return _looks_like_checkpoint(stream.read(_MAGIC_BYTES))
-
-
-def _resumes_at(response: http.client.HTTPResponse, offset: int) -> bool:
-    """Whether a response to a Range request really continues at ``offset``."""
-    if response.status != 206:
-        return False
-    content_range = response.headers.get("Content-Range", "")
-    try:
-        start = int(content_range.split()[1].split("-")[0])
-    except (IndexError, ValueError):
-        return False
-    return start == offset
 
 
 def _check_size(spec: ModelSpec, path: Path, size: int) -> None:

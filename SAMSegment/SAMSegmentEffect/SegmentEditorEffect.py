@@ -450,34 +450,15 @@ class SegmentEditorEffect(AbstractScriptedSegmentEditorEffect):
     def _show(self, notice):
         from SAMSegmentMRML.session import NoticeKind
 
-        kind = notice.kind
-        if kind is NoticeKind.PROGRESS:
-            done, planned = notice.progress
-            self.options.progressBar.maximum = max(1, planned)
-            self.options.progressBar.value = done
-        elif kind is NoticeKind.DOWNLOAD:
-            done, total = notice.progress
-            self.options.downloadProgress.maximum = 1000
-            self.options.downloadProgress.value = int(1000 * done / max(1, total))
-        elif kind is NoticeKind.OUT_OF_MEMORY:
+        if notice.kind is NoticeKind.OUT_OF_MEMORY:
             self._offerCpu(notice.text)
-        elif kind is NoticeKind.MODEL:
+            return
+        if notice.kind is NoticeKind.MODEL:
             slicer.util.getModuleLogic("SAMSegment").loadedModel = (
                 self.scriptedEffect.parameter("Model"),
                 self.scriptedEffect.parameter("Device"),
             )
-            self.options.status(notice.text)
-        else:
-            self.options.status(notice.text, error=kind is NoticeKind.ERROR)
-        if kind in (NoticeKind.WRITTEN, NoticeKind.ERROR, NoticeKind.STATUS, NoticeKind.DOWNLOADED):
-            session = self.session
-            self.options.progressBar.visible = session is not None and (
-                session.propagating or session.segmentingEverything
-            )
-            self.options.downloadProgress.visible = False
-            self.options.downloadButton.text = _("Download")
-        if kind is NoticeKind.DOWNLOADED:
-            self.options.fillModelSelector()  # the model's weights are here now
+        self.options.showNotice(notice, self.session)
 
     def _offerCpu(self, text):
         onCpu = self.session is not None and self.session.modelDevice == "cpu"  # also with "auto" on a CPU

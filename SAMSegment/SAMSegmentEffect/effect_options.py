@@ -219,3 +219,25 @@ class EffectOptions:
     def status(self, text, error=False):
         self.statusLabel.text = text
         self.statusLabel.setStyleSheet("color: #c0392b" if error else "")
+
+    def showNotice(self, notice, session):
+        """Show what the session reports (``SAMSegmentMRML.session.Notice``) in the panel."""
+        from SAMSegmentMRML.session import NoticeKind
+
+        kind = notice.kind
+        if kind is NoticeKind.PROGRESS:
+            done, planned = notice.progress
+            self.progressBar.maximum = max(1, planned)
+            self.progressBar.value = done
+        elif kind is NoticeKind.DOWNLOAD:
+            done, total = notice.progress
+            self.downloadProgress.maximum = 1000
+            self.downloadProgress.value = int(1000 * done / max(1, total))
+        else:
+            self.status(notice.text, error=kind is NoticeKind.ERROR)
+        if kind in (NoticeKind.WRITTEN, NoticeKind.ERROR, NoticeKind.STATUS, NoticeKind.DOWNLOADED):
+            self.progressBar.visible = session is not None and (session.propagating or session.segmentingEverything)
+            self.downloadProgress.visible = False
+            self.downloadButton.text = _("Download")
+        if kind is NoticeKind.DOWNLOADED:
+            self.fillModelSelector()  # the model's weights are here now

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import numpy as np
 
+import slicer
 from SAMSegmentLib.propagation.types import PropagationResult, SliceResult
 from SAMSegmentLib.volume import Axis, put_slice
 
 from .i18n import tr
-from .segment_writer import MaskWrite
+from .segment_writer import MaskWrite, SegmentEditing, writeSegmentMasks
 
 
 class PropagationCollector:
@@ -48,6 +49,31 @@ class PropagationCollector:
             if slices:
                 writes.append(MaskWrite(outcome.object_id, self.masks[outcome.object_id], self.axis, slices))
         return writes
+
+
+    def write(
+        self,
+        editing: SegmentEditing,
+        segmentationNode: slicer.vtkMRMLSegmentationNode,
+        geometry: slicer.vtkOrientedImageData,
+        result: PropagationResult,
+    ) -> list[str]:
+        """Write the finished slices of ``result`` into the segments they were started for, as one
+        undo step, whatever the user did meanwhile: another segment selected (it stays selected),
+        a target segment removed (a new one of the same name takes its slices). What to tell the user."""
+        writes = self.maskWrites(result)
+        segmentation = segmentationNode.GetSegmentation()
+        recreated = [write for write in writes if segmentation.GetSegment(write.segmentID) is None]
+        if recreated:
+            editing.saveStateForUndo()  # undo removes the new segments too
+        notes = []
+        for write in recreated:
+            name = self.names.get(write.segmentID, write.segmentID)
+            write.segmentID = segmentation.AddEmptySegment("", name)
+            text = tr("Segment '{name}' was removed during the propagation: its slices went into a new segment '{name}'.")
+            notes.append(text.format(name=name))
+        writeSegmentMasks(editing, segmentationNode, geometry, writes, saveUndoState=not recreated)
+        return notes
 
 
 def summary(result: PropagationResult) -> str:

@@ -366,38 +366,13 @@ class EditorSession:
             return [
                 Notice(NoticeKind.STATUS, tr("Propagation cancelled before any slice was done; nothing was written."))
             ]
-        notices = self._writePropagation(collector, message.value)
+        scene = self.segmentationNode.GetScene()
+        if scene is None or not scene.IsNodePresent(self.segmentationNode):
+            message = tr("The segmentation was removed during the propagation: nothing was written.")
+            return [Notice(NoticeKind.ERROR, message)]
+        notes = collector.write(self.editing, self.segmentationNode, self.geometry, message.value)
         self.clearPrompts()
-        return notices
-
-    def _writePropagation(self, collector: PropagationCollector, result: Any) -> list[Notice]:
-        """Write the finished slices into the segments they were started for, whatever the user did
-        meanwhile: another segment selected (it stays selected), the target segment removed (a new
-        one of the same name takes the slices), or the segmentation removed (nothing is written)."""
-        if not self.segmentationNode.GetScene() or not self.segmentationNode.GetScene().IsNodePresent(
-            self.segmentationNode
-        ):
-            return [
-                Notice(
-                    NoticeKind.ERROR, tr("The segmentation was removed during the propagation: nothing was written.")
-                )
-            ]
-        writes = collector.maskWrites(result)
-        segmentation = self.segmentationNode.GetSegmentation()
-        recreated = [write for write in writes if segmentation.GetSegment(write.segmentID) is None]
-        if recreated:
-            self.editing.saveStateForUndo()  # undo removes the new segments too
-        notes = []
-        for write in recreated:
-            name = collector.names.get(write.segmentID, write.segmentID)
-            write.segmentID = segmentation.AddEmptySegment("", name)
-            notes.append(
-                tr(
-                    "Segment '{name}' was removed during the propagation: its slices went into a new segment '{name}'."
-                ).format(name=name)
-            )
-        writeSegmentMasks(self.editing, self.segmentationNode, self.geometry, writes, saveUndoState=not recreated)
-        return [Notice(NoticeKind.WRITTEN, "\n".join([summary(result), *notes]))]
+        return [Notice(NoticeKind.WRITTEN, "\n".join([summary(message.value), *notes]))]
 
     @property
     def closing(self) -> bool:

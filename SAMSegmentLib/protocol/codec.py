@@ -27,6 +27,9 @@ from ..errors import SAMSegmentError
 
 PROTOCOL_VERSION = 1
 MAGIC = b"SAMS"
+# Over HTTP: every request names its protocol version in this header; frames travel as this type.
+PROTOCOL_HEADER = "X-SAMSegment-Protocol"
+FRAME_TYPE = "application/x-samsegment-frame"
 _PREFIX = struct.Struct(">4sHI")  # magic, protocol version, header length
 # numpy kinds a frame may carry: bool, signed and unsigned integers, floats.
 _ARRAY_KINDS = frozenset("biuf")

@@ -22,15 +22,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from .codec import PROTOCOL_VERSION, ProtocolError, decode, encode
+from .codec import FRAME_TYPE, PROTOCOL_HEADER, PROTOCOL_VERSION, ProtocolError, decode, encode
 from .connection import ConnectionLost, HttpConnection, Response
 from .messages import MessageKind, WorkerMessage
 from .requests import Cancel, LoadModel, Request, SetVolume
 
 logger = logging.getLogger(__name__)
 
-PROTOCOL_HEADER = "X-SAMSegment-Protocol"
-FRAME_TYPE = "application/x-samsegment-frame"
 _POLL_WAIT_S = 10.0  # how long the engine may hold a message poll open
 _STATE_REQUESTS = (LoadModel, SetVolume)  # what a new session needs to continue where the last one was
 

@@ -29,14 +29,12 @@ from urllib.parse import parse_qs, urlsplit
 
 from ..errors import SAMSegmentError
 from ..protocol import PROTOCOL_VERSION, ProtocolError, Request, decode, encode
-from ..protocol.codec import frame_length
+from ..protocol.codec import FRAME_TYPE, PROTOCOL_HEADER, frame_length
 from ..protocol.requests import REQUEST_TYPES
 from .engine import EngineService, SessionLostError
 
 logger = logging.getLogger(__name__)
 
-PROTOCOL_HEADER = "X-SAMSegment-Protocol"
-FRAME_TYPE = "application/x-samsegment-frame"
 DEFAULT_MAX_UPLOAD_BYTES = 4 << 30  # a 1000-slice 512 x 512 CT as int16 is 0.5 GB
 
 

@@ -12,10 +12,10 @@ from test_worker_doubles import KEEP_GOING, organ_box
 
 from SAMSegmentLib.propagation import ObjectPrompts, PropagationRequest
 from SAMSegmentLib.protocol import PROTOCOL_VERSION, LoadModel, MessageKind, Predict, Propagate, SetVolume
-from SAMSegmentLib.protocol.codec import encode_bytes
+from SAMSegmentLib.protocol.codec import PROTOCOL_HEADER, encode_bytes
 from SAMSegmentLib.protocol.engine_client import Endpoint, EngineClient, FixedEndpoint, wait_for
 from SAMSegmentLib.service.engine import EngineService, ServiceSettings
-from SAMSegmentLib.service.http_server import PROTOCOL_HEADER, HttpEngineServer
+from SAMSegmentLib.service.http_server import HttpEngineServer
 from SAMSegmentLib.volume import Axis
 from SAMSegmentLib.worker import InferenceWorker, WorkerSettings
 
