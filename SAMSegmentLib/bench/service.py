@@ -192,7 +192,7 @@ def _ask(driver: Driver, loop: GilHoldingLoop | None, request: Request,
             if message.kind is MessageKind.SLICE and on_slice is not None:
                 on_slice(message)
 
-    watched = driver.watched if isinstance(driver, EngineClient) else list
+    watched = _sockets(driver)
     loop.run_until(lambda: bool(messages) and messages[-1].kind.final, collect, watched, collect, _TIMEOUT_S)
     if messages[-1].kind is not MessageKind.RESULT:
         raise RuntimeError(f"{type(request).__name__} failed in the bench: {messages[-1].text}")
@@ -206,8 +206,13 @@ def _think(driver: Driver, loop: GilHoldingLoop | None) -> None:
         time.sleep(THINK_S)
         return
     resume = time.monotonic() + THINK_S
-    watched = driver.watched if isinstance(driver, EngineClient) else list
+    watched = _sockets(driver)
     loop.run_until(lambda: time.monotonic() >= resume, driver.poll, watched, driver.poll, THINK_S + 5.0)
+
+
+def _sockets(driver: Driver) -> Callable[[], list[tuple[int, bool]]]:
+    """What the loop watches for ``driver``: the engine client's sockets; nothing in-process."""
+    return driver.watched if isinstance(driver, EngineClient) else list
 
 
 def _fresh_slices(case: BenchCase, count: int, prefetch_slices: int) -> list[int]:

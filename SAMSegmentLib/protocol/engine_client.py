@@ -86,7 +86,6 @@ class EngineClient:
         self._inbox: list[WorkerMessage] = []
         self._state: dict[type, Request] = {}  # the last LoadModel and SetVolume sent
         self._session: str | None = None
-        self._opening = False
         self._commands: HttpConnection | None = None
         self._messages: HttpConnection | None = None
         self._started = False
@@ -200,12 +199,10 @@ class EngineClient:
         headers = {"Authorization": f"Bearer {endpoint.token}", PROTOCOL_HEADER: str(PROTOCOL_VERSION)}
         self._commands = HttpConnection(endpoint.host, endpoint.port, headers)
         self._messages = HttpConnection(endpoint.host, endpoint.port, headers)
-        self._opening = True
         self._commands.request("POST", "/v1/sessions", self._on_session)
         return True
 
     def _on_session(self, response: Response) -> None:
-        self._opening = False
         self._session = str(_json_answer(response)["session"])
 
     def _send_requests(self) -> None:
@@ -245,7 +242,6 @@ class EngineClient:
         logger.warning("SAM engine lost: %s", reason)
         self._close_connections()
         self._session = None
-        self._opening = False
         text = (
             f"The SAM engine stopped: {reason} Your segmentation is unchanged; "
             "the next action starts the engine again."
