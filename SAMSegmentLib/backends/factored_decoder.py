@@ -20,6 +20,7 @@ rounding differs; the parity tests bound it):
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from torch import nn
@@ -41,10 +42,16 @@ def is_factorable(decoder: nn.Module) -> bool:
     )
 
 
+# segment_anything's decoder classes, reached by duck typing: LiteMedSAM vendors its own copies of them.
+SamModule = Any
+
+
 class FactoredMaskDecoder(nn.Module):
     """``MaskDecoder.forward`` for one image, as (low-res logits, scores)."""
 
-    def __init__(self, decoder: nn.Module, image_pe: torch.Tensor, multimask: bool) -> None:
+    image_pe: torch.Tensor  # a registered buffer, 1 x HW x C
+
+    def __init__(self, decoder: SamModule, image_pe: torch.Tensor, multimask: bool) -> None:
         super().__init__()
         if not is_factorable(decoder):
             raise TypeError(f"{type(decoder).__name__} is not segment_anything's MaskDecoder.")
@@ -75,7 +82,7 @@ class FactoredMaskDecoder(nn.Module):
 
 
 def _two_way_transformer(
-    transformer: nn.Module, image: torch.Tensor, image_pe: torch.Tensor, tokens: torch.Tensor
+    transformer: SamModule, image: torch.Tensor, image_pe: torch.Tensor, tokens: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
     queries, keys = tokens, image
     for layer in transformer.layers:
@@ -85,7 +92,7 @@ def _two_way_transformer(
 
 
 def _attention_block(
-    layer: nn.Module,
+    layer: SamModule,
     queries: torch.Tensor,
     keys: torch.Tensor,
     query_pe: torch.Tensor,
@@ -111,7 +118,7 @@ def _head_weights(linear: nn.Linear, heads: int) -> torch.Tensor:
     return linear.weight.reshape(heads, -1, linear.weight.shape[1])
 
 
-def _tokens_to_image(attention: nn.Module, queries: torch.Tensor, keys: torch.Tensor,
+def _tokens_to_image(attention: SamModule, queries: torch.Tensor, keys: torch.Tensor,
                      values: torch.Tensor) -> torch.Tensor:
     """Few queries, many keys: ``attention(q=queries, k=keys, v=values)``."""
     heads = attention.num_heads
@@ -132,7 +139,7 @@ def _tokens_to_image(attention: nn.Module, queries: torch.Tensor, keys: torch.Te
     return attention.out_proj(out.transpose(1, 2).reshape(prompts, n_queries, heads * head_dim))
 
 
-def _image_to_tokens(attention: nn.Module, queries: torch.Tensor, keys: torch.Tensor,
+def _image_to_tokens(attention: SamModule, queries: torch.Tensor, keys: torch.Tensor,
                      values: torch.Tensor) -> torch.Tensor:
     """Many queries, few keys: ``attention(q=queries, k=keys, v=values)``."""
     heads = attention.num_heads
@@ -152,7 +159,7 @@ def _image_to_tokens(attention: nn.Module, queries: torch.Tensor, keys: torch.Te
     return weights.reshape(prompts, n_queries, heads * n_keys) @ projected_values + attention.out_proj.bias
 
 
-def _upscaled_masks(upscaling: nn.Sequential, channels: int, image: torch.Tensor, hyper: torch.Tensor,
+def _upscaled_masks(upscaling: SamModule, channels: int, image: torch.Tensor, hyper: torch.Tensor,
                     height: int, width: int) -> torch.Tensor:
     """``hyper @ output_upscaling(image)`` as prompts x masks x 4H x 4W, computed channels-last.
 
@@ -174,4 +181,5 @@ def _block_transpose_conv(conv: nn.ConvTranspose2d, pixels: torch.Tensor) -> tor
     in_channels, out_channels = conv.weight.shape[:2]
     weight = conv.weight.permute(0, 2, 3, 1).reshape(in_channels, 4 * out_channels)
     blocks = pixels @ weight  # prompts x pixels x (2 * 2 * out_channels)
+    assert conv.bias is not None, "is_factorable admits SAM's upscaling, whose convolutions have biases"
     return blocks.reshape(pixels.shape[0], -1, out_channels) + conv.bias

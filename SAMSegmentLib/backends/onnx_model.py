@@ -6,6 +6,7 @@ they are cheap, and sharing them keeps both backends' prompts and masks identica
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -84,7 +85,7 @@ class OnnxPromptableModel(PromptableModel):
         multimask_flags = (False, True) if self.spec.multimask else (False,)
         self._decoders = {
             flag: self._open(
-                "decoder_multimask" if flag else "decoder", lambda flag=flag: self._decoder_definition(flag)
+                "decoder_multimask" if flag else "decoder", functools.partial(self._decoder_definition, flag)
             )
             for flag in multimask_flags
         }

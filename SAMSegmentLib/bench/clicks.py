@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -61,7 +62,7 @@ def first_mask_seconds(predictor: VolumePredictor, axis: Axis, indices: Sequence
         if predictor.is_embedded(axis, index):
             raise ValueError(f"Slice {index} is already embedded; first-mask timing needs fresh slices.")
         prompts = Prompts(box=box)
-        seconds.append(timed(lambda i=index: predictor.predict(axis, i, prompts), predictor.model.device)[0])
+        seconds.append(timed(functools.partial(predictor.predict, axis, index, prompts), predictor.model.device)[0])
     return seconds
 
 

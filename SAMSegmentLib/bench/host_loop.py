@@ -52,9 +52,9 @@ class GilHoldingLoop:
     def run_until(
         self,
         done: Callable[[], bool],
-        tick: Callable[[], None],
+        tick: Callable[[], object],
         watched: Callable[[], list[tuple[int, bool]]] = list,
-        on_ready: Callable[[], None] | None = None,
+        on_ready: Callable[[], object] | None = None,
         timeout_s: float = 60.0,
     ) -> None:
         deadline = time.monotonic() + timeout_s

@@ -22,18 +22,18 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, cast
 
 import numpy as np
 
 from ..intensity import IntensityMapping
 from ..models import PromptableModel
 from ..prompts import Prompts
-from ..propagation import ObjectPrompts, PropagationRequest, StopRule
+from ..propagation import ObjectPrompts, PropagationRequest, SliceResult, StopRule
 from ..protocol import LoadModel, MessageKind, Predict, Propagate, Request, SetVolume, WorkerMessage
 from ..protocol.engine_client import EngineClient
 from ..service.launcher import EngineProcess
-from ..volume import put_slice
+from ..volume import Axis, put_slice
 from ..worker import InferenceWorker, WorkerSettings
 from .cases import BenchCase
 from .clicks import jittered_prompts
@@ -146,7 +146,7 @@ def _measure(driver: Driver, loop: GilHoldingLoop | None, case: BenchCase, inten
     before = traffic()
     started = time.perf_counter()
     messages = _ask(driver, loop, Propagate(request, settings.stop_rule, volume_masks=False),
-                    lambda m: put_slice(shown, case.axis, m.value.index, m.value.mask))
+                    lambda m: _show(shown, case.axis, m.value))
     propagation_s = time.perf_counter() - started
     slices = sum(m.kind is MessageKind.SLICE for m in messages)
     propagation_bytes = _delta(traffic(), before)
@@ -229,3 +229,9 @@ def _fresh_slices(case: BenchCase, count: int, prefetch_slices: int) -> list[int
 
 def _delta(after: tuple[int, int], before: tuple[int, int]) -> tuple[int, int]:
     return after[0] - before[0], after[1] - before[1]
+
+
+def _show(shown: np.ndarray, axis: Axis, value: object) -> None:
+    """Paint a SLICE message's mask into ``shown``, as the effect's collector does."""
+    result = cast(SliceResult, value)
+    put_slice(shown, axis, result.index, result.mask)

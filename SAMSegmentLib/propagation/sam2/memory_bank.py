@@ -106,9 +106,8 @@ def resample(
     similarity = torch.stack([m.image_key for m in memories]) @ image_key
     # Drawn on the CPU, where the generator lives, whatever device the features are on.
     gumbel = -torch.empty(len(memories)).exponential_(generator=generator).log().to(similarity.device)
-    drawn = torch.topk(similarity / temperature + gumbel, min(slots, len(memories))).indices
-    drawn = sorted(drawn.tolist(), key=lambda i: -float(similarity[i]))
-    return [memories[i] for i in drawn]
+    drawn = torch.topk(similarity / temperature + gumbel, min(slots, len(memories))).indices.tolist()
+    return [memories[i] for i in sorted(drawn, key=lambda i: -float(similarity[i]))]
 
 
 @dataclass

@@ -101,6 +101,7 @@ class SAM2VolumeSession:
         if not self.object_ids:
             raise PromptError("Add prompts on a slice before propagating.")
         start = self.last_prompted_index if start is None else start
+        assert start is not None, "object_ids is filled together with last_prompted_index"
         # The request carries no prompts: they are already in the session's state.
         request = PropagationRequest(self.axis, start, [], Direction(direction), slice_range)
         return SAM2Propagation(self, request, stop_rule, cancel, progress)

@@ -3,6 +3,7 @@ training and validation, and train. What the command line and a Slicer button bo
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -58,7 +59,7 @@ def finetune_on_volumes(
             case_values,
             axis,
             number,
-            progress=None if progress is None else lambda done, total, stage=stage: progress(stage, done, total),
+            progress=None if progress is None else functools.partial(_staged, progress, stage),
             cancel=cancel,
         )
         for item in slices:
@@ -85,3 +86,7 @@ def case_label_values(structures: Sequence[str], cases: Sequence[LabelledCase]) 
         known = sorted({name for case in cases for name in case.names.values()})
         raise SAMSegmentError(f"Not labelled in any image: {', '.join(missing)}. Labelled: {', '.join(known)}.")
     return values
+
+
+def _staged(progress: StageProgress, stage: str, done: int, total: int) -> None:
+    progress(stage, done, total)
