@@ -6,12 +6,23 @@ import os
 from pathlib import Path
 
 import pytest
+from synthetic import make_ct_phantom
 
 from SAMSegmentLib.volume import Volume
-from synthetic import make_ct_phantom
 
 DATA_ENV = "SAMSEGMENT_DATA_DIR"
 _DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "abdomen-ct"
+
+
+# Fixtures that bring real weights or the shared data: a test using one is in the slow tier.
+SLOW_FIXTURES = frozenset({"litemedsam", "abdomen_ct_dir"})
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark every test that uses real weights or the shared data, so ``make test-fast`` can leave them out."""
+    for item in items:
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.realweights)
 
 
 @pytest.fixture

@@ -8,14 +8,12 @@ from pathlib import Path
 
 from ..backends import BACKEND_CHOICES, open_backend
 from ..device import DEVICE_CHOICES, select_device
-from ..errors import ModelUnavailableError, PromptError, SAMSegmentError
+from ..errors import ModelUnavailableError, PromptError
 from ..intensity import PRESETS
 from ..models import PromptableModel, load_model
-from ..predictor import VolumePredictor
 from ..prompts import Prompts
-from ..propagation.sam2 import MemoryPolicy, SAM2VolumeSession, open_sam2_session
 from ..registry import Family, get_spec
-from ..volume import Axis, Volume, ijk_to_slice
+from ..volume import Axis, ijk_to_slice
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
@@ -34,22 +32,6 @@ def open_model(args: argparse.Namespace) -> PromptableModel:
     if spec.family is Family.SAM2:
         raise ModelUnavailableError(f"{spec.name} is a SAM 2 model: use it with `samsegment segment` or in Slicer.")
     return open_backend(load_model(spec, select_device(args.device), checkpoint=args.checkpoint), args.backend)
-
-
-def open_segmenter(
-    args: argparse.Namespace, volume: Volume, axis: Axis, memory_policy: MemoryPolicy | str | None = None
-) -> VolumePredictor | SAM2VolumeSession:
-    """The model of ``args`` ready to segment ``volume``: a SAM 2 session along ``axis`` (with
-    ``memory_policy``, default SAM 2's own), or a predictor for the other models."""
-    spec = get_spec(args.model)
-    if spec.family is Family.SAM2:
-        policy = MemoryPolicy.RECENT if memory_policy is None else memory_policy
-        return open_sam2_session(spec, volume, axis, select_device(args.device), args.preset, policy, args.checkpoint)
-    if memory_policy is not None:
-        raise SAMSegmentError(f"{spec.name} has no memory: a memory policy applies to SAM 2 models only.")
-    predictor = VolumePredictor(open_model(args))
-    predictor.set_volume(volume, args.preset)
-    return predictor
 
 
 def parse_numbers(text: str, count: int, what: str) -> list[float]:

@@ -7,20 +7,17 @@ from pathlib import Path
 
 import numpy as np
 
-
 from ..atomic import PlannedOutput, check_outputs, written_together
 from ..errors import PromptError
 from ..imageio import SEGMENTATION_SUFFIXES, Segment, read_volume, write_segmentation
 from ..intensity import mapping_for
-from ..prediction import Prediction
-from ..predictor import VolumePredictor
 from ..prompts import Prompts
-from ..propagation import CancelToken, Direction, ObjectPrompts, PropagationRequest, SliceResult
-from ..propagation.sam2 import MemoryPolicy, SAM2VolumeSession
+from ..propagation import Direction, ObjectPrompts, PropagationRequest
+from ..propagation.sam2 import MemoryPolicy
 from ..registry import get_spec
+from ..segmenter import Segmenter
 from ..volume import Axis, put_slice
-from ..worker.propagators import make_propagator
-from .common import add_model_arguments, open_segmenter, parse_prompts, parse_slice_indices
+from .common import add_model_arguments, parse_prompts, parse_slice_indices
 from .overlay import display_flips, write_overlay_png
 from .progress import progress_bar
 
@@ -66,15 +63,12 @@ def run(args: argparse.Namespace) -> int:
     prompts = parse_prompts(args.box, args.point, axis, args.slice)
     prompts.validate(volume.slice_shape(axis), get_spec(args.model))  # before the model loads
     request = _propagation_request(args, axis, prompts, volume.slice_count(axis)) if args.propagate else None
-    segmenter = open_segmenter(args, volume, axis, args.memory_policy)
+    segmenter = Segmenter(get_spec(args.model), args.device, args.checkpoint, args.backend, args.memory_policy)
+    segmenter.set_volume(volume, args.preset)
     if request is not None:
         mask = _propagate(segmenter, request, args.name)
     else:
-        seed: SliceResult | Prediction
-        if isinstance(segmenter, SAM2VolumeSession):
-            seed = segmenter.add_prompts(args.slice, args.name, prompts)
-        else:
-            seed = segmenter.predict(axis, args.slice, prompts)
+        seed = segmenter.segment_slice(axis, args.slice, prompts)
         mask = np.zeros(volume.array.shape, dtype=bool)
         put_slice(mask, axis, args.slice, seed.mask)
         print(f"{args.name}: {int(seed.mask.sum())} pixels on {axis.value} slice {args.slice}, "
@@ -113,17 +107,15 @@ def _propagation_request(
     return request
 
 
-def _propagate(segmenter: VolumePredictor | SAM2VolumeSession, request: PropagationRequest, name: str) -> np.ndarray:
+def _propagate(segmenter: Segmenter, request: PropagationRequest, name: str) -> np.ndarray:
     with progress_bar("propagating", total=None, unit="slice") as bar:
-        propagator = make_propagator(segmenter, request, None, CancelToken(), bar.update_to)
-        for _ in propagator:
-            pass
-    outcome = propagator.result.objects[name]
+        result = segmenter.propagate_request(request, bar.update_to)
+    outcome = result.objects[name]
     if outcome.absent:
         print(f"{name}: the model found nothing at the prompts on slice {request.seed_index}.")
     else:
         print(f"{name}: segmented slices {min(outcome.slices)}..{max(outcome.slices)} "
-              f"({len(outcome.slices)} slices, {propagator.result.embedded_slices} embedded)")
+              f"({len(outcome.slices)} slices, {result.embedded_slices} embedded)")
     for stop in outcome.stops:
         print(f"    {stop.direction} stopped after slice {stop.last_index}: {stop.reason}")
     return outcome.mask

@@ -22,7 +22,7 @@ def make_propagator(
     request: PropagationRequest,
     stop_rule: StopRule | SAM2StopRule | None,
     cancel: CancelToken,
-    progress: ProgressCallback,
+    progress: ProgressCallback | None = None,
 ) -> Propagator:
     """The propagator for the segmenter's model family; the one place to add a family.
 
