@@ -5,14 +5,14 @@ BIN := $(VENV)/bin
 # The shared abdominal CT beside the checkout; override to point elsewhere.
 export SAMSEGMENT_DATA_DIR ?= $(abspath ../shared/data/abdomen-ct)
 
-.PHONY: setup demo test clean
+.PHONY: setup demo test test-fast lint clean
 
 setup: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml requirements/constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c requirements/constraints.txt -e '.[test]'
+	$(BIN)/python -m pip install --quiet -c requirements/constraints.txt -e '.[test,lint]'
 # sam2 has no wheel: build it against the torch above, without its optional CUDA extension
 # (setuptools first: venvs of Python 3.12 and later come without it).
 	$(BIN)/python -m pip install --quiet 'setuptools>=61'
@@ -24,6 +24,14 @@ demo: setup
 
 test: setup
 	$(BIN)/python -m pytest -ra
+
+# Under a minute: no real weights, shared data, slicer-core, sam2 or Ray cluster.
+test-fast: setup
+	$(BIN)/python -m pytest -q -m "not realweights and not realdata and not slicer and not sam2 and not ray"
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/python -m mypy
 
 clean:
 	rm -rf $(VENV) out

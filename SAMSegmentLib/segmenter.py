@@ -26,11 +26,11 @@ from .prediction import Prediction
 from .predictor import VolumePredictor
 from .prompts import Prompts
 from .propagation import Direction, ObjectPrompts, PropagationRequest, PropagationResult
+from .propagation.factory import make_propagator
 from .propagation.sam2 import MemoryPolicy, SAM2VolumeSession, open_sam2_session
 from .propagation.types import ProgressCallback, SliceResult
 from .registry import Family, ModelSpec, get_spec
 from .volume import Axis, Volume
-from .worker.propagators import make_propagator
 
 # The object id of a propagation started from one prompt set.
 SINGLE_OBJECT = "object"

@@ -11,8 +11,8 @@ from ..metrics import dice, iou
 from ..predictor import Prediction, VolumePredictor
 from ..prompts import Prompts
 from ..propagation import CancelToken, Direction, ObjectPrompts, PropagationRequest, Stop
+from ..propagation.factory import make_propagator
 from ..volume import Axis, put_slice
-from ..worker.propagators import make_propagator
 from .clicks import interior_point, next_click
 from .protocols import box_from_reference, largest_slice
 

@@ -31,12 +31,12 @@ from ..errors import SAMSegmentError
 from ..intensity import IntensityMapping, mapping_for
 from ..prompts import Prompts
 from ..propagation import CancelToken, SliceResult
+from ..propagation.factory import make_propagator
 from ..propagation.sam2 import MemoryPolicy, SAM2VolumeSession
 from ..propagation.types import ProgressCallback, Propagator
+from ..protocol.requests import Predict, Propagate
 from ..registry import ModelSpec
 from ..volume import Axis, Volume
-from .propagators import make_propagator
-from ..protocol.requests import Predict, Propagate
 
 if TYPE_CHECKING:
     from ..propagation.sam2.predictor import VolumeVideoPredictor

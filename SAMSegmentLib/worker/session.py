@@ -23,13 +23,13 @@ from ..errors import SAMSegmentError
 from ..models import ImageEmbedding, PromptableModel, load_model
 from ..predictor import VolumePredictor
 from ..propagation import CancelToken, PropagationResult, SliceResult
+from ..propagation.factory import make_propagator
 from ..propagation.sam2 import load_sam2_predictor
+from ..protocol.messages import ModelReady, Preview, VolumeReady
+from ..protocol.requests import Download, LoadModel, Predict, Propagate, SetVolume
 from ..registry import Family, get_spec
 from ..volume import Axis
-from ..protocol.messages import ModelReady, Preview, VolumeReady
 from .prefetch import Prefetch
-from .propagators import make_propagator
-from ..protocol.requests import Download, LoadModel, Predict, Propagate, SetVolume
 from .sam2_sessions import SAM2Model, SAM2Sessions, parse_memory_policy
 
 # Builds the model of a LoadModel: a PromptableModel, or a SAM2Model for the SAM 2 family.

@@ -1,4 +1,4 @@
-"""Which propagation algorithm serves which model family."""
+"""Which propagation algorithm serves which model family: the one place to add a family."""
 
 from __future__ import annotations
 
@@ -6,10 +6,11 @@ from typing import TypeVar
 
 from ..errors import ModelUnavailableError
 from ..predictor import VolumePredictor
-from ..propagation import CancelToken, MaskCarryPropagation, PropagationRequest, StopRule
-from ..propagation.sam2 import SAM2StopRule, SAM2VolumeSession
-from ..propagation.types import ProgressCallback, Propagator
 from ..registry import Family
+from .mask_carry import MaskCarryPropagation
+from .sam2 import SAM2StopRule, SAM2VolumeSession
+from .stop_rule import StopRule
+from .types import CancelToken, ProgressCallback, PropagationRequest, Propagator
 
 # Models without memory carry each slice's mask to the next as its prompt.
 _MASK_CARRY_FAMILIES = frozenset({Family.SAM, Family.HQ_SAM, Family.LITE_MEDSAM})
