@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from SAMSegmentLib.intensity import mapping_for
-from SAMSegmentLib.propagation.sam2.frames import IMAGE_MEAN, IMAGE_STD, VolumeFrames, volume_inference_state
+from SAMSegmentLib.propagation.sam2.frames import IMAGE_MEAN, IMAGE_STD, VolumeFrames
+from SAMSegmentLib.propagation.sam2.upstream import UpstreamState
 from SAMSegmentLib.volume import Axis
 
 pytest.importorskip("sam2")
@@ -57,7 +58,7 @@ def test_the_state_has_the_fields_of_upstream_init_state(tmp_path, predictor, ct
     for index in range(2):
         Image.fromarray(np.full((rows, columns, 3), 100 + index, np.uint8)).save(tmp_path / f"{index}.jpg")
     upstream = predictor.init_state(str(tmp_path))
-    ours = volume_inference_state(VolumeFrames(ct_phantom, Axis.AXIAL, mapping_for(ct_phantom), 128), predictor.device)
+    ours = UpstreamState(VolumeFrames(ct_phantom, Axis.AXIAL, mapping_for(ct_phantom), 128), predictor.device).state
     assert set(ours) == set(upstream)
     # Apart from the frames themselves, upstream's warm-up encoding of frame 0 and where
     # frames live, the two states are equal: same sizes and devices, empty containers.

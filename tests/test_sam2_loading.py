@@ -99,3 +99,14 @@ def test_without_the_sam2_package_the_error_says_how_to_install_it(monkeypatch) 
     monkeypatch.setitem(sys.modules, "sam2.build_sam", None)
     with pytest.raises(ModelUnavailableError, match="SAM2_BUILD_CUDA=0 pip install"):
         build_sam2_predictor(TINY.architecture, CPU)
+
+
+def test_an_unsupported_sam2_is_refused_naming_both_versions(monkeypatch) -> None:
+    from SAMSegmentLib.propagation.sam2 import upstream
+
+    real_version = upstream.metadata.version
+    monkeypatch.setattr(
+        upstream.metadata, "version", lambda name: "1.2.0" if name == "sam2" else real_version(name)
+    )
+    with pytest.raises(ModelUnavailableError, match=r"needs sam2 1\.1\.0, but sam2 1\.2\.0 is installed"):
+        build_sam2_predictor(TINY.architecture, CPU)

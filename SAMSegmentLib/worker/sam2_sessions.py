@@ -136,4 +136,4 @@ class SAM2Sessions:
             if object_id in committed:
                 session.add_prompts(index, object_id, committed[object_id])
             else:
-                session.predictor.clear_all_prompts_in_frame(session.state, index, object_id, need_output=False)
+                session.clear_prompts(index, object_id)

@@ -9,7 +9,6 @@ Frames are made on demand, so a 300-slice volume never holds 300 full-size frame
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from typing import Any
 
 import torch
@@ -54,34 +53,3 @@ class VolumeFrames:
         resized = F.interpolate(image, size=size, mode="bicubic", antialias=True, align_corners=False)
         rgb = resized.clamp(0.0, 1.0)[0].expand(3, -1, -1)
         return (rgb - self._mean) / self._std
-
-
-def volume_inference_state(frames: VolumeFrames, device: torch.device) -> dict[str, Any]:
-    """An inference state for ``SAM2VideoPredictor`` over ``frames``.
-
-    It has the fields that sam2 1.1.0's ``init_state`` fills (tests compare the two), with
-    the frames from the volume instead of files. Unlike ``init_state`` it does not encode
-    slice 0 up front: the first prompt encodes the slice it is on.
-    """
-    height, width = frames.slice_shape
-    return {
-        "images": frames,
-        "num_frames": len(frames),
-        # Frames are made on the CPU on demand; upstream moves each to the device when used.
-        "offload_video_to_cpu": True,
-        "offload_state_to_cpu": False,
-        "video_height": height,
-        "video_width": width,
-        "device": device,
-        "storage_device": device,
-        "point_inputs_per_obj": {},
-        "mask_inputs_per_obj": {},
-        "cached_features": {},
-        "constants": {},
-        "obj_id_to_idx": OrderedDict(),
-        "obj_idx_to_id": OrderedDict(),
-        "obj_ids": [],
-        "output_dict_per_obj": {},
-        "temp_output_dict_per_obj": {},
-        "frames_tracked_per_obj": {},
-    }

@@ -20,7 +20,7 @@ from .policy import MemoryPolicy
 from .session import SAM2VolumeSession
 
 if TYPE_CHECKING:
-    from .predictor import VolumeVideoPredictor
+    from .upstream import VolumeVideoPredictor
 
 INSTALL_HINT = (
     "Install it with: SAM2_BUILD_CUDA=0 pip install --no-build-isolation sam2==1.1.0 "
@@ -42,7 +42,7 @@ DERIVED_CONFIGS: dict[str, tuple[str, tuple[str, ...]]] = {
 }
 
 _PREDICTOR_OVERRIDES = (
-    f"++model._target_={__package__}.predictor.VolumeVideoPredictor",
+    f"++model._target_={__package__}.upstream.VolumeVideoPredictor",
     # A corrected slice becomes a prompted (conditioning) slice: upstream propagation then
     # keeps its corrected mask and every later slice attends to it.
     "++model.add_all_frames_to_correct_as_cond=true",
@@ -56,6 +56,9 @@ def _import_sam2() -> None:
         raise ModelUnavailableError(
             f"The SAM 2 models need the Python package 'sam2' ({error}). {INSTALL_HINT}"
         ) from error
+    from .upstream import check_sam2_version
+
+    check_sam2_version()
 
 
 def build_sam2_predictor(config: str, device: torch.device, overrides: Sequence[str] = ()) -> VolumeVideoPredictor:

@@ -17,14 +17,14 @@ from ...prompts import Prompts
 from ...registry import ModelSpec
 from ...volume import Axis, Volume
 from ..types import CancelToken, Direction, ProgressCallback, PropagationRequest, SliceResult
-from .frames import VolumeFrames, volume_inference_state
+from .frames import VolumeFrames
 from .memory_bank import MEMORY_BANK_KEY, PREDICTED_IOU_KEY, SelfSortingMemoryBank, SelfSortingSettings
 from .policy import MemoryPolicy
 from .propagation import SAM2Propagation
 from .stop_rule import SAM2StopRule
 
 if TYPE_CHECKING:
-    from .predictor import VolumeVideoPredictor
+    from .upstream import VolumeVideoPredictor
 
 
 class SAM2VolumeSession:
@@ -58,21 +58,24 @@ class SAM2VolumeSession:
         mapping = intensity if isinstance(intensity, IntensityMapping) else mapping_for(volume, intensity)
         self.frames = VolumeFrames(volume, self.axis, mapping, predictor.image_size)
         self.bank_settings = bank_settings or SelfSortingSettings()
-        self.state = volume_inference_state(self.frames, predictor.device)
+        from .upstream import UpstreamState  # sam2 is importable: the predictor exists
+
+        self._upstream = UpstreamState(self.frames, predictor.device)
+        self.state = self._upstream.state  # what sam2's public predictor methods take
         self.last_prompted_index: int | None = None
 
     @property
     def object_ids(self) -> list[str]:
-        return list(self.state["obj_ids"])
+        return self._upstream.object_ids()
 
     def add_prompts(self, index: int, object_id: str, prompts: Prompts) -> SliceResult:
         """Segment ``object_id`` on slice ``index`` from ``prompts``, which replace that object's
         earlier prompts on that slice (send all of them). On a slice propagation has already
         reached, this corrects the propagated mask, using the memory of the other slices."""
         self._check_prompts(index, prompts)
-        object_index = self.predictor._obj_id_to_idx(self.state, object_id)
+        object_index = self._upstream.object_index(self.predictor, object_id)
         if self.memory_policy is MemoryPolicy.SELF_SORTING:
-            outputs = self.state["output_dict_per_obj"][object_index]
+            outputs = self._upstream.object_outputs(object_index)
             outputs.setdefault(MEMORY_BANK_KEY, SelfSortingMemoryBank(self.bank_settings))
         _, object_ids, masks = self.predictor.add_new_points_or_box(
             self.state,
@@ -84,7 +87,7 @@ class SAM2VolumeSession:
             clear_old_points=True,
         )
         self.last_prompted_index = index
-        output = self.state["temp_output_dict_per_obj"][object_index]["cond_frame_outputs"][index]
+        output = self._upstream.prompted_output(object_index, index)
         mask = (masks[object_ids.index(object_id), 0] > 0).cpu().numpy()
         return SliceResult(object_id, index, mask, float(output[PREDICTED_IOU_KEY].reshape(-1)[0]))
 
@@ -124,8 +127,11 @@ class SAM2VolumeSession:
 
     def frame_output(self, object_id: str, index: int) -> dict[str, Any] | None:
         """SAM 2's stored output (mask logits, memory, scores) of an object on a slice, if any."""
-        outputs = self.state["output_dict_per_obj"][self.state["obj_id_to_idx"][object_id]]
-        return outputs["cond_frame_outputs"].get(index, outputs["non_cond_frame_outputs"].get(index))
+        return self._upstream.frame_output(object_id, index)
+
+    def clear_prompts(self, index: int, object_id: str) -> None:
+        """Remove ``object_id``'s prompts and tentative output on slice ``index``."""
+        self.predictor.clear_all_prompts_in_frame(self.state, index, object_id, need_output=False)
 
     def reset(self) -> None:
         """Forget every object, prompt and memory, keeping the volume."""

@@ -1,4 +1,10 @@
-"""SAM 2's video predictor with what volume propagation needs added, nothing rewritten.
+"""The one module that touches sam2's private API: its inference state and the private methods
+of its video predictor. Everything else in SAMSegment uses sam2's public API or this module.
+
+Written against sam2 1.1.0 (``SUPPORTED_SAM2``, pinned in pyproject.toml); loading a SAM 2 model
+checks the installed version first (``check_sam2_version``), because sam2's later updates rename
+exactly the state keys and methods used here. tests/test_sam2_frames.py,
+test_sam2_memory_policy.py and test_sam2_corrections.py fail if their names or arguments change.
 
 ``VolumeVideoPredictor`` is built by Hydra in place of ``SAM2VideoPredictor`` (see
 ``loading.py``) and keeps all of upstream's state handling. It adds:
@@ -9,21 +15,92 @@
 * a hook on the memory selection step: when an object's output dict carries a
   ``SelfSortingMemoryBank`` under ``MEMORY_BANK_KEY``, memory attention is given the bank's
   resampled memories instead of the most recent slices (see ``_with_bank_memories``).
-
-Written against sam2 1.1.0: the private methods overridden here are pinned by the version in
-pyproject.toml, and tests/test_sam2_memory_policy.py and test_sam2_corrections.py fail if
-their names or arguments change.
 """
 
 from __future__ import annotations
 
+from collections import OrderedDict
+from importlib import metadata
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from sam2.sam2_video_predictor import SAM2VideoPredictor
 
+from ...errors import ModelUnavailableError
+from .frames import VolumeFrames
 from .memory_bank import IMAGE_KEY, MEMORY_BANK_KEY, PREDICTED_IOU_KEY, SelfSortingMemoryBank, unit_vector
+SUPPORTED_SAM2 = "1.1.0"
+
+# An inference state: the dict sam2's init_state makes, read and written by its video predictor.
+InferenceState = dict[str, Any]
+
+
+def check_sam2_version() -> None:
+    """Refuse a sam2 other than the one this module was written against, with what to install."""
+    installed = metadata.version("sam2")
+    if installed != SUPPORTED_SAM2:
+        raise ModelUnavailableError(
+            f"SAMSegment's SAM 2 support needs sam2 {SUPPORTED_SAM2}, but sam2 {installed} is installed: its "
+            f"inference state differs. Install sam2=={SUPPORTED_SAM2} (see the README)."
+        )
+
+
+class UpstreamState:
+    """sam2's inference state over a volume's slices, and the reads of it SAMSegment needs.
+
+    ``state`` is the dict that sam2 1.1.0's ``init_state`` fills (tests compare the two), with
+    the frames from the volume instead of files; sam2's public methods take it. Unlike
+    ``init_state`` it does not encode slice 0 up front: the first prompt encodes its slice.
+    """
+
+    def __init__(self, frames: VolumeFrames, device: torch.device) -> None:
+        height, width = frames.slice_shape
+        self.state: InferenceState = {
+            "images": frames,
+            "num_frames": len(frames),
+            # Frames are made on the CPU on demand; upstream moves each to the device when used.
+            "offload_video_to_cpu": True,
+            "offload_state_to_cpu": False,
+            "video_height": height,
+            "video_width": width,
+            "device": device,
+            "storage_device": device,
+            "point_inputs_per_obj": {},
+            "mask_inputs_per_obj": {},
+            "cached_features": {},
+            "constants": {},
+            "obj_id_to_idx": OrderedDict(),
+            "obj_idx_to_id": OrderedDict(),
+            "obj_ids": [],
+            "output_dict_per_obj": {},
+            "temp_output_dict_per_obj": {},
+            "frames_tracked_per_obj": {},
+        }
+
+    def object_ids(self) -> list[str]:
+        return list(self.state["obj_ids"])
+
+    def object_index(self, predictor: SAM2VideoPredictor, object_id: str) -> int:
+        """The index upstream keeps ``object_id`` under, added to the state if new."""
+        return int(predictor._obj_id_to_idx(self.state, object_id))
+
+    def object_outputs(self, index: int) -> dict[str, Any]:
+        """The stored outputs of the object at ``index``: ``cond_frame_outputs`` (prompted slices)
+        and ``non_cond_frame_outputs`` (propagated ones), by slice; SAMSegment adds its memory bank here."""
+        return self.state["output_dict_per_obj"][index]
+
+    def prompted_output(self, index: int, frame: int) -> dict[str, Any]:
+        """The output of the object at ``index`` on prompted slice ``frame``, before a propagation stores it."""
+        return self.state["temp_output_dict_per_obj"][index]["cond_frame_outputs"][frame]
+
+    def frame_output(self, object_id: str, frame: int) -> dict[str, Any] | None:
+        """The stored output (mask logits, memory, scores) of ``object_id`` on slice ``frame``, if any."""
+        outputs = self.object_outputs(self.state["obj_id_to_idx"][object_id])
+        return outputs["cond_frame_outputs"].get(frame, outputs["non_cond_frame_outputs"].get(frame))
+
+
+
 # Image embeddings are pooled to this grid before comparing slices: enough to tell where
 # bright and dark structures are, small enough to keep one vector per slice in memory.
 IMAGE_KEY_GRID = 8
