@@ -1,10 +1,22 @@
-"""Cancelling work from another thread: between steps, and inside a running encoder."""
+"""The one progress and one cancel contract of long work.
+
+Progress: a :class:`Progress` callable, called as ``progress(done, total)`` or
+``progress(done, total, stage)``; ``total`` is 0 while unknown. Cancel: a :class:`CancelToken`,
+set from any thread; the work stops at its next step, or at once inside a running encoder.
+"""
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Protocol
+
+
+class Progress(Protocol):
+    """How far long work is: ``done`` of ``total`` steps (0: not known yet), in ``stage`` (text a person reads)."""
+
+    def __call__(self, done: int, total: int, stage: str = "") -> None: ...
 
 
 class CancelToken:

@@ -22,10 +22,10 @@ import tempfile
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
+from .cancel import CancelToken, Progress
 from .download import (
     MAGIC_BYTES,
     Reader,
@@ -53,10 +53,6 @@ STATE_NOT_DOWNLOADED = "not downloaded"
 
 _HASH_CHUNK = 1 << 20
 _USER_AGENT = "SAMSegment-checkpoints"
-
-ProgressCallback = Callable[[int, int], None]
-CancelCallback = Callable[[], bool]
-
 
 def default_cache_dir() -> Path:
     configured = os.environ.get(CACHE_DIR_ENV, "").strip()
@@ -182,8 +178,8 @@ class CheckpointStore:
     def download(
         self,
         spec: ModelSpec,
-        progress: ProgressCallback | None = None,
-        cancel: CancelCallback | None = None,
+        progress: Progress | None = None,
+        cancel: CancelToken | None = None,
         url: str | None = None,
     ) -> Path:
         """Fetch, verify and cache the checkpoint of ``spec``; resumes a previous ``.part``."""
@@ -222,8 +218,8 @@ class CheckpointStore:
         spec: ModelSpec,
         source: str,
         part: Path,
-        progress: ProgressCallback | None,
-        cancel: CancelCallback | None,
+        progress: Progress | None,
+        cancel: CancelToken | None,
     ) -> None:
         offset = part.stat().st_size if part.is_file() else 0
         request = urllib.request.Request(source, headers={"User-Agent": _USER_AGENT})
@@ -262,7 +258,7 @@ class CheckpointStore:
             reader.abandon()
 
     def _copy(
-        self, spec: ModelSpec, receiving: Receiving, stream: BinaryIO, progress: ProgressCallback | None
+        self, spec: ModelSpec, receiving: Receiving, stream: BinaryIO, progress: Progress | None
     ) -> None:
         total = spec.size_bytes
         head = b""  # the first bytes of a download from the start, until they are checked

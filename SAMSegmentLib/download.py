@@ -8,9 +8,9 @@ import queue
 import threading
 import time
 import urllib.request
-from collections.abc import Callable
 from pathlib import Path
 
+from .cancel import CancelToken
 from .errors import CancelledError, CheckpointError
 from .registry import ModelSpec
 
@@ -83,7 +83,7 @@ class Receiving:
         self,
         spec: ModelSpec,
         reader: Reader,
-        cancel: Callable[[], bool] | None,
+        cancel: CancelToken | None,
         done: int,
         stall_bytes: int,
         stall_seconds: float,
@@ -102,7 +102,7 @@ class Receiving:
     def next(self) -> object:
         """The reader's next item; raises its error, CancelledError, or a CheckpointError on a stall."""
         while True:
-            if self.cancel is not None and self.cancel():
+            if self.cancel is not None and self.cancel.cancelled:
                 raise CancelledError(
                     f"Download of {self.spec.name} cancelled at {self.done} of {self.spec.size_bytes} bytes; "
                     "downloading it again resumes from there."

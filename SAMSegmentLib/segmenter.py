@@ -28,7 +28,7 @@ from .prompts import Prompts
 from .propagation import Direction, ObjectPrompts, PropagationRequest, PropagationResult
 from .propagation.factory import make_propagator
 from .propagation.sam2 import MemoryPolicy, SAM2VolumeSession, open_sam2_session
-from .propagation.types import ProgressCallback, SliceResult
+from .propagation.types import Progress, SliceResult
 from .registry import Family, ModelSpec, get_spec
 from .volume import Axis, Volume
 
@@ -111,7 +111,7 @@ class Segmenter:
         prompts: Prompts,
         direction: Direction = Direction.BOTH,
         slice_range: tuple[int, int] | None = None,
-        progress: ProgressCallback | None = None,
+        progress: Progress | None = None,
         cancel: CancelToken | None = None,
     ) -> PropagationResult:
         """Segment ``prompts`` on slice ``index`` and carry the mask slice by slice along ``axis``
@@ -123,7 +123,7 @@ class Segmenter:
         return self.propagate_request(request, progress, cancel)
 
     def propagate_request(
-        self, request: PropagationRequest, progress: ProgressCallback | None = None, cancel: CancelToken | None = None
+        self, request: PropagationRequest, progress: Progress | None = None, cancel: CancelToken | None = None
     ) -> PropagationResult:
         """:meth:`propagate` for several objects at once, each with its prompts on the seed slice."""
         try:

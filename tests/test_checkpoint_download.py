@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from checkpoint_payload import FILENAME, PAYLOAD, cache_files, payload_spec, small_chunk_store
 
+from SAMSegmentLib.cancel import CancelToken
 from SAMSegmentLib.checkpoints import STATE_CACHED, STATE_NOT_DOWNLOADED, CheckpointStore
 from SAMSegmentLib.errors import CancelledError, CheckpointError
 from SAMSegmentLib.registry import ModelSpec
@@ -207,13 +208,15 @@ def test_cancel_keeps_the_part_for_a_later_resume(
     server: ThreadingHTTPServer, store: CheckpointStore, spec: ModelSpec
 ) -> None:
     calls: list[int] = []
+    cancel = CancelToken()
+
+    def cancel_after_three(done: int, total: int, stage: str = "") -> None:
+        calls.append(done)
+        if len(calls) > 3:
+            cancel.cancel()
+
     with pytest.raises(CancelledError):
-        store.download(
-            spec,
-            progress=lambda done, total: calls.append(done),
-            cancel=lambda: len(calls) > 3,
-            url=url_of(server),
-        )
+        store.download(spec, progress=cancel_after_three, cancel=cancel, url=url_of(server))
     part = store.partial_path(spec)
     assert cache_files(store) == [part.name]
     assert 0 < part.stat().st_size < len(PAYLOAD)

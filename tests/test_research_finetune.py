@@ -132,7 +132,7 @@ def test_whole_volumes_are_split_into_training_and_validation_slices():
         ["organ"],
         ValidationSplit(cases=frozenset({1})),
         FinetuneOptions(epochs=1),
-        progress=lambda stage, done, total: stages.append(stage),
+        progress=lambda done, total, stage="": stages.append(stage),
     )
     assert {item.case for item in run.training} == {0} and {item.case for item in run.validation} == {1}
     assert run.report.training_masks == len(run.training) == 9 and run.report.validation_masks == 9

@@ -27,6 +27,6 @@ def run(args: argparse.Namespace) -> int:
         path = store.import_file(spec, args.from_file)
     else:
         with progress_bar(f"downloading {spec.filename}", total=spec.size_bytes, unit="B") as bar:
-            path = store.download(spec, progress=lambda done, total: bar.update_to(done, total))
+            path = store.download(spec, progress=bar.update_to)
     print(f"{spec.name}: verified checkpoint at {path}")
     return 0

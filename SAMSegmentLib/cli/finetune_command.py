@@ -67,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
     with ExitStack() as bars:
         shown: dict[str, Any] = {}  # the progress bar of each stage
 
-        def show(stage: str, done: int, total: int) -> None:
+        def show(done: int, total: int, stage: str = "") -> None:
             if stage not in shown:
                 for earlier in shown.values():
                     earlier.close()

@@ -9,9 +9,12 @@ from tqdm import tqdm
 
 
 class _Bar(tqdm):
-    def update_to(self, done: int, total: int | None = None) -> None:
+    def update_to(self, done: int, total: int = 0, stage: str = "") -> None:
+        """A :class:`SAMSegmentLib.cancel.Progress`: the bar at ``done`` of ``total`` (0: unknown)."""
         if total:
             self.total = total
+        if stage:
+            self.set_description(stage, refresh=False)
         self.update(done - self.n)
 
 

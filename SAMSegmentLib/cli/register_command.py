@@ -56,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
     options = RegistrationOptions(affine=args.affine, edge_refinement=not args.no_edges, band_mm=args.band_mm)
     with progress_bar("Registering", None, unit="step") as bar:
 
-        def show(stage: str, iteration: int) -> None:
+        def show(done: int, total: int, stage: str = "") -> None:
             bar.set_description(f"Registering ({stage})", refresh=False)
             bar.update(1)
 

@@ -116,7 +116,7 @@ def _segment(
     volume = predictor.require_volume()
     if settings.propagate:
         request = PropagationRequest(settings.axis, seed, [ObjectPrompts(name, prompts)], settings.direction)
-        propagator = make_propagator(predictor, request, None, CancelToken(), lambda done, total: None)
+        propagator = make_propagator(predictor, request, None, CancelToken())
         for _ in propagator:
             pass
         outcome = propagator.result.objects[name]

@@ -10,7 +10,7 @@ from ..registry import Family
 from .mask_carry import MaskCarryPropagation
 from .sam2 import SAM2StopRule, SAM2VolumeSession
 from .stop_rule import StopRule
-from .types import CancelToken, ProgressCallback, PropagationRequest, Propagator
+from .types import CancelToken, Progress, PropagationRequest, Propagator
 
 # Models without memory carry each slice's mask to the next as its prompt.
 _MASK_CARRY_FAMILIES = frozenset({Family.SAM, Family.HQ_SAM, Family.LITE_MEDSAM})
@@ -23,7 +23,7 @@ def make_propagator(
     request: PropagationRequest,
     stop_rule: StopRule | SAM2StopRule | None,
     cancel: CancelToken,
-    progress: ProgressCallback | None = None,
+    progress: Progress | None = None,
 ) -> Propagator:
     """The propagator for the segmenter's model family; the one place to add a family.
 

@@ -19,7 +19,7 @@ from .stop_rule import ObjectTrack, StopRule
 from .types import (
     CancelToken,
     ObjectResult,
-    ProgressCallback,
+    Progress,
     PropagationRequest,
     PropagationResult,
     SliceResult,
@@ -51,7 +51,7 @@ class MaskCarryPropagation:
         request: PropagationRequest,
         stop_rule: StopRule | None = None,
         cancel: CancelToken | None = None,
-        progress: ProgressCallback | None = None,
+        progress: Progress | None = None,
     ) -> None:
         self.predictor = predictor
         self.request = request

@@ -5,14 +5,14 @@ Propagation checks its ``CancelToken`` before every slice.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Protocol
 
 import numpy as np
 
-from ..cancel import CancelToken  # noqa: F401 - re-exported with the propagation API
+from ..cancel import CancelToken, Progress  # noqa: F401 - re-exported with the propagation API
 from ..prompts import Prompts
 from ..volume import Axis
 
@@ -97,9 +97,6 @@ class PropagationResult:
     objects: dict[str, ObjectResult]
     cancelled: bool = False
     embedded_slices: int = 0
-
-
-ProgressCallback = Callable[[int, int], None]  # (slices done, slices planned at most)
 
 
 class Propagator(Protocol):

@@ -7,7 +7,6 @@ so a structure crossing the slab is one segment rather than one per slice.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
@@ -15,12 +14,11 @@ from scipy.optimize import linear_sum_assignment
 from ..errors import CancelledError, PromptError
 from ..imageio import Segment
 from ..predictor import VolumePredictor
-from ..propagation.types import CancelToken
+from ..cancel import CancelToken, Progress
 from ..volume import Axis, put_slice
 from .automatic import SliceMasks, generate_masks
 from .types import EverythingObject, EverythingResult, GridOptions
 
-ProgressCallback = Callable[[int, int], None]  # (slices done, slices in the slab)
 
 
 def segment_everything(
@@ -30,7 +28,7 @@ def segment_everything(
     last: int | None = None,
     options: GridOptions | None = None,
     link_iou: float = 0.5,
-    progress: ProgressCallback | None = None,
+    progress: Progress | None = None,
     cancel: CancelToken | None = None,
 ) -> EverythingResult:
     """Find every structure on slices ``first``..``last`` (inclusive; one slice when ``last`` is None)."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -20,13 +20,12 @@ from ..atomic import written_together
 from ..errors import CancelledError
 from ..imageio import write_image
 from ..predictor import VolumePredictor
-from ..propagation.types import CancelToken
+from ..cancel import CancelToken, Progress
 from ..volume import Axis, Volume, put_slice
 from .automatic import SliceMasks, generate_masks
 from .sitk_images import image_on_grid
 from .types import PRIOR_GRID_OPTIONS, Combine, GridOptions, PriorMaps, Quality
 
-ProgressCallback = Callable[[int, int], None]  # (slices done, slices planned)
 
 def slice_prior_maps(
     found: SliceMasks, quality: Quality = Quality.STABILITY, combine: Combine = Combine.SUM
@@ -57,7 +56,7 @@ def volume_prior_maps(
     options: GridOptions = PRIOR_GRID_OPTIONS,
     quality: Quality = Quality.STABILITY,
     combine: Combine = Combine.SUM,
-    progress: ProgressCallback | None = None,
+    progress: Progress | None = None,
     cancel: CancelToken | None = None,
 ) -> PriorMaps:
     """Prior maps of the given slices along ``axis``, on the predictor's volume grid."""

@@ -17,7 +17,6 @@ moving-image points, i.e. they resample the moving image onto the fixed one.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,14 +24,13 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
+from ..cancel import CancelToken, Progress
 from ..atomic import OutputError, OutputSet, write_file
 from ..errors import CancelledError, InputImageError
 from ..metrics import dice
 from ..volume import Volume
 from .sitk_images import image_on_grid, volume_image
 
-ProgressCallback = Callable[[str, int], None]  # (stage name, optimiser iteration)
-CancelCheck = Callable[[], bool]  # True once the caller no longer wants the result
 
 # First optimiser step: the mask stage may still have to move centimetres; the edge stage only refines.
 _MASK_STEP_MM = 2.0
@@ -69,13 +67,14 @@ def register_with_masks(
     moving: Volume,
     moving_mask: np.ndarray,
     options: RegistrationOptions | None = None,
-    progress: ProgressCallback | None = None,
-    cancelled: CancelCheck | None = None,
+    progress: Progress | None = None,
+    cancel: CancelToken | None = None,
 ) -> RegistrationResult:
     """Find the transform that maps ``moving`` onto ``fixed``, given the same structure's mask in each.
 
-    ``cancelled`` is asked at every optimiser iteration; once it says True the optimiser stops and
-    CancelledError is raised.
+    ``progress`` gets each optimiser iteration (``total`` 0: the optimiser decides when it has
+    converged) with its stage; ``cancel`` is checked at every iteration: once set, the optimiser
+    stops and CancelledError is raised.
     """
     options = options or RegistrationOptions()
     fixed_mask = _checked_mask(fixed_mask, fixed, "fixed")
@@ -106,7 +105,7 @@ def register_with_masks(
         options,
         "rigid masks",
         progress,
-        cancelled,
+        cancel,
         _MASK_STEP_MM,
     )
     transform = _as_affine(rigid)
@@ -119,14 +118,14 @@ def register_with_masks(
             options,
             "affine masks",
             progress,
-            cancelled,
+            cancel,
             _MASK_STEP_MM,
         )
     dice_masks = mask_dice(transform)
 
     final, dice_final, refined = transform, dice_masks, False
     if options.edge_refinement:
-        candidate = _edge_refined(fixed, fixed_mask, moving, transform, options, progress, cancelled)
+        candidate = _edge_refined(fixed, fixed_mask, moving, transform, options, progress, cancel)
         candidate_dice = mask_dice(candidate)
         if candidate_dice >= dice_masks - options.max_dice_loss:
             final, dice_final, refined = candidate, candidate_dice, True
@@ -163,8 +162,8 @@ def _optimise(
     transform: sitk.Transform,
     options: RegistrationOptions,
     stage: str,
-    progress: ProgressCallback | None,
-    cancelled: CancelCheck | None,
+    progress: Progress | None,
+    cancel: CancelToken | None,
     first_step_mm: float,
     levels: bool = True,
 ) -> None:
@@ -184,12 +183,12 @@ def _optimise(
     method.SmoothingSigmasAreSpecifiedInPhysicalUnitsOn()
     method.SetInitialTransform(transform, inPlace=True)
     if progress is not None:
-        method.AddCommand(sitk.sitkIterationEvent, lambda: progress(stage, method.GetOptimizerIteration()))
-    if cancelled is not None:
+        method.AddCommand(sitk.sitkIterationEvent, lambda: progress(method.GetOptimizerIteration(), 0, stage))
+    if cancel is not None:
         # SimpleITK swallows exceptions raised in a command, so the command stops the optimiser instead.
-        method.AddCommand(sitk.sitkIterationEvent, lambda: cancelled() and method.StopRegistration())
+        method.AddCommand(sitk.sitkIterationEvent, lambda: cancel.cancelled and method.StopRegistration())
     method.Execute(fixed, moving)
-    if cancelled is not None and cancelled():
+    if cancel is not None and cancel.cancelled:
         raise CancelledError("Registration cancelled; no transform was made.")
 
 
@@ -199,8 +198,8 @@ def _edge_refined(
     moving: Volume,
     start: sitk.AffineTransform,
     options: RegistrationOptions,
-    progress: ProgressCallback | None,
-    cancelled: CancelCheck | None,
+    progress: Progress | None,
+    cancel: CancelToken | None,
 ) -> sitk.AffineTransform:
     """``start`` refined by matching edge maps inside a band around the fixed mask."""
     fixed_edges = _edge_map(fixed, options.edge_sigma_mm)
@@ -217,7 +216,7 @@ def _edge_refined(
     correction.SetCenter(tuple(fixed.ijk_to_physical(np.argwhere(fixed_mask).mean(axis=0)[::-1])))
     refined = sitk.CompositeTransform([sitk.AffineTransform(start), correction])
     _optimise(
-        method, fixed_edges, moving_edges, refined, options, "edges", progress, cancelled, _EDGE_STEP_MM, levels=False
+        method, fixed_edges, moving_edges, refined, options, "edges", progress, cancel, _EDGE_STEP_MM, levels=False
     )
     return _as_affine(refined)
 

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 
 from ..errors import ModelUnavailableError, SAMSegmentError
 from ..predictor import VolumePredictor
-from ..propagation import CancelToken
+from ..cancel import CancelToken, Progress
 from ..research.everything import EverythingResult, segment_everything
 from ..research.finetune import check_new_name, finetune_on_volumes, save_finetuned
 from ..research.finetune.provenance import finetune_provenance
@@ -26,10 +25,9 @@ from ..protocol.research import (
 from .sam2_sessions import SAM2Model
 from .session import InferenceSession
 
-Report = Callable[[int, int, str], None]  # (done, total or 0 when unknown, stage)
 
 
-def run_research(session: InferenceSession, request: ResearchRequest, cancel: CancelToken, report: Report) -> object:
+def run_research(session: InferenceSession, request: ResearchRequest, cancel: CancelToken, report: Progress) -> object:
     """Serve ``request``; CancelledError once ``cancel`` is set (between slices, steps or iterations)."""
     if isinstance(request, SegmentEverything):
         return _segment_everything(session, request, cancel, report)
@@ -65,7 +63,7 @@ def _image_predictor(
 
 
 def _segment_everything(
-    session: InferenceSession, request: SegmentEverything, cancel: CancelToken, report: Report
+    session: InferenceSession, request: SegmentEverything, cancel: CancelToken, report: Progress
 ) -> EverythingResult:
     predictor = _image_predictor(session, request.volume, request.preset, request.volume_key)
     return segment_everything(
@@ -75,13 +73,13 @@ def _segment_everything(
         request.last,
         request.options,
         request.link_iou,
-        progress=lambda done, total: report(done, total, ""),
+        progress=report,
         cancel=cancel,
     )
 
 
 def _prior_maps(
-    session: InferenceSession, request: ComputePriorMaps, cancel: CancelToken, report: Report
+    session: InferenceSession, request: ComputePriorMaps, cancel: CancelToken, report: Progress
 ) -> PriorMapsReady:
     predictor = _image_predictor(session, request.volume, request.preset, request.volume_key)
     volume = predictor.require_volume()
@@ -98,7 +96,7 @@ def _prior_maps(
         request.options,
         request.quality,
         request.combine,
-        progress=lambda done, total: report(done, total, ""),
+        progress=report,
         cancel=cancel,
     )
     assert predictor.mapping is not None
@@ -108,7 +106,7 @@ def _prior_maps(
     return PriorMapsReady(maps, written)
 
 
-def _fine_tune(session: InferenceSession, request: FineTune, cancel: CancelToken, report: Report) -> FineTuned:
+def _fine_tune(session: InferenceSession, request: FineTune, cancel: CancelToken, report: Progress) -> FineTuned:
     check_new_name(request.name, session.store, request.overwrite)  # before any slow work
     if not request.cases:
         raise SAMSegmentError("Choose at least one labelled image to fine-tune on.")
@@ -126,7 +124,7 @@ def _fine_tune(session: InferenceSession, request: FineTune, cancel: CancelToken
         request.options,
         Axis(request.axis),
         request.preset,
-        progress=lambda stage, done, total: report(done, total, stage),
+        progress=report,
         cancel=cancel,
     )
     provenance = finetune_provenance(
@@ -136,13 +134,13 @@ def _fine_tune(session: InferenceSession, request: FineTune, cancel: CancelToken
     return FineTuned(spec.name, outcome.report)
 
 
-def _register(request: Register, cancel: CancelToken, report: Report) -> RegistrationResult:
+def _register(request: Register, cancel: CancelToken, report: Progress) -> RegistrationResult:
     return register_with_masks(
         request.fixed,
         request.fixed_mask,
         request.moving,
         request.moving_mask,
         request.options,
-        progress=lambda stage, iteration: report(iteration, 0, stage),
-        cancelled=lambda: cancel.cancelled,
+        progress=report,
+        cancel=cancel,
     )

@@ -33,7 +33,7 @@ from ..prompts import Prompts
 from ..propagation import CancelToken, SliceResult
 from ..propagation.factory import make_propagator
 from ..propagation.sam2 import MemoryPolicy, SAM2VolumeSession
-from ..propagation.types import ProgressCallback, Propagator
+from ..propagation.types import Progress, Propagator
 from ..protocol.requests import Predict, Propagate
 from ..registry import ModelSpec
 from ..volume import Axis, Volume
@@ -92,7 +92,7 @@ class SAM2Sessions:
         entry.previewed[request.object_id] = request.prompts
         return result
 
-    def propagator(self, request: Propagate, cancel: CancelToken, progress: ProgressCallback) -> Propagator:
+    def propagator(self, request: Propagate, cancel: CancelToken, progress: Progress) -> Propagator:
         """Add the request's prompts on its seed slice (committing them) and propagate from there."""
         propagation = request.request
         seed = propagation.seed_index

@@ -22,7 +22,8 @@ from ..device import select_device
 from ..errors import SAMSegmentError
 from ..models import ImageEmbedding, PromptableModel, load_model
 from ..predictor import VolumePredictor
-from ..propagation import CancelToken, PropagationResult, SliceResult
+from ..cancel import CancelToken, Progress
+from ..propagation import PropagationResult, SliceResult
 from ..propagation.factory import make_propagator
 from ..propagation.sam2 import load_sam2_predictor
 from ..protocol.messages import ModelReady, Preview, VolumeReady
@@ -34,7 +35,6 @@ from .sam2_sessions import SAM2Model, SAM2Sessions, parse_memory_policy
 
 # Builds the model of a LoadModel: a PromptableModel, or a SAM2Model for the SAM 2 family.
 ModelLoader = Callable[[LoadModel], PromptableModel | SAM2Model]
-Progress = Callable[[int, int], None]
 
 
 @dataclass
@@ -132,17 +132,15 @@ class InferenceSession:
     def download(self, request: Download, cancel: CancelToken, progress: Progress) -> Path:
         last_percent = -1
 
-        def report_whole_percents(done: int, total: int) -> None:
+        def report_whole_percents(done: int, total: int, stage: str = "") -> None:
             # The store reports every megabyte: thousands of messages for a large model.
             nonlocal last_percent
             percent = done * 100 // max(1, total)
             if percent != last_percent:
                 last_percent = percent
-                progress(done, total)
+                progress(done, total, stage)
 
-        return self.store.download(
-            get_spec(request.model), progress=report_whole_percents, cancel=lambda: cancel.cancelled
-        )
+        return self.store.download(get_spec(request.model), progress=report_whole_percents, cancel=cancel)
 
     def prefetch(self, axis: Axis, index: int) -> Prefetch | None:
         """A plan embedding slice ``index`` and its neighbours, or None when there is nothing to do

@@ -51,6 +51,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..cache import EmbeddingCache
+from ..cancel import Progress
 from ..errors import CancelledError
 from ..models import ImageEmbedding
 from ..predictor import VolumePredictor
@@ -315,8 +316,16 @@ class InferenceWorker:
             logger.warning("Background embedding of neighbouring slices stopped.", exc_info=True)
             self._prefetch = None
 
-    def _emit(self, ticket: _Ticket, kind: MessageKind, value: object) -> None:
-        self._outbox.put(WorkerMessage(ticket.request_id, kind, value))
+    def _emit(self, ticket: _Ticket, kind: MessageKind, value: object, text: str = "") -> None:
+        self._outbox.put(WorkerMessage(ticket.request_id, kind, value, text))
+
+    def _progress(self, ticket: _Ticket) -> Progress:
+        """The ticket's progress as PROGRESS messages: ``(done, total)``, the stage as their text."""
+
+        def report(done: int, total: int, stage: str = "") -> None:
+            self._emit(ticket, MessageKind.PROGRESS, (done, total), stage)
+
+        return report
 
     def _load_model(self, ticket: _Ticket) -> tuple[MessageKind, object]:
         assert isinstance(ticket.request, LoadModel)
@@ -343,10 +352,7 @@ class InferenceWorker:
         def on_slice(result: SliceResult) -> None:
             self._emit(ticket, MessageKind.SLICE, result)
 
-        def on_progress(done: int, total: int) -> None:
-            self._emit(ticket, MessageKind.PROGRESS, (done, total))
-
-        result = self._session.propagate(ticket.request, ticket.cancel, on_slice, on_progress)
+        result = self._session.propagate(ticket.request, ticket.cancel, on_slice, self._progress(ticket))
         if not ticket.request.volume_masks:
             for outcome in result.objects.values():
                 outcome.mask = np.zeros((0, 0, 0), bool)
@@ -354,19 +360,12 @@ class InferenceWorker:
 
     def _download(self, ticket: _Ticket) -> tuple[MessageKind, object]:
         assert isinstance(ticket.request, Download)
-
-        def on_progress(done: int, total: int) -> None:
-            self._emit(ticket, MessageKind.PROGRESS, (done, total))
-
-        return MessageKind.RESULT, self._session.download(ticket.request, ticket.cancel, on_progress)
+        return MessageKind.RESULT, self._session.download(ticket.request, ticket.cancel, self._progress(ticket))
 
     def _research(self, ticket: _Ticket) -> tuple[MessageKind, object]:
-        def report(done: int, total: int, stage: str) -> None:
-            self._outbox.put(WorkerMessage(ticket.request_id, MessageKind.PROGRESS, (done, total), stage))
-
         request = ticket.request
         assert isinstance(request, RESEARCH_REQUESTS)
-        return MessageKind.RESULT, run_research(self._session, request, ticket.cancel, report)
+        return MessageKind.RESULT, run_research(self._session, request, ticket.cancel, self._progress(ticket))
 
 
 def _uses_slice(request: Request | None, axis: Axis, index: int | None) -> bool:

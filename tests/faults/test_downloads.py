@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from checkpoint_payload import FILENAME, PAYLOAD, cache_files, payload_spec, small_chunk_store
 
+from SAMSegmentLib.cancel import CancelToken
 from SAMSegmentLib.checkpoints import CheckpointStore
 from SAMSegmentLib.errors import CancelledError, CheckpointError
 from SAMSegmentLib.registry import MODELS, ModelSpec
@@ -106,17 +107,19 @@ def store(tmp_path: Path) -> CheckpointStore:
     return store
 
 
-def _cancel_after(seconds: float) -> tuple[list[float], object]:
-    """A cancel callback that turns true ``seconds`` from now; the list gets the time it turned."""
-    at = time.monotonic() + seconds
+def _cancel_after(seconds: float) -> tuple[list[float], CancelToken]:
+    """A cancel token set ``seconds`` from now by another thread; the list gets the time it was set."""
     cancelled_at: list[float] = []
+    token = CancelToken()
 
-    def cancel() -> bool:
-        if time.monotonic() >= at and not cancelled_at:
-            cancelled_at.append(time.monotonic())
-        return bool(cancelled_at)
+    def cancel() -> None:
+        cancelled_at.append(time.monotonic())
+        token.cancel()
 
-    return cancelled_at, cancel
+    timer = threading.Timer(seconds, cancel)
+    timer.daemon = True
+    timer.start()
+    return cancelled_at, token
 
 
 # -- stalls and cancel ---------------------------------------------------------------

@@ -17,7 +17,7 @@ from ...volume import put_slice
 from ..types import (
     CancelToken,
     ObjectResult,
-    ProgressCallback,
+    Progress,
     PropagationRequest,
     PropagationResult,
     SliceResult,
@@ -40,7 +40,7 @@ class SAM2Propagation:
         request: PropagationRequest,
         stop_rule: SAM2StopRule | None = None,
         cancel: CancelToken | None = None,
-        progress: ProgressCallback | None = None,
+        progress: Progress | None = None,
     ) -> None:
         self.session = session
         self.request = request

@@ -16,7 +16,7 @@ from ...intensity import AUTO_PRESET, IntensityMapping, mapping_for
 from ...prompts import Prompts
 from ...registry import ModelSpec
 from ...volume import Axis, Volume
-from ..types import CancelToken, Direction, ProgressCallback, PropagationRequest, SliceResult
+from ..types import CancelToken, Direction, Progress, PropagationRequest, SliceResult
 from .frames import VolumeFrames
 from .memory_bank import MEMORY_BANK_KEY, PREDICTED_IOU_KEY, SelfSortingMemoryBank, SelfSortingSettings
 from .policy import MemoryPolicy
@@ -98,7 +98,7 @@ class SAM2VolumeSession:
         start: int | None = None,
         stop_rule: SAM2StopRule | None = None,
         cancel: CancelToken | None = None,
-        progress: ProgressCallback | None = None,
+        progress: Progress | None = None,
     ) -> SAM2Propagation:
         """Propagate every object from slice ``start`` (default: the last prompted slice)."""
         if not self.object_ids:
@@ -114,7 +114,7 @@ class SAM2VolumeSession:
         request: PropagationRequest,
         stop_rule: SAM2StopRule | None = None,
         cancel: CancelToken | None = None,
-        progress: ProgressCallback | None = None,
+        progress: Progress | None = None,
     ) -> SAM2Propagation:
         """Add the request's prompts on its seed slice, then propagate from there."""
         if Axis(request.axis) is not self.axis:

@@ -7,7 +7,7 @@ together, as a batch of box prompts on that slice's one embedding.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -15,10 +15,9 @@ import numpy as np
 from ...errors import CancelledError, SAMSegmentError
 from ...models.base import ImageEmbedding
 from ...predictor import VolumePredictor
-from ...propagation.types import CancelToken
+from ...cancel import CancelToken, Progress
 from ...volume import Axis
 
-ProgressCallback = Callable[[int, int], None]  # (slices embedded, slices to embed)
 
 
 @dataclass
@@ -57,7 +56,7 @@ def embed_labelled_slices(
     axis: Axis,
     case: int,
     min_pixels: int = 10,
-    progress: ProgressCallback | None = None,
+    progress: Progress | None = None,
     cancel: CancelToken | None = None,
 ) -> list[TrainingSlice]:
     """Embed every slice along ``axis`` on which a chosen structure covers ``min_pixels`` or more."""

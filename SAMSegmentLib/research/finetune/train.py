@@ -10,7 +10,7 @@ model does worst on, so the jittered score alone would overstate the gain for ca
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -18,13 +18,12 @@ import torch
 from ...errors import CancelledError, SAMSegmentError
 from ...metrics import dice
 from ...models.base import PromptableModel
-from ...propagation.types import CancelToken
+from ...cancel import CancelToken, Progress
 from ..decoding import decode_batch
 from ..types import DiceSummary, FinetuneOptions, FinetuneReport
 from .data import TrainingSlice, jittered_boxes
 from .loss import segmentation_loss
 
-ProgressCallback = Callable[[int, int], None]  # (training steps done, steps planned)
 
 # Validation boxes come from their own generator so they do not depend on the training schedule.
 _VALIDATION_SEED = 12345
@@ -59,7 +58,7 @@ def finetune_decoder(
     training: Sequence[TrainingSlice],
     validation: Sequence[TrainingSlice],
     options: FinetuneOptions,
-    progress: ProgressCallback | None = None,
+    progress: Progress | None = None,
     cancel: CancelToken | None = None,
 ) -> FinetuneReport:
     """Train ``model``'s mask decoder in place on ``training``; measure Dice on ``validation``.

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ...datasets import LabelledCase
@@ -13,13 +13,12 @@ from ...errors import SAMSegmentError
 from ...intensity import AUTO_PRESET
 from ...models.base import PromptableModel
 from ...predictor import VolumePredictor
-from ...propagation.types import CancelToken
+from ...cancel import CancelToken, Progress
 from ...volume import Axis
 from ..types import FinetuneOptions, FinetuneReport, ValidationSplit
 from .data import TrainingSlice, embed_labelled_slices, label_values
 from .train import finetune_decoder
 
-StageProgress = Callable[[str, int, int], None]  # (stage, done, total)
 
 
 @dataclass
@@ -38,7 +37,7 @@ def finetune_on_volumes(
     options: FinetuneOptions,
     axis: Axis = Axis.AXIAL,
     intensity: str = AUTO_PRESET,
-    progress: StageProgress | None = None,
+    progress: Progress | None = None,
     cancel: CancelToken | None = None,
 ) -> FinetuneRun:
     """Train ``model``'s mask decoder in place on ``structures`` of ``cases``; Dice on the held-out part.
@@ -70,7 +69,7 @@ def finetune_on_volumes(
         training,
         validation,
         options,
-        progress=None if progress is None else lambda done, total: progress("Training the mask decoder", done, total),
+        progress=None if progress is None else functools.partial(_staged, progress, "Training the mask decoder"),
         cancel=cancel,
     )
     return FinetuneRun(report, training, validation, embedding_seconds)
@@ -88,5 +87,6 @@ def case_label_values(structures: Sequence[str], cases: Sequence[LabelledCase]) 
     return values
 
 
-def _staged(progress: StageProgress, stage: str, done: int, total: int) -> None:
-    progress(stage, done, total)
+def _staged(progress: Progress, stage: str, done: int, total: int, _inner_stage: str = "") -> None:
+    """``progress`` for a step of ``stage``: the steps report numbers, the stage names them."""
+    progress(done, total, stage)
