@@ -30,7 +30,6 @@ class PromptSession:
         self.points: list[PromptPoint] = []
         self.box: tuple[float, float, float, float] | None = None
         self.revision = 0
-        self._order: list[str] = []  # "point" or "box", newest last, for undoing the last prompt
 
     @property
     def empty(self) -> bool:
@@ -43,7 +42,6 @@ class PromptSession:
         """Add a point; True when it started a new prompt set (earlier prompts were on another slice)."""
         restarted = self._moveTo(position)
         self.points.append(PromptPoint(position.xy, positive))
-        self._order.append("point")
         self._changed()
         return restarted
 
@@ -54,7 +52,6 @@ class PromptSession:
         restarted = self._moveTo(corner)
         (x0, y0), (x1, y1) = corner.xy, oppositeCorner.xy
         self.box = (min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1))
-        self._order = [kind for kind in self._order if kind != "box"] + ["box"]
         self._changed()
         return restarted
 
@@ -67,23 +64,10 @@ class PromptSession:
         if distances and min(distances) <= radius:
             nearest = distances.index(min(distances))
             del self.points[nearest]
-            self._forget("point")
         elif self.box is not None and _inside(self.box, position.xy, radius):
             self.box = None
-            self._forget("box")
         else:
             return False
-        self._changed()
-        return True
-
-    def removeLast(self) -> bool:
-        """Remove the most recently placed prompt; False when there is none."""
-        if not self._order:
-            return False
-        if self._order.pop() == "box":
-            self.box = None
-        else:
-            self.points.pop()
         self._changed()
         return True
 
@@ -91,7 +75,7 @@ class PromptSession:
         if self.empty and self.axis is None:
             return
         self.axis = self.index = None
-        self.points, self.box, self._order = [], None, []
+        self.points, self.box = [], None
         self._changed()
 
     def enginePrompts(self) -> Prompts:
@@ -106,13 +90,8 @@ class PromptSession:
             return False
         restarted = not self.empty
         self.axis, self.index = position.axis, position.index
-        self.points, self.box, self._order = [], None, []
+        self.points, self.box = [], None
         return restarted
-
-    def _forget(self, kind: str) -> None:
-        # The nearest point need not be the newest: drop the newest entry of that kind.
-        last = len(self._order) - 1 - self._order[::-1].index(kind)
-        del self._order[last]
 
     def _changed(self) -> None:
         self.revision += 1

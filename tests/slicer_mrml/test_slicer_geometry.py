@@ -10,7 +10,7 @@ import slicer
 from mrml_fixtures import loadVolume, makeEditor, writeImage
 from SAMSegmentLib.volume import Volume
 from SAMSegmentMRML.geometry import RAS_TO_LPS, arrayToRasMatrix, volumeFromOrientedImage, volumeFromVolumeNode
-from SAMSegmentMRML.reference import alignedSourceImage
+from editor_reference import alignedSourceImage
 from SAMSegmentMRML.segment_writer import EditorLogicEditing, MaskWrite, writeSegmentMasks
 
 pytestmark = pytest.mark.slicer

@@ -1,11 +1,11 @@
-"""The segment editor's working grid: the segmentation's reference geometry, and the source
+"""Test support: what the Segment Editor itself computes as its working grid: the segmentation's reference geometry, and the source
 volume resampled onto it when the two differ."""
 
 from __future__ import annotations
 
 import slicer
 
-from .geometry import orientedImageFromVolumeNode
+from SAMSegmentMRML.geometry import orientedImageFromVolumeNode
 
 
 def referenceGeometryString(segmentationNode: slicer.vtkMRMLSegmentationNode) -> str:
