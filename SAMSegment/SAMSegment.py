@@ -67,12 +67,14 @@ class SAMSegment(ScriptedLoadableModule):
         self.parent.helpText = _(
             "Adds the <b>SAM</b> effect to the Segment Editor: click points or drag a box in a slice view, "
             "check the preview, Apply it or propagate it through the volume. Models: LiteMedSAM (included, "
-            "runs on a CPU), SAM and HQ-SAM (downloaded on request). This module manages the models."
+            "runs on a CPU), SAM, HQ-SAM, SAM 2.1 and MedSAM2 (with MedSAM-2's self-sorting memory), "
+            "downloaded on request. This module manages the models and holds the research panels: segment "
+            "everything on a slice, prior maps, mask-guided registration and fine-tuning a mask decoder."
         )
         self.parent.helpText += self.getDefaultModuleDocumentationLink()
         self.parent.acknowledgementText = _(
-            "Uses Segment Anything (Meta AI), HQ-SAM (ETH Zurich/HKUST), MedSAM and LiteMedSAM (Bo Wang lab), "
-            "PyTorch and the Slicer PyTorch extension."
+            "Uses Segment Anything and SAM 2 (Meta AI), HQ-SAM (ETH Zurich/HKUST), MedSAM, LiteMedSAM and "
+            "MedSAM2 (Bo Wang lab), PyTorch and the Slicer PyTorch extension."
         )
         if not slicerVersionSupported():
             logging.error(unsupportedVersionMessage())
@@ -143,10 +145,10 @@ class SAMSegmentWidget(ScriptedLoadableModuleWidget):
             signal.connect(slot)
 
         # The panels import only Qt and Slicer here; engine code is imported when a panel runs.
-        from SAMSegmentPanels.everythingPanel import EverythingPanel
-        from SAMSegmentPanels.finetunePanel import FinetunePanel
-        from SAMSegmentPanels.priorMapsPanel import PriorMapsPanel
-        from SAMSegmentPanels.registrationPanel import RegistrationPanel
+        from SAMSegmentPanels.everything_panel import EverythingPanel
+        from SAMSegmentPanels.finetune_panel import FinetunePanel
+        from SAMSegmentPanels.prior_maps_panel import PriorMapsPanel
+        from SAMSegmentPanels.registration_panel import RegistrationPanel
 
         # Kept: each panel owns its timer and its share of the worker.
         self.panels = [

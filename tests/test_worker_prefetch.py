@@ -1,4 +1,4 @@
-"""Background embedding of neighbouring slices while the worker is idle (issue 5)."""
+"""Background embedding of neighbouring slices while the worker is idle."""
 
 from __future__ import annotations
 

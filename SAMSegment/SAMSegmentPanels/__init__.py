@@ -1,2 +1,2 @@
-"""Panels of the SAMSegment module for the research tools (issue 6); each runs its work on the
+"""Panels of the SAMSegment module for the research tools; each runs its work on the
 shared inference worker and only builds requests and applies results."""

@@ -1,4 +1,4 @@
-"""Background embedding of the slices propagation will need next (issue 5).
+"""Background embedding of the slices propagation will need next.
 
 The worker runs one slice of a plan at a time and looks at its request queue between
 slices. A request that arrives while a slice is being embedded interrupts that encoder

@@ -1,4 +1,4 @@
-"""A segmentation under a parent transform (issue 10, item 7): clicks, prompt markers, the preview
+"""A segmentation under a parent transform: clicks, prompt markers, the preview
 and the research inputs are placed through the transform, as the Segment Editor places them.
 
 The transform is translated and rotated by 90 degrees about the R axis, so a view that shows one

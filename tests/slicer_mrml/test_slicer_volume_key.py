@@ -1,4 +1,4 @@
-"""The embedding cache key (issue 10, item 12): equal keys only for equal voxels on equal grids.
+"""The embedding cache key: equal keys only for equal voxels on equal grids.
 
 The old key (volume node ID and image modification time) was the same for the same volume
 resampled onto two segmentation grids, or seen through a changed transform, so the engine reused

@@ -1,5 +1,5 @@
 """The SAM effect in the Segment Editor, driven as a user drives it: activation, Install, mouse
-events from a slice view, the option buttons, undo (issue 10, defects 5, 6, 9, 10, 11, 13, 17)."""
+events from a slice view, the option buttons, undo."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Prompt, preview, Apply, Propagate and undo through the module logic's worker client, with the
-host loop idling while holding the GIL as Slicer's event loop does (issue 10, section 3)."""
+host loop idling while holding the GIL as Slicer's event loop does."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The module loads and registers the SAM effect as Slicer loads them (issue 10, defects 1, 2, 3, 8)."""
+"""The module loads and registers the SAM effect as Slicer loads them."""
 
 from __future__ import annotations
 

@@ -5,7 +5,7 @@ removing that node undoes it. (The SAM effect segments everything on the current
 import slicer
 from slicer.i18n import tr as _
 
-from SAMSegmentPanels.workerJob import (
+from SAMSegmentPanels.worker_job import (
     enginePackagesReady,
     axisSelector,
     chosenPreset,

@@ -6,7 +6,7 @@ import qt
 import slicer
 from slicer.i18n import tr as _
 
-from SAMSegmentPanels.workerJob import (
+from SAMSegmentPanels.worker_job import (
     collapsedSection,
     enginePackagesReady,
     jobControls,

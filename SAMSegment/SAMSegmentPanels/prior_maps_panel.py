@@ -9,7 +9,7 @@ import qt
 import slicer
 from slicer.i18n import tr as _
 
-from SAMSegmentPanels.workerJob import (
+from SAMSegmentPanels.worker_job import (
     enginePackagesReady,
     axisSelector,
     chosenPreset,
