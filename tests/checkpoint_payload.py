@@ -1,15 +1,31 @@
-"""A checkpoint of random bytes, a model spec for it and a store with small chunks, shared by
-the checkpoint tests. No tests here."""
+"""A checkpoint of random bytes, a model spec for it, a store with small chunks and a loopback
+server class, shared by the checkpoint tests. No tests here."""
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
 import random
+import sys
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 
 from SAMSegmentLib.checkpoints import CheckpointStore
 from SAMSegmentLib.registry import ModelSpec, get_spec
+
+
+class DownloadServer(ThreadingHTTPServer):
+    """A loopback HTTP server for download tests. Clients that hang up mid-reply (a cancelled,
+    stalled or resumed download) are what these tests make happen, so the broken pipe or reset
+    connection that follows is not printed as a server error; every other error still is."""
+
+    daemon_threads = True
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)
+
 
 FILENAME = "test_ckpt.pth"
 # Begins like a torch.save zip, as the download checks; the rest is random.

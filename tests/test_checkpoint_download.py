@@ -12,7 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from checkpoint_payload import FILENAME, PAYLOAD, cache_files, payload_spec, small_chunk_store
+from checkpoint_payload import FILENAME, PAYLOAD, DownloadServer, cache_files, payload_spec, small_chunk_store
 
 from SAMSegmentLib.cancel import CancelToken
 from SAMSegmentLib.checkpoints import STATE_CACHED, STATE_NOT_DOWNLOADED, CheckpointStore
@@ -73,7 +73,7 @@ class RangeHandler(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def server() -> Iterator[ThreadingHTTPServer]:
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), RangeHandler)
+    httpd = DownloadServer(("127.0.0.1", 0), RangeHandler)
     httpd.served = Served(PAYLOAD)  # type: ignore[attr-defined]
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()

@@ -8,11 +8,11 @@ import dataclasses
 import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
-from checkpoint_payload import FILENAME, PAYLOAD, cache_files, payload_spec, small_chunk_store
+from checkpoint_payload import FILENAME, PAYLOAD, DownloadServer, cache_files, payload_spec, small_chunk_store
 
 from SAMSegmentLib.cancel import CancelToken
 from SAMSegmentLib.checkpoints import CheckpointStore
@@ -84,7 +84,7 @@ class MirrorHandler(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def mirror() -> Iterator[tuple[Mirror, str]]:
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), MirrorHandler)
+    httpd = DownloadServer(("127.0.0.1", 0), MirrorHandler)
     httpd.mirror = Mirror()  # type: ignore[attr-defined]
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
