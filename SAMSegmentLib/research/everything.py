@@ -39,14 +39,11 @@ def segment_everything(
         raise PromptError(f"The slab {first}..{last} is empty: its last slice comes before its first.")
     if not 0.0 < link_iou <= 1.0:
         raise ValueError(f"link_iou must lie in (0, 1], got {link_iou}.")
-    volume = predictor.volume
-    if volume is None:
-        raise RuntimeError("No volume is set: call set_volume() first.")
-    count = volume.slice_count(axis)
-    if not 0 <= first <= last < count:
-        raise PromptError(
-            f"Slices {first}..{last} are outside the volume: the {axis.value} axis has slices 0 to {count - 1}."
-        )
+    volume = predictor.require_volume()
+    if first > last:
+        raise PromptError(f"The slab {first}..{last} is empty: its first slice comes after its last.")
+    for index in (first, last):
+        volume.check_slice_index(axis, index)
     per_slice: list[tuple[int, SliceMasks]] = []
     for done, index in enumerate(range(first, last + 1)):
         if cancel is not None and cancel.cancelled:

@@ -139,9 +139,5 @@ class SAM2VolumeSession:
         self.last_prompted_index = None
 
     def _check_prompts(self, index: int, prompts: Prompts) -> None:
-        count = len(self.frames)
-        if not 0 <= index < count:
-            raise PromptError(
-                f"Slice {index} is outside the volume: the {self.axis.value} axis has slices 0 to {count - 1}."
-            )
+        self.volume.check_slice_index(self.axis, index)
         prompts.validate(self.frames.slice_shape, self.spec)
