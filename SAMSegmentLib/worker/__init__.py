@@ -11,6 +11,7 @@ from ..protocol.research import (
     Register,
     SegmentEverything,
 )
+from . import research_jobs  # noqa: F401 - registers the research tools' requests with the worker
 from .sam2_sessions import SAM2Model
 from .session import ModelLoader, WorkerSettings
 from .worker import InferenceWorker

@@ -1,7 +1,7 @@
-"""How the inference thread serves the research requests (see ``protocol.research``)."""
+"""How the inference thread serves the research requests (see ``protocol.research``): registered
+with the worker as jobs when this module is imported."""
 
 from __future__ import annotations
-
 
 from ..errors import ModelUnavailableError, SAMSegmentError
 from ..predictor import VolumePredictor
@@ -19,25 +19,12 @@ from ..protocol.research import (
     FineTuned,
     PriorMapsReady,
     Register,
-    ResearchRequest,
     SegmentEverything,
 )
+from .jobs import register_job
 from .sam2_sessions import SAM2Model
 from .session import InferenceSession
 
-
-
-def run_research(session: InferenceSession, request: ResearchRequest, cancel: CancelToken, report: Progress) -> object:
-    """Serve ``request``; CancelledError once ``cancel`` is set (between slices, steps or iterations)."""
-    if isinstance(request, SegmentEverything):
-        return _segment_everything(session, request, cancel, report)
-    if isinstance(request, ComputePriorMaps):
-        return _prior_maps(session, request, cancel, report)
-    if isinstance(request, FineTune):
-        return _fine_tune(session, request, cancel, report)
-    if isinstance(request, Register):
-        return _register(request, cancel, report)
-    raise TypeError(f"Not a research request: {type(request).__name__}.")
 
 
 def _image_predictor(
@@ -134,7 +121,10 @@ def _fine_tune(session: InferenceSession, request: FineTune, cancel: CancelToken
     return FineTuned(spec.name, outcome.report)
 
 
-def _register(request: Register, cancel: CancelToken, report: Progress) -> RegistrationResult:
+def _register(
+    _session: InferenceSession, request: Register, cancel: CancelToken, report: Progress
+) -> RegistrationResult:
+    # Registration needs no model: the session is unused.
     return register_with_masks(
         request.fixed,
         request.fixed_mask,
@@ -144,3 +134,10 @@ def _register(request: Register, cancel: CancelToken, report: Progress) -> Regis
         progress=report,
         cancel=cancel,
     )
+
+
+# Each raises CancelledError once ``cancel`` is set (between slices, steps or iterations).
+register_job(SegmentEverything, _segment_everything)
+register_job(ComputePriorMaps, _prior_maps)
+register_job(FineTune, _fine_tune)
+register_job(Register, _register)

@@ -61,8 +61,7 @@ from .failures import failure_message
 from ..protocol.messages import MessageKind, WorkerMessage
 from .prefetch import Prefetch
 from ..protocol.requests import Cancel, Download, LoadModel, Predict, Propagate, Request, SetVolume
-from .research_jobs import run_research
-from ..protocol.research import RESEARCH_REQUESTS
+from .jobs import registered_jobs
 from .session import InferenceSession, ModelLoader, WorkerSettings
 
 logger = logging.getLogger(__name__)
@@ -97,13 +96,14 @@ class InferenceWorker:
         """``loader`` builds the model for a LoadModel; by default the registry's ``load_model``."""
         self.settings = settings or WorkerSettings()
         self._session = InferenceSession(self.settings, loader)
+        self._jobs = registered_jobs()  # long work of the tools outside the core, cancellable like a propagation
         self._handlers: dict[type, Callable[[_Ticket], tuple[MessageKind, object]]] = {
             LoadModel: self._load_model,
             SetVolume: self._set_volume,
             Predict: self._predict,
             Propagate: self._propagate,
             Download: self._download,
-            **{kind: self._research for kind in RESEARCH_REQUESTS},
+            **{kind: self._job for kind in self._jobs},
         }
         self._lock = threading.Condition()
         self._inbox: deque[_Ticket] = deque()
@@ -249,7 +249,7 @@ class InferenceWorker:
         if ticket.dropped is not None or isinstance(ticket.request, Cancel):
             return False
         if ticket.started and not isinstance(ticket.request, Predict):
-            if ticket.finished or not isinstance(ticket.request, (Propagate, Download, *RESEARCH_REQUESTS)):
+            if ticket.finished or not isinstance(ticket.request, (Propagate, Download, *self._jobs)):
                 return False
         ticket.dropped = kind
         ticket.cancel.cancel()
@@ -362,10 +362,9 @@ class InferenceWorker:
         assert isinstance(ticket.request, Download)
         return MessageKind.RESULT, self._session.download(ticket.request, ticket.cancel, self._progress(ticket))
 
-    def _research(self, ticket: _Ticket) -> tuple[MessageKind, object]:
-        request = ticket.request
-        assert isinstance(request, RESEARCH_REQUESTS)
-        return MessageKind.RESULT, run_research(self._session, request, ticket.cancel, self._progress(ticket))
+    def _job(self, ticket: _Ticket) -> tuple[MessageKind, object]:
+        handler = self._jobs[type(ticket.request)]
+        return MessageKind.RESULT, handler(self._session, ticket.request, ticket.cancel, self._progress(ticket))
 
 
 def _uses_slice(request: Request | None, axis: Axis, index: int | None) -> bool:
