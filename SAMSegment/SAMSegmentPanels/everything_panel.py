@@ -5,6 +5,7 @@ removing that node undoes it. (The SAM effect segments everything on the current
 import slicer
 from slicer.i18n import tr as _
 
+from SAMSegmentMRML.geometry import volumeKey
 from SAMSegmentPanels.worker_job import (
     enginePackagesReady,
     axisSelector,
@@ -12,7 +13,6 @@ from SAMSegmentPanels.worker_job import (
     collapsedSection,
     jobControls,
     sliceSpinBoxes,
-    volumeKey,
     volumeSelector,
 )
 

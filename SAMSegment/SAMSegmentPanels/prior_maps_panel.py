@@ -9,6 +9,7 @@ import qt
 import slicer
 from slicer.i18n import tr as _
 
+from SAMSegmentMRML.geometry import volumeKey
 from SAMSegmentPanels.worker_job import (
     enginePackagesReady,
     axisSelector,
@@ -16,7 +17,6 @@ from SAMSegmentPanels.worker_job import (
     collapsedSection,
     jobControls,
     sliceSpinBoxes,
-    volumeKey,
     volumeSelector,
 )
 

@@ -179,13 +179,6 @@ def axisSelector():
     return selector
 
 
-def volumeKey(volumeNode):
-    """Identifies the node's voxels for the embedding cache, so running again reuses them."""
-    from SAMSegmentMRML.geometry import volumeKey as geometryVolumeKey
-
-    return geometryVolumeKey(volumeNode)
-
-
 def collapsedSection(parentLayout, title):
     """A collapsed section added to ``parentLayout``; returns its form layout."""
     button = ctk.ctkCollapsibleButton()
