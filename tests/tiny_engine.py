@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import sys
+import time
 
 from tiny_models import tiny_sam
 
@@ -17,12 +18,21 @@ from SAMSegmentLib.worker import InferenceWorker, WorkerSettings
 
 
 @functools.cache
-def _model():  # noqa: ANN202
-    return tiny_sam()
+def _model(encode_delay_s: float):  # noqa: ANN202
+    model = tiny_sam()
+    if encode_delay_s:  # as slow as a real encoder, so a test can act while a propagation runs
+        encode = model.encode
+
+        def slow_encode(image01):  # noqa: ANN001, ANN202
+            time.sleep(encode_delay_s)
+            return encode(image01)
+
+        model.encode = slow_encode
+    return model
 
 
-def tiny_worker(cache_budget_bytes: int) -> InferenceWorker:
-    model = _model()
+def tiny_worker(cache_budget_bytes: int, encode_delay_s: float = 0.0) -> InferenceWorker:
+    model = _model(encode_delay_s)
     return InferenceWorker(WorkerSettings(cache_budget_bytes, prefetch_slices=0), loader=lambda request: model)
 
 
