@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from .. import __version__
+from ..bench.memory import peak_rss_mb
 from ..errors import SAMSegmentError
 from ..cache import DEFAULT_BUDGET_BYTES
 from ..protocol import PROTOCOL_VERSION, Cancel, MessageKind, Request, WorkerMessage
@@ -149,6 +150,7 @@ class EngineService:
             "engine": __version__,
             "models": sorted(MODELS),
             "sessions": len(self._sessions),
+            "peak_rss_mb": peak_rss_mb(),
         }
 
     def open_session(self, owner: str = "", session_id: str | None = None) -> str:

@@ -79,6 +79,10 @@ class Tokens:
         token = os.environ.get(TOKEN_ENVIRONMENT, "").strip()
         return cls([token]) if token else None
 
+    def first(self) -> str:
+        """The first token: what a client on the server itself uses (the load test)."""
+        return self._tokens[0]
+
     def owner(self, authorization: str) -> str | None:
         """Who an ``Authorization`` header speaks for (a digest of its token), None if nobody."""
         scheme, _, supplied = authorization.partition(" ")

@@ -9,7 +9,6 @@ import functools
 import http.client
 import json
 import os
-import time
 from pathlib import Path
 
 import pytest
@@ -75,8 +74,8 @@ def raw(port: int, method: str, path: str, body: bytes = b"", headers: dict | No
 def close(port: int, *clients: EngineClient) -> None:
     """Close the clients and their sessions (a replica holds at most max_sessions)."""
     for client in clients:
-        if client._session is not None:
-            raw(port, "DELETE", f"/v1/sessions/{client._session}")
+        if client.session_id is not None:
+            raw(port, "DELETE", f"/v1/sessions/{client.session_id}")
         client.close()
 
 
@@ -106,14 +105,14 @@ def test_each_sessions_requests_reach_the_replica_that_holds_it(server):
     clients = [client_of(server) for _ in range(4)]
     for client in clients:
         ready(client, volume)
-    sessions = [client._session for client in clients]
+    sessions = [client.session_id for client in clients]
     assert len({replica_of(session) for session in sessions}) == 2  # spread over both replicas
     for _ in range(3):
         for client in clients:
             _, preview = answer(client, client.submit(Predict(Axis.AXIAL, 2, organ_box(volume))))
             assert preview.kind is MessageKind.RESULT, preview.text
     assert [client.restarts for client in clients] == [0, 0, 0, 0]  # never sent to a replica without it
-    assert [client._session for client in clients] == sessions
+    assert [client.session_id for client in clients] == sessions
     close(server, *clients)
 
 
@@ -143,8 +142,8 @@ def test_a_replica_killed_mid_propagation_loses_only_its_sessions(server):
     volume = make_ct_phantom((40, 48, 64))
     victim, bystanders = client_of(server), []
     ready(victim, volume)
-    doomed = replica_of(victim._session)
-    while not bystanders or replica_of(bystanders[-1]._session) == doomed:
+    doomed = replica_of(victim.session_id)
+    while not bystanders or replica_of(bystanders[-1].session_id) == doomed:
         assert len(bystanders) < 4, "every new session went to the same replica"
         bystanders.append(client_of(server))
         ready(bystanders[-1], volume)
@@ -163,6 +162,6 @@ def test_a_replica_killed_mid_propagation_loses_only_its_sessions(server):
     assert other.kind is MessageKind.RESULT and bystander.restarts == 0  # the other replica kept serving
     _, again = answer(victim, victim.submit(Predict(Axis.AXIAL, 20, organ_box(volume))))
     assert again.kind is MessageKind.RESULT, again.text  # a new session, the volume sent again
-    assert victim.restarts == 1 and replica_of(victim._session) != doomed
+    assert victim.restarts == 1 and replica_of(victim.session_id) != doomed
     assert again.value.prediction.mask.shape == first.value.prediction.mask.shape  # (random weights differ per replica)
     close(server, victim, *bystanders)
