@@ -87,8 +87,7 @@ class EngineReplica:
         self.engine.expire_periodically()
         # Message polls block a thread each for up to max_wait_s: room for all of them and more.
         self._threads = ThreadPoolExecutor(4 * settings.max_sessions + 4, thread_name_prefix="session")
-        # Room beyond max_sessions for slots of sessions closed by idle expiry, which Serve keeps
-        # until they are the least recently used; the engine itself refuses a session too many.
+
         async def load_slot(session_id: str) -> _SessionSlot:  # a function: Serve keeps its cache on it
             if _opening.get() != session_id:  # never an empty session in place of a lost one
                 raise SessionLostError("This server replica does not hold the session.")
@@ -96,6 +95,9 @@ class EngineReplica:
             await loop.run_in_executor(self._threads, self.engine.open_session, _owner.get(), session_id)
             return _SessionSlot(self.engine, session_id)
 
+        # Room beyond max_sessions for the slots of closed or expired sessions, which Serve keeps
+        # until they are the least recently used (live sessions poll every few seconds, so they
+        # never are); the engine itself refuses a session too many.
         self._slot = serve.multiplexed(max_num_models_per_replica=2 * settings.max_sessions)(load_slot)
 
     async def handle(self, route: Route, body: bytes) -> Reply:
@@ -262,8 +264,7 @@ def serve_on_ray(args: argparse.Namespace, settings: ServiceSettings, tokens: To
         raise SAMSegmentError(
             "--ray needs Ray Serve: pip install 'samsegment[server]' (or 'ray[serve]')."
         ) from None
-    gpus = args.gpus_per_replica if args.gpus_per_replica is not None else None
-    port = _start_for_cli(args, settings, tokens, gpus)
+    port = _start_for_cli(args, settings, tokens)
     announce(args, port)
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
@@ -277,12 +278,13 @@ def serve_on_ray(args: argparse.Namespace, settings: ServiceSettings, tokens: To
     return 0
 
 
-def _start_for_cli(args: argparse.Namespace, settings: ServiceSettings, tokens: Tokens, gpus: float | None) -> int:
+def _start_for_cli(args: argparse.Namespace, settings: ServiceSettings, tokens: Tokens) -> int:
     import ray
 
     if not ray.is_initialized():
         ray.init(address=args.address, include_dashboard=False, logging_level=logging.WARNING)
-    if gpus is None:
+    gpus = args.gpus_per_replica
+    if gpus is None:  # a whole GPU each where there are GPUs
         gpus = 1.0 if ray.cluster_resources().get("GPU", 0) > 0 else 0.0
     app = build_app(
         settings,
