@@ -12,6 +12,7 @@ Two deployments:
 Sessions are stateful, so every request of a session must reach the replica that opened it. Ray
 Serve's model multiplexing does this routing: the session id is the "model id", each replica
 reports the session ids it holds and the router sends a request to the replica holding its id.
+A new session goes where Serve's router sends unkeyed requests: the less busy of two replicas.
 A replica asked for a session it does not hold never makes an empty one: it answers "not here".
 That happens while the router has not yet heard of a new session (it hears within a few tenths
 of a second), so the ingress tries again for ``_ROUTING_SETTLE_S``; after that the session is
@@ -108,7 +109,7 @@ class EngineReplica:
             reply = await loop.run_in_executor(self._threads, dispatch, self.engine, route, body)
             replica = serve.get_replica_context().replica_id.to_full_id_str()
             return Reply.json(reply.status, {**json.loads(reply.body), "replica": replica})
-        session_id = serve.get_multiplexed_model_id()
+        session_id = route.session if route.kind is RouteKind.OPEN else serve.get_multiplexed_model_id()
         route = dataclasses.replace(route, session=session_id)
         opening = _opening.set(session_id if route.kind is RouteKind.OPEN else None)
         owner = _owner.set(route.owner)
@@ -162,8 +163,11 @@ class Ingress:
     async def _forward(self, route: Route, body: bytes) -> Reply:
         if route.kind is RouteKind.HEALTH:
             return await self._ask(self.engines, route, body)
-        session_id = new_session_id() if route.kind is RouteKind.OPEN else route.session
-        engines = self.engines.options(multiplexed_model_id=session_id)
+        if route.kind is RouteKind.OPEN:
+            # Routed by load, not by session: the replica with the fewest requests open (each
+            # connected client holds about one) gets the new session.
+            return await self._ask(self.engines, dataclasses.replace(route, session=new_session_id()), body)
+        engines = self.engines.options(multiplexed_model_id=route.session)
         deadline = time.monotonic() + _ROUTING_SETTLE_S
         while True:
             reply = await self._ask(engines, route, body)

@@ -9,6 +9,7 @@ import functools
 import http.client
 import json
 import os
+import socket
 from pathlib import Path
 
 import pytest
@@ -165,3 +166,26 @@ def test_a_replica_killed_mid_propagation_loses_only_its_sessions(server):
     assert victim.restarts == 1 and replica_of(victim.session_id) != doomed
     assert again.value.prediction.mask.shape == first.value.prediction.mask.shape  # (random weights differ per replica)
     close(server, victim, *bystanders)
+
+
+def test_a_client_gone_mid_upload_or_slow_leaves_the_others_served(server):
+    _, body = raw(server, "POST", "/v1/sessions")
+    session = json.loads(body)["session"]
+    head = (
+        f"POST /v1/sessions/{session}/requests HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n"
+        f"{PROTOCOL_HEADER}: {PROTOCOL_VERSION}\r\nContent-Length: {4 << 20}\r\n\r\n"
+    ).encode()
+    with socket.create_connection(("127.0.0.1", server), timeout=30) as gone:
+        gone.sendall(head + b"\0" * (1 << 20))  # a quarter of its upload, then it disappears
+    slow = socket.create_connection(("127.0.0.1", server), timeout=30)
+    slow.sendall(head + b"\0" * 1000)  # trickles
+    volume = make_ct_phantom((4, 48, 64))
+    client = client_of(server)
+    ready(client, volume)
+    _, preview = answer(client, client.submit(Predict(Axis.AXIAL, 2, organ_box(volume))))
+    assert preview.kind is MessageKind.RESULT, preview.text
+    close(server, client)
+    slow.close()
+    status, _ = raw(server, "POST", f"/v1/sessions/{session}/requests", encode_bytes([]))
+    assert status == 200  # the broken uploads never reached the session; it still works
+    raw(server, "DELETE", f"/v1/sessions/{session}")
