@@ -150,7 +150,7 @@ class Ingress:
             reply = refused.reply
         except ClientDisconnect:
             reply = Reply.error(HTTPStatus.BAD_REQUEST, "bad_request", "The client went away during its upload.")
-        return Response(reply.body, reply.status, reply.headers, media_type=reply.content_type)
+        return Response(reply.body, reply.status, media_type=reply.content_type)
 
     async def _body(self, request: Any) -> bytes:
         body = bytearray()

@@ -32,7 +32,7 @@ import json
 import logging
 import os
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from http import HTTPStatus
 from pathlib import Path
 from typing import Any
@@ -116,8 +116,7 @@ class Reply:
     status: int
     body: bytes = b"{}"
     content_type: str = "application/json"
-    code: str = ""
-    headers: dict[str, str] = field(default_factory=dict)
+    code: str = ""  # an error's code, as in its body
 
     @classmethod
     def json(cls, status: int, value: dict[str, Any]) -> Reply:
