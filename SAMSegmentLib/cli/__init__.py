@@ -23,6 +23,7 @@ _COMMANDS = (
     "everything",
     "register",
     "serve",
+    "loadtest",
 )
 
 

@@ -151,6 +151,11 @@ class EngineClient:
     def connected(self) -> bool:
         return self._session is not None
 
+    @property
+    def session_id(self) -> str | None:
+        """The engine's id of this client's current session (a new one after each restart)."""
+        return self._session
+
     def traffic(self) -> tuple[int, int]:
         """Bytes sent to and received from the engine so far, HTTP headers included."""
         sent, received = self._traffic

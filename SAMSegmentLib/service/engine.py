@@ -9,6 +9,7 @@ session maps them to the worker's.
 
 from __future__ import annotations
 
+import hmac
 import logging
 import secrets
 import threading
@@ -19,10 +20,12 @@ from dataclasses import dataclass
 from typing import cast
 
 from .. import __version__
+from ..bench.memory import peak_rss_mb
 from ..errors import SAMSegmentError
+from ..cache import DEFAULT_BUDGET_BYTES
 from ..protocol import PROTOCOL_VERSION, Cancel, MessageKind, Request, WorkerMessage
 from ..registry import MODELS
-from ..worker import InferenceWorker
+from ..worker import InferenceWorker, WorkerSettings
 
 logger = logging.getLogger(__name__)
 _REFUSAL_CHECK_S = 0.1
@@ -37,12 +40,28 @@ class ServiceSettings:
     max_sessions: int = 8  # each holds a model and a volume's embeddings
     idle_session_s: float = 3600.0  # a session unused this long is closed and its memory freed
     max_wait_s: float = 20.0  # the longest a client's message poll is held open
+    # Bounds the embeddings of all sessions together; each session gets an equal share.
+    embedding_budget_bytes: int = 8 * DEFAULT_BUDGET_BYTES
+    expiry_check_s: float = 30.0  # how often idle sessions are looked for
+
+    @property
+    def session_budget_bytes(self) -> int:
+        return self.embedding_budget_bytes // max(1, self.max_sessions)
+
+
+# Builds a session's worker; its argument is the session's share of the embedding budget (bytes).
+WorkerFactory = Callable[[int], InferenceWorker]
+
+
+def default_worker(cache_budget_bytes: int) -> InferenceWorker:
+    return InferenceWorker(WorkerSettings(cache_budget_bytes=cache_budget_bytes))
 
 
 class ServiceSession:
-    def __init__(self, session_id: str, worker: InferenceWorker) -> None:
+    def __init__(self, session_id: str, worker: InferenceWorker, owner: str = "") -> None:
         self.session_id = session_id
         self.worker = worker
+        self.owner = owner  # a digest of the token that opened it (routes.Tokens.owner)
         self.last_used = time.monotonic()
         self._lock = threading.Lock()
         self._to_worker: dict[int, int] = {}  # client's request id -> worker's, until final
@@ -108,17 +127,24 @@ def _error(request_id: int, text: str) -> WorkerMessage:
     return WorkerMessage(request_id, MessageKind.ERROR, text=text)
 
 
+def new_session_id() -> str:
+    return secrets.token_urlsafe(16)
+
+
 class EngineService:
     """Open sessions and route requests and messages to them; thread-safe (one thread per
-    connection in the HTTP server)."""
+    connection in the HTTP server).
 
-    def __init__(
-        self, settings: ServiceSettings | None = None, worker_factory: Callable[[], InferenceWorker] | None = None
-    ) -> None:
+    A session belongs to the token that opened it (``owner``): asked for by another, it is as
+    unknown as one that never existed."""
+
+    def __init__(self, settings: ServiceSettings | None = None, worker_factory: WorkerFactory | None = None) -> None:
         self.settings = settings or ServiceSettings()
-        self._worker_factory = worker_factory or InferenceWorker
+        self._worker_factory = worker_factory or default_worker
         self._sessions: dict[str, ServiceSession] = {}
         self._lock = threading.Lock()
+        self._closed = threading.Event()
+        self._expiry: threading.Thread | None = None
 
     def health(self) -> dict[str, object]:
         return {
@@ -126,33 +152,61 @@ class EngineService:
             "engine": __version__,
             "models": sorted(MODELS),
             "sessions": len(self._sessions),
+            "peak_rss_mb": peak_rss_mb(),
         }
 
-    def open_session(self) -> str:
+    def open_session(self, owner: str = "", session_id: str | None = None) -> str:
+        """A new session for ``owner``; ``session_id`` is chosen here unless given (a router
+        that must know it first, as Ray Serve's)."""
         self.expire_idle()
         with self._lock:
             if len(self._sessions) >= self.settings.max_sessions:
                 raise SAMSegmentError(
                     f"The SAM engine already serves {self.settings.max_sessions} sessions; try again later."
                 )
-            session_id = secrets.token_urlsafe(16)
-            self._sessions[session_id] = ServiceSession(session_id, self._worker_factory())
-        logger.info("Opened session %s…", session_id[:6])
+            session_id = session_id or new_session_id()
+            if session_id in self._sessions:
+                raise SAMSegmentError("This session id is already in use.")
+            worker = self._worker_factory(self.settings.session_budget_bytes)
+            self._sessions[session_id] = ServiceSession(session_id, worker, owner)
+        logger.info("Opened session %s… for token %s…", session_id[:6], owner[:6])
         return session_id
 
-    def session(self, session_id: str) -> ServiceSession:
+    def holds(self, session_id: str) -> bool:
+        with self._lock:
+            return session_id in self._sessions
+
+    def session(self, session_id: str, owner: str = "") -> ServiceSession:
         with self._lock:
             session = self._sessions.get(session_id)
-        if session is None:
+        if session is None or not hmac.compare_digest(session.owner, owner):
             raise SessionLostError("The SAM engine no longer has this session (it expired or the engine restarted).")
         return session
 
-    def close_session(self, session_id: str) -> None:
+    def close_session(self, session_id: str, owner: str | None = None) -> None:
+        """Close a session; only its owner's if ``owner`` is given (others' ids are ignored)."""
         with self._lock:
-            session = self._sessions.pop(session_id, None)
-        if session is not None:
-            session.close()
-            logger.info("Closed session %s…", session_id[:6])
+            session = self._sessions.get(session_id)
+            if session is None or (owner is not None and not hmac.compare_digest(session.owner, owner)):
+                return
+            del self._sessions[session_id]
+        session.close()
+        logger.info("Closed session %s…", session_id[:6])
+
+    def expire_periodically(self) -> threading.Thread:
+        """Look for idle sessions every ``expiry_check_s`` until ``close``: their memory is freed
+        even when nobody opens a new session."""
+        if self._expiry is None:
+            self._expiry = threading.Thread(target=self._expire_loop, name="session expiry", daemon=True)
+            self._expiry.start()
+        return self._expiry
+
+    def _expire_loop(self) -> None:
+        while not self._closed.wait(self.settings.expiry_check_s):
+            try:
+                self.expire_idle()
+            except Exception:  # noqa: BLE001 - logged; expiry goes on
+                logger.exception("Closing idle sessions failed")
 
     def expire_idle(self) -> None:
         limit = time.monotonic() - self.settings.idle_session_s
@@ -163,6 +217,7 @@ class EngineService:
             self.close_session(session_id)
 
     def close(self) -> None:
+        self._closed.set()
         with self._lock:
             sessions = list(self._sessions)
         for session_id in sessions:

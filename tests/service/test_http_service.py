@@ -6,6 +6,7 @@ from __future__ import annotations
 import http.client
 import json
 import socket
+import time
 
 import pytest
 from test_worker_doubles import KEEP_GOING, organ_box
@@ -14,21 +15,24 @@ from SAMSegmentLib.propagation import ObjectPrompts, PropagationRequest
 from SAMSegmentLib.protocol import PROTOCOL_VERSION, LoadModel, MessageKind, Predict, Propagate, SetVolume
 from SAMSegmentLib.protocol.codec import PROTOCOL_HEADER, encode_bytes
 from SAMSegmentLib.protocol.engine_client import Endpoint, EngineClient, FixedEndpoint, wait_for
-from SAMSegmentLib.service.engine import EngineService, ServiceSettings
+from SAMSegmentLib.errors import SAMSegmentError
+from SAMSegmentLib.service.engine import EngineService, ServiceSettings, SessionLostError
 from SAMSegmentLib.service.http_server import HttpEngineServer
+from SAMSegmentLib.service.routes import Tokens
 from SAMSegmentLib.volume import Axis
 from SAMSegmentLib.worker import InferenceWorker, WorkerSettings
 
 TOKEN = "test-token"
+OTHER_TOKEN = "another-department-token"
 
 
 @pytest.fixture
 def service(tiny_sam_model):
     engine = EngineService(
         ServiceSettings(max_sessions=4),
-        lambda: InferenceWorker(WorkerSettings(prefetch_slices=0), loader=lambda request: tiny_sam_model),
+        lambda budget: InferenceWorker(WorkerSettings(budget, prefetch_slices=0), loader=lambda request: tiny_sam_model),
     )
-    server = HttpEngineServer(("127.0.0.1", 0), engine, TOKEN, max_upload_bytes=8 << 20)
+    server = HttpEngineServer(("127.0.0.1", 0), engine, Tokens([TOKEN, OTHER_TOKEN]), max_upload_bytes=8 << 20)
     server.serve_in_thread()
     yield server
     server.shutdown()
@@ -145,3 +149,83 @@ def test_a_lost_session_is_reported_then_rebuilt(service, ct_phantom):
     assert preview.kind is MessageKind.RESULT, preview.text  # the model and volume were sent again
     assert client.restarts == 1
     client.close()
+
+
+def test_another_tokens_session_is_as_unknown_as_a_missing_one(service):
+    _, body = raw(service, "POST", "/v1/sessions")
+    session = json.loads(body)["session"]
+    other = {"Authorization": f"Bearer {OTHER_TOKEN}"}
+    for method, path in (("GET", f"/v1/sessions/{session}/messages"), ("POST", f"/v1/sessions/{session}/requests")):
+        status, body = raw(service, method, path, encode_bytes([]), headers=other)
+        assert status == 404 and json.loads(body)["code"] == "session_lost"  # not 403: nothing is revealed
+    raw(service, "DELETE", f"/v1/sessions/{session}", headers=other)  # ignored: not its session
+    status, _ = raw(service, "GET", f"/v1/sessions/{session}/messages")
+    assert status == 200  # its owner still has it
+
+
+def test_a_client_gone_mid_upload_or_slow_leaves_the_others_served(service, ct_phantom):
+    _, body = raw(service, "POST", "/v1/sessions")
+    session = json.loads(body)["session"]
+    head = (
+        f"POST /v1/sessions/{session}/requests HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n"
+        f"{PROTOCOL_HEADER}: {PROTOCOL_VERSION}\r\nContent-Length: {4 << 20}\r\n\r\n"
+    ).encode()
+    with socket.create_connection(("127.0.0.1", service.port), timeout=30) as gone:
+        gone.sendall(head + b"\0" * (1 << 20))  # a quarter of its upload, then it disappears
+    slow = socket.create_connection(("127.0.0.1", service.port), timeout=30)
+    slow.sendall(head + b"\0" * 1000)  # trickles: its thread waits, no one else does
+    client = client_of(service)
+    ready(client, ct_phantom)
+    _, preview = answer(client, client.submit(Predict(Axis.AXIAL, 6, organ_box(ct_phantom))))
+    assert preview.kind is MessageKind.RESULT
+    client.close()
+    slow.close()
+    status, _ = raw(service, "GET", f"/v1/sessions/{session}/messages")
+    assert status == 200  # the half-uploaded requests never reached the session; it still works
+
+
+def test_tokens_come_from_a_file_with_comments(tmp_path):
+    path = tmp_path / "tokens"
+    path.write_text("# radiology\nfirst-token\n\n  second-token  \n")
+    tokens = Tokens.from_file(path)
+    assert tokens.owner("Bearer first-token") and tokens.owner("Bearer second-token")
+    assert tokens.owner("Bearer first-token") != tokens.owner("Bearer second-token")
+    assert tokens.owner("Bearer # radiology") is None and tokens.owner("first-token") is None
+    path.write_text("# nobody yet\n")
+    with pytest.raises(SAMSegmentError, match="holds no token"):
+        Tokens.from_file(path)
+
+
+def test_idle_sessions_expire_and_free_their_worker(tiny_sam_model):
+    stopped = []
+
+    def worker(budget: int) -> InferenceWorker:
+        made = InferenceWorker(WorkerSettings(budget, prefetch_slices=0), loader=lambda request: tiny_sam_model)
+        shutdown = made.shutdown
+        made.shutdown = lambda timeout=None: (stopped.append(budget), shutdown(timeout))  # type: ignore[method-assign]
+        return made
+
+    settings = ServiceSettings(max_sessions=2, idle_session_s=0.2, expiry_check_s=0.05, embedding_budget_bytes=64 << 20)
+    engine = EngineService(settings, worker)
+    engine.expire_periodically()
+    session = engine.open_session("owner")
+    deadline = time.monotonic() + 10
+    while engine.holds(session) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not engine.holds(session) and stopped == [32 << 20]  # each session gets its share of the budget
+    with pytest.raises(SessionLostError):
+        engine.session(session, "owner")
+    engine.close()
+
+
+def test_serving_beyond_loopback_needs_a_token(monkeypatch):
+    from SAMSegmentLib.cli import build_parser
+    from SAMSegmentLib.cli.serve_command import service_tokens
+    from SAMSegmentLib.service.launcher import TOKEN_ENVIRONMENT
+
+    monkeypatch.delenv(TOKEN_ENVIRONMENT, raising=False)
+    with pytest.raises(SAMSegmentError, match="without a token"):
+        service_tokens(build_parser().parse_args(["serve", "--host", "0.0.0.0"]))
+    monkeypatch.setenv(TOKEN_ENVIRONMENT, "from-the-environment")
+    tokens = service_tokens(build_parser().parse_args(["serve", "--host", "0.0.0.0"]))
+    assert tokens.owner("Bearer from-the-environment") is not None
