@@ -20,7 +20,7 @@ import time
 import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Union
+from typing import Any, Union
 
 import numpy as np
 
@@ -154,7 +154,7 @@ def run_in_process(make_worker: Callable[[], InferenceWorker], case: BenchCase, 
 def server_health(endpoint: Endpoint, samples: int = _HEALTH_SAMPLES) -> dict[str, object]:
     """The server's health; over several asks, the peak memory of each replica that answered."""
     peaks: dict[str, float] = {}
-    health: dict[str, object] = {}
+    health: dict[str, Any] = {}  # JSON
     for _ in range(samples):
         request = urllib.request.Request(
             f"http://{endpoint.host}:{endpoint.port}/v1/health",

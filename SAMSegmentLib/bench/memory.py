@@ -2,20 +2,9 @@
 
 from __future__ import annotations
 
-import sys
-
 import torch
 
-MB = 1024 * 1024
-
-
-def peak_rss_mb() -> float:
-    """Largest resident set of this process so far (``getrusage``; Unix only)."""
-    import resource  # not on Windows
-
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    # Linux reports kilobytes, macOS bytes.
-    return round(peak / MB if sys.platform == "darwin" else peak / 1024, 1)
+from ..memory_use import MB, peak_rss_mb  # noqa: F401 - the benchmarks' memory figures in one module
 
 
 def module_mb(module: torch.nn.Module) -> float:

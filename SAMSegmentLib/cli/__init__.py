@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
 import logging
 import sys
 from collections.abc import Sequence
@@ -17,21 +18,23 @@ _COMMANDS = (
     "download",
     "demo",
     "evaluate",
-    "bench",
     "finetune",
     "priors",
     "everything",
     "register",
     "serve",
-    "loadtest",
 )
+# Developer tools, left out of the engine copy the Slicer extension installs (SAMSegment/CMakeLists.txt).
+_DEVELOPER_COMMANDS = ("bench", "loadtest")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="samsegment", description="Segment Anything for 3D medical volumes.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log what the engine does")
     subparsers = parser.add_subparsers(dest="command", required=True)
-    for name in _COMMANDS:
+    for name in _COMMANDS + _DEVELOPER_COMMANDS:
+        if name in _DEVELOPER_COMMANDS and importlib.util.find_spec(f"{__name__}.{name}_command") is None:
+            continue
         module = importlib.import_module(f"{__name__}.{name}_command")
         module.register(subparsers)
     return parser

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import cast
 
 from .. import __version__
-from ..bench.memory import peak_rss_mb
+from ..memory_use import peak_rss_mb
 from ..errors import SAMSegmentError
 from ..cache import DEFAULT_BUDGET_BYTES
 from ..protocol import PROTOCOL_VERSION, Cancel, MessageKind, Request, WorkerMessage

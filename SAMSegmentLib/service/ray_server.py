@@ -223,15 +223,14 @@ def build_app(
             }
         }
     engine = serve.deployment(
-        EngineReplica,
         name="EngineReplica",
         max_ongoing_requests=_MAX_ONGOING_REQUESTS,
         ray_actor_options={"num_cpus": cpus_per_replica, "num_gpus": gpus_per_replica},
         **scaling,
-    )
+    )(EngineReplica)
     ingress = serve.deployment(
-        Ingress, name="Ingress", max_ongoing_requests=_MAX_ONGOING_REQUESTS, ray_actor_options={"num_cpus": 0}
-    )
+        name="Ingress", max_ongoing_requests=_MAX_ONGOING_REQUESTS, ray_actor_options={"num_cpus": 0}
+    )(Ingress)
     return ingress.bind(engine.bind(settings, worker_factory), tokens, max_upload_bytes)
 
 

@@ -35,7 +35,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from http import HTTPStatus
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import parse_qs, urlsplit
 
 from ..errors import SAMSegmentError
@@ -145,8 +145,15 @@ def refusal(status: HTTPStatus, code: str, text: str) -> Refused:
     return Refused(Reply.error(status, code, text))
 
 
+class HeaderLookup(Protocol):
+    """Request headers looked up by name, case-insensitively (http.server's ``Message`` and
+    starlette's ``Headers`` both are)."""
+
+    def get(self, name: str, default: str, /) -> str | None: ...
+
+
 def check_request(
-    method: str, target: str, headers: Mapping[str, str], tokens: Tokens, max_upload_bytes: int
+    method: str, target: str, headers: HeaderLookup, tokens: Tokens, max_upload_bytes: int
 ) -> tuple[Route, int]:
     """The route and body length of a request, or the Reply refusing it, before its body is read.
 
