@@ -12,7 +12,6 @@ import os
 import sys
 
 import qt
-
 import slicer
 from slicer.i18n import tr as _
 from slicer.i18n import translate
@@ -98,7 +97,6 @@ def registerEffect():
     importing the package first provides it, so the effect file is not loaded a second time under
     the package's name (which would break the effect's own ``from SAMSegmentEffect...`` imports)."""
     import qSlicerSegmentationsEditorEffectsPythonQt as effects
-
     import SAMSegmentEffect  # noqa: F401 - see above; never imports torch
 
     effectPath = os.path.join(os.path.dirname(__file__), "SAMSegmentEffect", "SegmentEditorEffect.py")
@@ -163,8 +161,9 @@ class SAMSegmentWidget(ScriptedLoadableModuleWidget):
         if not slicerVersionSupported():
             return
         from SAMSegmentEffect.dependencies import dependenciesSatisfied
-        from SAMSegmentLib.checkpoints import CheckpointStore
         from SAMSegmentMRML.model_choices import modelChoices
+
+        from SAMSegmentLib.checkpoints import CheckpointStore
 
         satisfied = dependenciesSatisfied()
         self.installButton.visible = not satisfied
@@ -362,9 +361,9 @@ class SAMSegmentTest(ScriptedLoadableModuleTest):
     def test_promptApplyAndPropagate(self):
         self._skipWithoutPackages()
         import numpy as np
+        from SAMSegmentMRML.slice_views import SlicePosition
 
         from SAMSegmentLib.volume import Axis
-        from SAMSegmentMRML.slice_views import SlicePosition
 
         # A bright ellipsoid in soft tissue, 12 slices.
         k, j, i = np.meshgrid(np.arange(12), np.arange(64), np.arange(64), indexing="ij")
@@ -394,7 +393,7 @@ class SAMSegmentTest(ScriptedLoadableModuleTest):
         self._skipWithoutPackages()
         import numpy as np
 
-        k, j, i = np.meshgrid(np.arange(4), np.arange(64), np.arange(64), indexing="ij")
+        _k, j, i = np.meshgrid(np.arange(4), np.arange(64), np.arange(64), indexing="ij")
         first = ((j - 20) / 10.0) ** 2 + ((i - 20) / 10.0) ** 2 < 1
         organs = first | (((j - 44) / 9.0) ** 2 + ((i - 44) / 12.0) ** 2 < 1)
         _volumeNode, segmentationNode, _segmentID, effect = self._editorWithEffect(np.where(organs, 160, 20).astype(np.int16))

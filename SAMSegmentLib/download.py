@@ -51,7 +51,7 @@ class Reader:
                     chunk = response.read1(chunk_size)
                     if not self._hand_over(chunk) or not chunk:
                         return
-        except Exception as error:  # raised again in the downloading thread
+        except Exception as error:  # noqa: BLE001 - raised again in the downloading thread
             self._hand_over(error)
 
     def _hand_over(self, item: object) -> bool:

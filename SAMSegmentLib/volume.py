@@ -113,7 +113,8 @@ def validate_volume_array(array: np.ndarray) -> np.ndarray:
 def ijk_to_slice(axis: Axis, ijk: tuple[float, float, float]) -> tuple[int, tuple[float, float]]:
     """Split voxel indices into (slice index along ``axis``, (x, y) inside that slice)."""
     ix, iy = _IN_PLANE_IJK[axis]
-    return int(round(ijk[_SLICE_IJK[axis]])), (float(ijk[ix]), float(ijk[iy]))
+    # int(): a numpy scalar rounds to a numpy value, which is not an index everywhere.
+    return int(round(ijk[_SLICE_IJK[axis]])), (float(ijk[ix]), float(ijk[iy]))  # noqa: RUF046
 
 
 def slice_to_ijk(axis: Axis, index: int, xy: tuple[float, float]) -> tuple[float, float, float]:

@@ -25,9 +25,9 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "tests" / "slicer_qt"), str(ROOT / "tests"), str(ROOT / "SAMSegment")]
 
+import slicer  # noqa: E402
 import slicer_qt  # noqa: E402 - needs the paths above
 
-import slicer  # noqa: E402
 from SAMSegmentLib.atomic import write_text  # noqa: E402
 from SAMSegmentLib.bench.cases import synthetic_ct  # noqa: E402
 from SAMSegmentLib.service.launcher import EngineProcess  # noqa: E402
@@ -55,7 +55,7 @@ def main() -> int:
         editor = Editor(app, case.volume.array, sliceIndex=case.seed_index)
         host = app.host
 
-        def step(name: str, action, until=None, timeout: float = 600.0) -> None:  # noqa: ANN001
+        def step(name: str, action, until=None, timeout: float = 600.0) -> None:
             host.longestCallbackSeconds, host.longestCallbackName = 0.0, ""
             started = time.perf_counter()
             action_started = time.perf_counter()
@@ -72,7 +72,7 @@ def main() -> int:
 
         started = time.perf_counter()
         editor.widget.logic.UpdateAlignedSourceVolume()  # Slicer's own, for any effect
-        alignedSourceS = time.perf_counter() - started
+        aligned_source_s = time.perf_counter() - started
         effects = []
         step("activate (first time: installed packages checked once; the engine starts)",
              lambda: effects.append(editor.activate()))
@@ -100,7 +100,7 @@ def main() -> int:
     report = {
         "volume_kji": list(case.volume.array.shape),
         "engine": "samsegment serve with LiteMedSAM in its own process",
-        "segment_editor_aligned_source_volume_ms": round(alignedSourceS * 1000.0, 1),
+        "segment_editor_aligned_source_volume_ms": round(aligned_source_s * 1000.0, 1),
         "target_ms": TARGET_MS,
         "steps": steps,
         "all_within_target": all(s["longest_main_thread_ms"] <= TARGET_MS for s in steps.values()),

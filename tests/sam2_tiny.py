@@ -44,7 +44,7 @@ TINY_OVERRIDES = (
 SPEC = get_spec("sam2.1_hiera_tiny")  # for prompt validation: SAM 2.1 takes points and boxes
 
 
-def tiny_sam2_predictor(object_score: float = 4.0, seed: int = 0):  # noqa: ANN201 - VolumeVideoPredictor
+def tiny_sam2_predictor(object_score: float = 4.0, seed: int = 0):
     """A tiny random SAM 2.1 whose object-presence logit is pinned to ``object_score``:
     positive makes it see the object on every slice, negative on none."""
     torch.manual_seed(seed)
@@ -56,5 +56,5 @@ def tiny_sam2_predictor(object_score: float = 4.0, seed: int = 0):  # noqa: ANN2
     return predictor
 
 
-def tiny_session(predictor, volume: Volume, **options) -> SAM2VolumeSession:  # noqa: ANN001
+def tiny_session(predictor, volume: Volume, **options) -> SAM2VolumeSession:
     return SAM2VolumeSession(predictor, SPEC, volume, Axis.AXIAL, **options)

@@ -3,9 +3,9 @@ import pytest
 
 pytest.importorskip("onnxruntime")
 
-from SAMSegmentLib.bench import BenchSettings, check_targets, format_table, run_bench, synthetic_ct  # noqa: E402
-from SAMSegmentLib.bench.propagation import TIMING_ONLY_STOP_RULE  # noqa: E402
-from SAMSegmentLib.cli import main  # noqa: E402
+from SAMSegmentLib.bench import BenchSettings, check_targets, format_table, run_bench, synthetic_ct
+from SAMSegmentLib.bench.propagation import TIMING_ONLY_STOP_RULE
+from SAMSegmentLib.cli import main
 
 PROPAGATION_SLICES = 6
 
@@ -127,7 +127,7 @@ def test_service_section_measures_the_engine_service_beside_the_engine_in_proces
     assert section["propagation_vs_in_process"] == pytest.approx(
         section["propagation_s_per_slice"] / section["in_process"]["propagation_s_per_slice"], rel=0.05, abs=0.01
     )
-    met = {name for name in check_targets({**_targets_report(), "service": section})}
+    met = set(check_targets({**_targets_report(), "service": section}))
     assert "service click-to-mask p95" in met
 
 

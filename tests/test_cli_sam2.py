@@ -30,12 +30,12 @@ CENTRE = Prompts(points=[(32.0, 24.0)], labels=[1])  # --point 32,24 on an axial
 
 
 @pytest.fixture(scope="module")
-def predictor():  # noqa: ANN201
+def predictor():
     return tiny_sam2_predictor(object_score=4.0)
 
 
 @pytest.fixture
-def image(tmp_path, ct_phantom):  # noqa: ANN001, ANN201
+def image(tmp_path, ct_phantom):
     """The phantom's middle 8 slices as a file, the organ around slice 4."""
     image = sitk.GetImageFromArray(ct_phantom.array[2:10])
     image.SetSpacing(ct_phantom.spacing)
@@ -46,13 +46,13 @@ def image(tmp_path, ct_phantom):  # noqa: ANN001, ANN201
 
 
 @pytest.fixture
-def loads(predictor, monkeypatch) -> list:  # noqa: ANN001
+def loads(predictor, monkeypatch) -> list:
     """The tiny SAM 2.1 stands in for the downloaded weights; each load's arguments are kept."""
     from SAMSegmentLib.propagation.sam2 import loading
 
     calls = []
 
-    def load(spec, device, store=None, checkpoint=None):  # noqa: ANN001, ANN202
+    def load(spec, device, store=None, checkpoint=None):
         calls.append((spec.name, str(device), checkpoint))
         return predictor
 
@@ -60,13 +60,13 @@ def loads(predictor, monkeypatch) -> list:  # noqa: ANN001
     return calls
 
 
-def segment(image, output, *options: str) -> int:  # noqa: ANN001
+def segment(image, output, *options: str) -> int:
     return main(["segment", "--image", str(image), "--slice", str(SEED), "--point", "32,24", "--name", "organ",
                  "--output", str(output), "--model", "sam2.1_hiera_tiny", "--device", "cpu", *options])
 
 
 @pytest.mark.parametrize("policy", ["recent", "self-sorting"])
-def test_propagation_writes_what_a_session_with_that_memory_gives(  # noqa: ANN001
+def test_propagation_writes_what_a_session_with_that_memory_gives(
     image, tmp_path, predictor, loads, capsys, policy
 ):
     output = tmp_path / "organ.seg.nrrd"
@@ -85,7 +85,7 @@ def test_propagation_writes_what_a_session_with_that_memory_gives(  # noqa: ANN0
     assert "organ: segmented slices 2..5 (4 slices, 3 embedded)" in out and (tmp_path / "o.png").is_file()
 
 
-def test_one_slice_without_propagation(image, tmp_path, predictor, loads, capsys):  # noqa: ANN001
+def test_one_slice_without_propagation(image, tmp_path, predictor, loads, capsys):
     output = tmp_path / "organ.seg.nrrd"
     assert segment(image, output) == 0
     volume = read_volume(image)
@@ -97,7 +97,7 @@ def test_one_slice_without_propagation(image, tmp_path, predictor, loads, capsys
     assert f"predicted IoU {expected.score:.3f}" in capsys.readouterr().out
 
 
-def test_weights_not_downloaded_say_how_to_get_them(image, tmp_path, monkeypatch, capsys):  # noqa: ANN001
+def test_weights_not_downloaded_say_how_to_get_them(image, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv(CACHE_DIR_ENV, str(tmp_path / "checkpoints"))
     output = tmp_path / "organ.seg.nrrd"
     assert segment(image, output, "--propagate") == 2
@@ -107,7 +107,7 @@ def test_weights_not_downloaded_say_how_to_get_them(image, tmp_path, monkeypatch
     assert not output.exists()
 
 
-def test_bad_options_are_refused_before_any_model_loads(image, tmp_path, loads, capsys):  # noqa: ANN001
+def test_bad_options_are_refused_before_any_model_loads(image, tmp_path, loads, capsys):
     output = tmp_path / "organ.seg.nrrd"
     assert segment(image, output, "--propagate", "--range", "0,2") == 2
     assert "outside the range 0..2" in capsys.readouterr().err

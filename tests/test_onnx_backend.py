@@ -7,16 +7,20 @@ import torch
 
 pytest.importorskip("onnxruntime")
 
-from synthetic import make_ct_phantom  # noqa: E402
-from SAMSegmentLib.backends import open_backend  # noqa: E402
-from SAMSegmentLib.backends import export as export_module  # noqa: E402
-from SAMSegmentLib.backends import runtime, selection  # noqa: E402
-from SAMSegmentLib.backends.onnx_model import OnnxPromptableModel  # noqa: E402
-from SAMSegmentLib.errors import ModelUnavailableError  # noqa: E402
-from SAMSegmentLib.models import wrap_network  # noqa: E402
-from SAMSegmentLib.predictor import VolumePredictor  # noqa: E402
-from SAMSegmentLib.prompts import Prompts  # noqa: E402
-from SAMSegmentLib.volume import Axis  # noqa: E402
+from synthetic import make_ct_phantom
+
+from SAMSegmentLib.backends import export as export_module
+from SAMSegmentLib.backends import (
+    open_backend,
+    runtime,
+    selection,
+)
+from SAMSegmentLib.backends.onnx_model import OnnxPromptableModel
+from SAMSegmentLib.errors import ModelUnavailableError
+from SAMSegmentLib.models import wrap_network
+from SAMSegmentLib.predictor import VolumePredictor
+from SAMSegmentLib.prompts import Prompts
+from SAMSegmentLib.volume import Axis
 
 # Float32 kernels differ between torch and ONNX Runtime (fused operators, NCHWc convolutions):
 # tiny networks agree to ~3e-6; LiteMedSAM's logits to ~3e-6 of their range (1.2e-4 of ~46) and

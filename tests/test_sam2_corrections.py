@@ -19,17 +19,17 @@ CENTRE = Prompts(points=[(32.0, 24.0)], labels=[1])
 
 
 @pytest.fixture(scope="module")
-def predictor():  # noqa: ANN201
+def predictor():
     return tiny_sam2_predictor(object_score=4.0)
 
 
 @pytest.fixture
-def memory_reads(monkeypatch):  # noqa: ANN001, ANN201
+def memory_reads(monkeypatch):
     """(slice, is a first prompt, non-prompted outputs visible to memory attention) per call."""
     reads = []
     upstream = SAM2Base._prepare_memory_conditioned_features
 
-    def spy(self, **kwargs):  # noqa: ANN001, ANN003, ANN202
+    def spy(self, **kwargs):
         outputs = kwargs["output_dict"]["non_cond_frame_outputs"]
         reads.append((kwargs["frame_idx"], kwargs["is_init_cond_frame"], dict(outputs)))
         return upstream(self, **kwargs)
@@ -39,7 +39,7 @@ def memory_reads(monkeypatch):  # noqa: ANN001, ANN201
 
 
 def test_a_correction_is_propagated_with_the_memory_of_the_first_run(
-    predictor, ct_phantom, memory_reads  # noqa: ANN001
+    predictor, ct_phantom, memory_reads
 ) -> None:
     session = tiny_session(predictor, ct_phantom)
     session.add_prompts(SEED, "organ", CENTRE)
@@ -72,7 +72,7 @@ def test_a_correction_is_propagated_with_the_memory_of_the_first_run(
     assert reads[10][8] is first_run[8] and reads[10][7] is first_run[7]
 
 
-def test_a_positive_point_on_a_slice_the_first_run_missed_adds_it(predictor, ct_phantom) -> None:  # noqa: ANN001
+def test_a_positive_point_on_a_slice_the_first_run_missed_adds_it(predictor, ct_phantom) -> None:
     session = tiny_session(predictor, ct_phantom)
     session.add_prompts(SEED, "organ", CENTRE)
     first = session.propagate(slice_range=(4, 8)).run()

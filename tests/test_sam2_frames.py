@@ -14,18 +14,18 @@ from SAMSegmentLib.volume import Axis
 pytest.importorskip("sam2")
 pytestmark = pytest.mark.sam2
 
-from sam2_tiny import tiny_sam2_predictor  # noqa: E402
 from sam2.utils.misc import load_video_frames  # noqa: E402
+from sam2_tiny import tiny_sam2_predictor  # noqa: E402
 
 Image = pytest.importorskip("PIL.Image")
 
 
 @pytest.fixture(scope="module")
-def predictor():  # noqa: ANN201
+def predictor():
     return tiny_sam2_predictor()
 
 
-def test_frames_are_square_normalised_greyscale_made_per_slice(ct_phantom) -> None:  # noqa: ANN001
+def test_frames_are_square_normalised_greyscale_made_per_slice(ct_phantom) -> None:
     frames = VolumeFrames(ct_phantom, Axis.CORONAL, mapping_for(ct_phantom), image_size=96)
     assert len(frames) == ct_phantom.array.shape[1]
     assert frames.slice_shape == (12, 64)
@@ -40,7 +40,7 @@ def test_frames_are_square_normalised_greyscale_made_per_slice(ct_phantom) -> No
         frames[len(frames)]
 
 
-def test_frames_match_sam2s_own_loading_of_the_same_slices(tmp_path, ct_phantom) -> None:  # noqa: ANN001
+def test_frames_match_sam2s_own_loading_of_the_same_slices(tmp_path, ct_phantom) -> None:
     frames = VolumeFrames(ct_phantom, Axis.AXIAL, mapping_for(ct_phantom), image_size=128)
     for index in (3, 6):
         pixels = np.round(frames.slice_image(index).numpy() * 255).astype(np.uint8)
@@ -53,7 +53,7 @@ def test_frames_match_sam2s_own_loading_of_the_same_slices(tmp_path, ct_phantom)
         assert float(difference.mean()) < 0.03 and float(difference.max()) < 0.5
 
 
-def test_the_state_has_the_fields_of_upstream_init_state(tmp_path, predictor, ct_phantom) -> None:  # noqa: ANN001
+def test_the_state_has_the_fields_of_upstream_init_state(tmp_path, predictor, ct_phantom) -> None:
     rows, columns = ct_phantom.slice_shape(Axis.AXIAL)
     for index in range(2):
         Image.fromarray(np.full((rows, columns, 3), 100 + index, np.uint8)).save(tmp_path / f"{index}.jpg")

@@ -27,7 +27,7 @@ TINY = get_spec("sam2.1_hiera_tiny")
 
 
 @pytest.fixture(scope="module")
-def tiny_weights(tmp_path_factory):  # noqa: ANN001, ANN201
+def tiny_weights(tmp_path_factory):
     """A random SAM 2.1 Hiera-T saved as upstream's checkpoints are ({"model": state dict})."""
     torch.manual_seed(0)
     state = build_sam2_predictor(TINY.architecture, CPU).state_dict()
@@ -36,7 +36,7 @@ def tiny_weights(tmp_path_factory):  # noqa: ANN001, ANN201
     return path, state
 
 
-def test_a_checkpoint_loads_into_our_predictor(tiny_weights) -> None:  # noqa: ANN001
+def test_a_checkpoint_loads_into_our_predictor(tiny_weights) -> None:
     path, state = tiny_weights
     predictor = load_sam2_predictor(TINY, CPU, checkpoint=path)
     assert type(predictor).__name__ == "VolumeVideoPredictor" and not predictor.training
@@ -45,7 +45,7 @@ def test_a_checkpoint_loads_into_our_predictor(tiny_weights) -> None:  # noqa: A
     assert all(torch.equal(loaded[name], tensor) for name, tensor in state.items())
 
 
-def test_a_medsam2_session_from_the_store_segments_a_slice(tmp_path, tiny_weights, ct_phantom) -> None:  # noqa: ANN001
+def test_a_medsam2_session_from_the_store_segments_a_slice(tmp_path, tiny_weights, ct_phantom) -> None:
     path, _ = tiny_weights
     # MedSAM2 has SAM 2.1 Hiera-T's tensors, so the random Hiera-T file stands in for it.
     spec = dataclasses.replace(get_spec("medsam2"), size_bytes=path.stat().st_size)
@@ -58,12 +58,12 @@ def test_a_medsam2_session_from_the_store_segments_a_slice(tmp_path, tiny_weight
     assert result.mask.shape == ct_phantom.slice_shape(Axis.CORONAL)
 
 
-def test_missing_weights_say_how_to_get_them(tmp_path, ct_phantom) -> None:  # noqa: ANN001
-    with pytest.raises(CheckpointError, match="samsegment download sam2.1_hiera_tiny"):
+def test_missing_weights_say_how_to_get_them(tmp_path, ct_phantom) -> None:
+    with pytest.raises(CheckpointError, match=r"samsegment download sam2\.1_hiera_tiny"):
         open_sam2_session(TINY, ct_phantom, Axis.AXIAL, CPU, store=CheckpointStore(tmp_path))
 
 
-def test_a_checkpoint_of_another_model_is_refused(tmp_path, tiny_weights) -> None:  # noqa: ANN001
+def test_a_checkpoint_of_another_model_is_refused(tmp_path, tiny_weights) -> None:
     _, state = tiny_weights
     incomplete = {name: tensor for name, tensor in state.items() if not name.startswith("memory_encoder.")}
     torch.save({"model": incomplete}, tmp_path / "incomplete.pt")
@@ -75,7 +75,7 @@ def test_a_checkpoint_of_another_model_is_refused(tmp_path, tiny_weights) -> Non
         load_sam2_predictor(TINY, CPU, checkpoint=tmp_path / "resized.pt")
 
 
-def test_medsam2_builds_from_upstream_config_at_512_px(tiny_weights) -> None:  # noqa: ANN001
+def test_medsam2_builds_from_upstream_config_at_512_px(tiny_weights) -> None:
     path, _ = tiny_weights
     medsam2 = get_spec("medsam2")
     predictor = load_sam2_predictor(medsam2, CPU, checkpoint=path)
@@ -84,7 +84,7 @@ def test_medsam2_builds_from_upstream_config_at_512_px(tiny_weights) -> None:  #
     assert predictor.memory_attention.layers[0].self_attn.freqs_cis.shape[0] == 32 * 32
 
 
-def test_a_spec_whose_input_size_disagrees_with_its_config_is_refused(tiny_weights) -> None:  # noqa: ANN001
+def test_a_spec_whose_input_size_disagrees_with_its_config_is_refused(tiny_weights) -> None:
     path, _ = tiny_weights
     with pytest.raises(ValueError, match="expects 512"):
         load_sam2_predictor(dataclasses.replace(TINY, input_size=512), CPU, checkpoint=path)
@@ -95,7 +95,7 @@ def test_only_sam2_family_models_are_loaded_here() -> None:
         load_sam2_predictor(get_spec("sam_vit_b"), CPU)
 
 
-def test_without_the_sam2_package_the_error_says_how_to_install_it(monkeypatch) -> None:  # noqa: ANN001
+def test_without_the_sam2_package_the_error_says_how_to_install_it(monkeypatch) -> None:
     monkeypatch.setitem(sys.modules, "sam2.build_sam", None)
     with pytest.raises(ModelUnavailableError, match="SAM2_BUILD_CUDA=0 pip install"):
         build_sam2_predictor(TINY.architecture, CPU)

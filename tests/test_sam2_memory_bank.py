@@ -34,7 +34,7 @@ def output(iou: float, features: torch.Tensor, image: torch.Tensor | None = None
     }
 
 
-def frames_of(memories) -> list[int]:  # noqa: ANN001
+def frames_of(memories) -> list[int]:
     return [m.frame_index for m in memories]
 
 

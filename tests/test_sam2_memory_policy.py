@@ -19,17 +19,17 @@ CENTRE = Prompts(points=[(32.0, 24.0)], labels=[1])
 
 
 @pytest.fixture(scope="module")
-def predictor():  # noqa: ANN201
+def predictor():
     return tiny_sam2_predictor(object_score=4.0)
 
 
 @pytest.fixture
-def handed(monkeypatch):  # noqa: ANN001, ANN201
+def handed(monkeypatch):
     """slice -> the non-prompted memories (by position) upstream's memory attention was given."""
     seen = {}
     upstream = SAM2Base._prepare_memory_conditioned_features
 
-    def spy(self, **kwargs):  # noqa: ANN001, ANN003, ANN202
+    def spy(self, **kwargs):
         if not kwargs["is_init_cond_frame"]:
             seen[kwargs["frame_idx"]] = dict(kwargs["output_dict"]["non_cond_frame_outputs"])
         return upstream(self, **kwargs)
@@ -38,12 +38,12 @@ def handed(monkeypatch):  # noqa: ANN001, ANN201
     return seen
 
 
-def run_forward(session):  # noqa: ANN001, ANN201
+def run_forward(session):
     session.add_prompts(0, "organ", CENTRE)
     return session.propagate(direction=Direction.FORWARD).run()
 
 
-def test_the_default_policy_hands_over_the_most_recent_slices(predictor, ct_phantom, handed) -> None:  # noqa: ANN001
+def test_the_default_policy_hands_over_the_most_recent_slices(predictor, ct_phantom, handed) -> None:
     session = tiny_session(predictor, ct_phantom)
     run_forward(session)
     stored = session.state["output_dict_per_obj"][0]
@@ -53,7 +53,7 @@ def test_the_default_policy_hands_over_the_most_recent_slices(predictor, ct_phan
     assert handed[9][8] is stored["non_cond_frame_outputs"][8]
 
 
-def test_the_bank_chooses_what_memory_attention_reads(predictor, ct_phantom, handed) -> None:  # noqa: ANN001
+def test_the_bank_chooses_what_memory_attention_reads(predictor, ct_phantom, handed) -> None:
     settings = SelfSortingSettings(iou_threshold=0.0, capacity=3)
     session = tiny_session(predictor, ct_phantom, memory_policy=MemoryPolicy.SELF_SORTING, bank_settings=settings)
     run_forward(session)
@@ -77,7 +77,7 @@ def test_the_bank_chooses_what_memory_attention_reads(predictor, ct_phantom, han
         assert similarity == sorted(similarity, reverse=True)
 
 
-def test_strict_admission_leaves_only_the_prompt_to_remember(predictor, ct_phantom, handed) -> None:  # noqa: ANN001
+def test_strict_admission_leaves_only_the_prompt_to_remember(predictor, ct_phantom, handed) -> None:
     settings = SelfSortingSettings(iou_threshold=1.0)
     strict = tiny_session(predictor, ct_phantom, memory_policy="self-sorting", bank_settings=settings)
     strict_result = run_forward(strict)
@@ -90,7 +90,7 @@ def test_strict_admission_leaves_only_the_prompt_to_remember(predictor, ct_phant
     assert any((strict_mask[k] != recent_mask[k]).any() for k in range(2, 12))
 
 
-def test_the_bank_needs_sam2s_memory_stride_of_one(ct_phantom) -> None:  # noqa: ANN001
+def test_the_bank_needs_sam2s_memory_stride_of_one(ct_phantom) -> None:
     predictor = tiny_sam2_predictor()
     predictor.memory_temporal_stride_for_eval = 2
     with pytest.raises(ValueError, match="stride"):
@@ -98,7 +98,7 @@ def test_the_bank_needs_sam2s_memory_stride_of_one(ct_phantom) -> None:  # noqa:
     assert tiny_session(predictor, ct_phantom).memory_policy is MemoryPolicy.RECENT
 
 
-def test_an_unknown_policy_is_refused(predictor, ct_phantom) -> None:  # noqa: ANN001
+def test_an_unknown_policy_is_refused(predictor, ct_phantom) -> None:
     with pytest.raises(ValueError, match="oldest"):
         tiny_session(predictor, ct_phantom, memory_policy="oldest")
 

@@ -22,23 +22,23 @@ SLICES = 12  # the phantom's axial slices
 
 
 @pytest.fixture(scope="module")
-def predictor():  # noqa: ANN201
+def predictor():
     return tiny_sam2_predictor(object_score=4.0)
 
 
 @pytest.fixture
-def session(predictor, ct_phantom):  # noqa: ANN001, ANN201
+def session(predictor, ct_phantom):
     return tiny_session(predictor, ct_phantom)
 
 
-def propagate(session, **options):  # noqa: ANN001, ANN003, ANN201
+def propagate(session, **options):
     session.add_prompts(SEED, "organ", CENTRE)
     propagation = session.propagate(**options)
     yielded = list(propagation)
     return propagation.result, yielded
 
 
-def test_a_prompt_gives_a_mask_of_the_slice_and_a_score(session) -> None:  # noqa: ANN001
+def test_a_prompt_gives_a_mask_of_the_slice_and_a_score(session) -> None:
     result = session.add_prompts(SEED, "organ", Prompts(box=(20, 14, 44, 34)))
     assert result.object_id == "organ" and result.index == SEED
     assert result.mask.shape == (48, 64) and result.mask.dtype == bool and result.mask.any()
@@ -46,7 +46,7 @@ def test_a_prompt_gives_a_mask_of_the_slice_and_a_score(session) -> None:  # noq
     assert session.object_ids == ["organ"]
 
 
-def test_both_directions_from_one_session_cover_the_volume_once_each(session, ct_phantom) -> None:  # noqa: ANN001
+def test_both_directions_from_one_session_cover_the_volume_once_each(session, ct_phantom) -> None:
     result, yielded = propagate(session)
     outcome = result.objects["organ"]
     assert [r.index for r in yielded] == [6, 7, 8, 9, 10, 11, 5, 4, 3, 2, 1, 0]
@@ -61,7 +61,7 @@ def test_both_directions_from_one_session_cover_the_volume_once_each(session, ct
     assert not result.cancelled
 
 
-def test_forward_only_and_backward_only(predictor, ct_phantom) -> None:  # noqa: ANN001
+def test_forward_only_and_backward_only(predictor, ct_phantom) -> None:
     result, yielded = propagate(tiny_session(predictor, ct_phantom), direction=Direction.FORWARD)
     assert [r.index for r in yielded] == [6, 7, 8, 9, 10, 11]
     assert [s.direction for s in result.objects["organ"].stops] == ["forward"]
@@ -70,13 +70,13 @@ def test_forward_only_and_backward_only(predictor, ct_phantom) -> None:  # noqa:
     assert not result.objects["organ"].mask[7:].any()
 
 
-def test_a_backward_walk_from_the_first_slice_still_segments_it(session) -> None:  # noqa: ANN001
+def test_a_backward_walk_from_the_first_slice_still_segments_it(session) -> None:
     session.add_prompts(0, "organ", CENTRE)
     result = session.propagate(direction=Direction.BACKWARD).run()
     assert result.objects["organ"].slices == [0]
 
 
-def test_a_slice_range_bounds_both_directions(session) -> None:  # noqa: ANN001
+def test_a_slice_range_bounds_both_directions(session) -> None:
     result, yielded = propagate(session, slice_range=(4, 8))
     assert sorted(r.index for r in yielded) == [4, 5, 6, 7, 8]
     outcome = result.objects["organ"]
@@ -86,13 +86,13 @@ def test_a_slice_range_bounds_both_directions(session) -> None:  # noqa: ANN001
         session.propagate(slice_range=(0, 3))
 
 
-def test_progress_counts_every_slice_once(session) -> None:  # noqa: ANN001
+def test_progress_counts_every_slice_once(session) -> None:
     calls = []
     propagate(session, slice_range=(3, 9), progress=lambda done, planned: calls.append((done, planned)))
     assert calls == [(done, 7) for done in range(1, 8)]
 
 
-def test_several_objects_propagate_together(session) -> None:  # noqa: ANN001
+def test_several_objects_propagate_together(session) -> None:
     session.add_prompts(SEED, "left", Prompts(points=[(20.0, 24.0)], labels=[1]))
     session.add_prompts(SEED, "right", Prompts(box=(36, 14, 50, 34)))
     propagation = session.propagate(direction=Direction.FORWARD)
@@ -105,13 +105,13 @@ def test_several_objects_propagate_together(session) -> None:  # noqa: ANN001
     assert propagation.result.embedded_slices == SLICES - 1 - SEED
 
 
-def test_a_request_adds_its_prompts_and_propagates_from_its_seed(session) -> None:  # noqa: ANN001
+def test_a_request_adds_its_prompts_and_propagates_from_its_seed(session) -> None:
     request = PropagationRequest(Axis.AXIAL, 3, [ObjectPrompts("organ", CENTRE)], Direction.FORWARD, (0, 5))
     result = session.propagate_request(request).run()
     assert result.objects["organ"].slices == [3, 4, 5]
 
 
-def test_a_bad_request_changes_nothing(session) -> None:  # noqa: ANN001
+def test_a_bad_request_changes_nothing(session) -> None:
     bad = [ObjectPrompts("a", CENTRE), ObjectPrompts("b", Prompts(points=[(500.0, 5.0)], labels=[1]))]
     with pytest.raises(PromptError, match="outside the slice"):
         session.propagate_request(PropagationRequest(Axis.AXIAL, SEED, bad))
@@ -124,7 +124,7 @@ def test_a_bad_request_changes_nothing(session) -> None:  # noqa: ANN001
         session.propagate()
 
 
-def test_a_stop_ends_one_direction_at_the_last_accepted_slice(session) -> None:  # noqa: ANN001
+def test_a_stop_ends_one_direction_at_the_last_accepted_slice(session) -> None:
     # No later slice can reach this area, so each direction stops right after the seed.
     result, yielded = propagate(session, stop_rule=SAM2StopRule(min_area_fraction=1e9))
     outcome = result.objects["organ"]
@@ -134,7 +134,7 @@ def test_a_stop_ends_one_direction_at_the_last_accepted_slice(session) -> None: 
     assert result.embedded_slices == 2  # one refused slice per direction, nothing beyond
 
 
-def test_an_absent_structure_is_reported_not_propagated(ct_phantom) -> None:  # noqa: ANN001
+def test_an_absent_structure_is_reported_not_propagated(ct_phantom) -> None:
     session = tiny_session(tiny_sam2_predictor(object_score=-4.0), ct_phantom)
     seed = session.add_prompts(SEED, "organ", CENTRE)
     assert not seed.mask.any()
@@ -147,7 +147,7 @@ def test_an_absent_structure_is_reported_not_propagated(ct_phantom) -> None:  # 
     assert propagation.result.embedded_slices == 0
 
 
-def test_cancel_stops_before_the_next_slice(session) -> None:  # noqa: ANN001
+def test_cancel_stops_before_the_next_slice(session) -> None:
     cancel = CancelToken()
     session.add_prompts(SEED, "organ", CENTRE)
     propagation = session.propagate(cancel=cancel, progress=lambda done, planned: cancel.cancel())
@@ -161,7 +161,7 @@ def test_cancel_stops_before_the_next_slice(session) -> None:  # noqa: ANN001
     assert result.embedded_slices == 0
 
 
-def test_reset_forgets_objects_and_memory(session) -> None:  # noqa: ANN001
+def test_reset_forgets_objects_and_memory(session) -> None:
     propagate(session, direction=Direction.FORWARD)
     session.reset()
     assert session.object_ids == [] and session.last_prompted_index is None

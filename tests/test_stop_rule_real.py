@@ -2,7 +2,6 @@
 propagation from one box must end where the lesion ends, and a box on plain tissue must not
 produce a structure."""
 
-import numpy as np
 import pytest
 from synthetic import make_lesion_volume
 

@@ -30,7 +30,7 @@ from SAMSegmentLib.worker import (
 TIMEOUT = 60
 
 
-def poll_until(worker: InferenceWorker, done, timeout: float = TIMEOUT) -> list:  # noqa: ANN001
+def poll_until(worker: InferenceWorker, done, timeout: float = TIMEOUT) -> list:
     """Poll like the GUI timer until ``done(messages so far)``."""
     messages: list = []
     deadline = time.monotonic() + timeout
@@ -41,12 +41,12 @@ def poll_until(worker: InferenceWorker, done, timeout: float = TIMEOUT) -> list:
     return messages
 
 
-def final(messages: list, request_id: int):  # noqa: ANN201
+def final(messages: list, request_id: int):
     (last,) = [m for m in messages if m.request_id == request_id and m.kind.final]
     return last
 
 
-def propagate(volume, seed: int = 6) -> Propagate:  # noqa: ANN001
+def propagate(volume, seed: int = 6) -> Propagate:
     objects = [ObjectPrompts("organ", organ_box(volume))]
     return Propagate(PropagationRequest(Axis.AXIAL, seed, objects), stop_rule=KEEP_GOING)
 
@@ -155,7 +155,7 @@ def test_cancel_drops_a_queued_request_at_once(tiny_sam_model, ct_phantom):
 def test_a_model_load_that_has_started_is_not_cancelled(tiny_sam_model):
     started = threading.Event()
 
-    def slow_loader(request):  # noqa: ANN001, ANN202
+    def slow_loader(request):
         started.set()
         time.sleep(0.3)
         return tiny_sam_model
@@ -184,7 +184,7 @@ def test_an_error_is_reported_and_the_next_request_still_works(tiny_sam_model, c
 def test_an_unexpected_exception_names_its_type_and_is_logged(tiny_sam_model, caplog):
     models = iter([RuntimeError("the GPU driver fell over"), tiny_sam_model])
 
-    def flaky_loader(request):  # noqa: ANN001, ANN202
+    def flaky_loader(request):
         model = next(models)
         if isinstance(model, Exception):
             raise model

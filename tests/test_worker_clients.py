@@ -6,15 +6,15 @@ import time
 
 from test_worker_doubles import SlowEncoder
 
+from SAMSegmentLib.protocol.clients import WorkerHub
 from SAMSegmentLib.research.automatic import GridOptions
 from SAMSegmentLib.volume import Axis
 from SAMSegmentLib.worker import InferenceWorker, LoadModel, MessageKind, SegmentEverything, WorkerSettings
-from SAMSegmentLib.protocol.clients import WorkerHub
 
 OPTIONS = GridOptions(points_per_side=2, min_predicted_iou=-1.0, min_stability=0.0)
 
 
-def _poll_until_final(client, request_id: int, timeout: float = 60) -> list:  # noqa: ANN001
+def _poll_until_final(client, request_id: int, timeout: float = 60) -> list:
     messages: list = []
     deadline = time.monotonic() + timeout
     while not any(m.request_id == request_id and m.kind.final for m in messages):
@@ -31,14 +31,14 @@ def test_each_client_gets_its_own_answers_whoever_polls(tiny_sam_model, ct_phant
         effect, panel = hub.client(), hub.client()
         loading = effect.submit(LoadModel("sam_vit_b", device="cpu"))
         slab = panel.submit(SegmentEverything(Axis.AXIAL, 0, 11, OPTIONS, volume=ct_phantom))
-        effectMessages = _poll_until_final(effect, loading)
-        assert {m.request_id for m in effectMessages} == {loading}
+        effect_messages = _poll_until_final(effect, loading)
+        assert {m.request_id for m in effect_messages} == {loading}
         cancels = effect.cancel()  # the effect has nothing running: the panel's slab goes on
         assert cancels == []
-        panelMessages = _poll_until_final(panel, slab)
-        assert {m.request_id for m in panelMessages} == {slab}
-        assert panelMessages[-1].kind is MessageKind.RESULT
-        assert [m.value for m in panelMessages if m.kind is MessageKind.PROGRESS][-1] == (12, 12)
+        panel_messages = _poll_until_final(panel, slab)
+        assert {m.request_id for m in panel_messages} == {slab}
+        assert panel_messages[-1].kind is MessageKind.RESULT
+        assert [m.value for m in panel_messages if m.kind is MessageKind.PROGRESS][-1] == (12, 12)
 
 
 def test_cancel_of_all_stops_only_the_clients_own_requests(tiny_sam_model, ct_phantom):
@@ -49,8 +49,8 @@ def test_cancel_of_all_stops_only_the_clients_own_requests(tiny_sam_model, ct_ph
         effect.submit(LoadModel("sam_vit_b", device="cpu"))
         slab = panel.submit(SegmentEverything(Axis.AXIAL, 0, 11, OPTIONS, volume=ct_phantom))
         other = effect.submit(SegmentEverything(Axis.AXIAL, 0, 1, OPTIONS, volume=ct_phantom))
-        (cancelId,) = panel.cancel()
+        (cancel_id,) = panel.cancel()
         messages = _poll_until_final(panel, slab)
         assert [m.kind for m in messages if m.request_id == slab and m.kind.final] == [MessageKind.CANCELLED]
-        assert any(m.request_id == cancelId and m.value == (slab,) for m in messages)
+        assert any(m.request_id == cancel_id and m.value == (slab,) for m in messages)
         assert _poll_until_final(effect, other)[-1].kind is MessageKind.RESULT

@@ -30,7 +30,7 @@ def test_neighbours_alternate_around_the_seed_within_the_volume(seed, count, sli
     assert neighbour_order(seed, count, slice_count) == expected
 
 
-def embedded(worker, axis: Axis = Axis.AXIAL) -> set[int]:  # noqa: ANN001
+def embedded(worker, axis: Axis = Axis.AXIAL) -> set[int]:
     return {i for i in range(12) if worker.predictor.is_embedded(axis, i)}
 
 

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 import torch
+from synthetic import make_ct_phantom
 from test_worker_doubles import SlowEncoder, answer_to, organ_box, ready_worker
 
 from SAMSegmentLib.datasets import LabelledCase
@@ -32,7 +33,6 @@ from SAMSegmentLib.worker import (
     SegmentEverything,
     WorkerSettings,
 )
-from synthetic import make_ct_phantom
 
 TIMEOUT = 120
 KEEP_ALL = GridOptions(points_per_side=3, min_predicted_iou=-1.0, min_stability=0.0, nms_iou=1.0, min_area_px=1)
@@ -240,7 +240,7 @@ def test_onnx_graphs_go_to_the_configured_models_folder(tmp_path, monkeypatch, t
 
     opened = {}
 
-    def open_backend(model, backend, graph_root=None):  # noqa: ANN001, ANN202
+    def open_backend(model, backend, graph_root=None):
         opened.update(backend=backend, graph_root=graph_root)
         return model
 

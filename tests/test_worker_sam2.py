@@ -40,7 +40,7 @@ TIMEOUT = 120
 
 
 @pytest.fixture(scope="module")
-def predictor():  # noqa: ANN201
+def predictor():
     return tiny_sam2_predictor(object_score=4.0)
 
 
@@ -49,7 +49,7 @@ def crop(volume: Volume, slices: slice, rows: slice = slice(None), columns: slic
 
 
 @pytest.fixture
-def volume(ct_phantom):  # noqa: ANN001, ANN201
+def volume(ct_phantom):
     """The phantom's middle 8 slices, the organ around slice 4."""
     return crop(ct_phantom, slice(2, 2 + SLICES))
 
@@ -61,7 +61,7 @@ def loads() -> list:
 
 
 @pytest.fixture
-def worker(predictor, volume, loads):  # noqa: ANN001, ANN201
+def worker(predictor, volume, loads):
     """A worker holding the tiny SAM 2.1 and ``volume``; prefetch is on, as in the effect."""
 
     def loader(request: LoadModel) -> SAM2Model:
@@ -76,12 +76,12 @@ def worker(predictor, volume, loads):  # noqa: ANN001, ANN201
 
 
 @pytest.fixture
-def memory_reads(monkeypatch) -> list:  # noqa: ANN001
+def memory_reads(monkeypatch) -> list:
     """(slice, non-prompted slices visible to memory attention) for every SAM 2 decode with memory."""
     reads = []
     upstream = SAM2Base._prepare_memory_conditioned_features
 
-    def spy(self, **kwargs):  # noqa: ANN001, ANN003, ANN202
+    def spy(self, **kwargs):
         if not kwargs["is_init_cond_frame"]:
             reads.append((kwargs["frame_idx"], dict(kwargs["output_dict"]["non_cond_frame_outputs"])))
         return upstream(self, **kwargs)
@@ -90,7 +90,7 @@ def memory_reads(monkeypatch) -> list:  # noqa: ANN001
     return reads
 
 
-def propagate(seed: int, prompts: Prompts = CENTRE, **options) -> Propagate:  # noqa: ANN003
+def propagate(seed: int, prompts: Prompts = CENTRE, **options) -> Propagate:
     return Propagate(PropagationRequest(Axis.AXIAL, seed, [ObjectPrompts("organ", prompts)], **options))
 
 
@@ -107,7 +107,7 @@ def run(worker: InferenceWorker, request: Propagate) -> tuple[list, object]:
     return messages, messages[-1]
 
 
-def test_a_prompt_previews_the_mask_a_fresh_session_gives(worker, predictor, volume, loads):  # noqa: ANN001
+def test_a_prompt_previews_the_mask_a_fresh_session_gives(worker, predictor, volume, loads):
     shown = preview(worker, SEED)
     expected = tiny_session(predictor, volume).add_prompts(SEED, "organ", CENTRE)
     assert shown.mask.shape == volume.slice_shape(Axis.AXIAL) and shown.mask.any()
@@ -119,7 +119,7 @@ def test_a_prompt_previews_the_mask_a_fresh_session_gives(worker, predictor, vol
     assert [request.model for request in loads] == ["sam2.1_hiera_tiny"]
 
 
-def test_the_model_is_loaded_once_and_reports_its_spec(predictor, volume):  # noqa: ANN001
+def test_the_model_is_loaded_once_and_reports_its_spec(predictor, volume):
     loaded = []
 
     def loader(request: LoadModel) -> SAM2Model:
@@ -135,7 +135,7 @@ def test_the_model_is_loaded_once_and_reports_its_spec(predictor, volume):  # no
         assert loaded == ["medsam2"]
 
 
-def test_propagation_streams_both_directions_then_reports_the_result(worker):  # noqa: ANN001
+def test_propagation_streams_both_directions_then_reports_the_result(worker):
     messages, last = run(worker, propagate(SEED))
     slices = [m.value.index for m in messages if m.kind is MessageKind.SLICE]
     assert slices == [4, 5, 6, 7, 3, 2, 1, 0]
@@ -149,7 +149,7 @@ def test_propagation_streams_both_directions_then_reports_the_result(worker):  #
     assert progress[-1] == (SLICES, SLICES)
 
 
-def test_a_correction_after_a_propagation_keeps_its_memory(worker, predictor, volume, memory_reads):  # noqa: ANN001
+def test_a_correction_after_a_propagation_keeps_its_memory(worker, predictor, volume, memory_reads):
     first = run(worker, propagate(SEED))[1].value.objects["organ"]
     corrected = Prompts(points=[(32.0, 24.0), (12.0, 40.0)], labels=[1, 0])
     memory_reads.clear()
@@ -161,7 +161,7 @@ def test_a_correction_after_a_propagation_keeps_its_memory(worker, predictor, vo
     assert correction.score != pytest.approx(fresh.score)
 
     memory_reads.clear()
-    messages, last = run(worker, propagate(6, corrected, direction=Direction.FORWARD))
+    _messages, last = run(worker, propagate(6, corrected, direction=Direction.FORWARD))
     outcome = last.value.objects["organ"]
     assert outcome.slices == [6, 7]
     np.testing.assert_array_equal(outcome.mask[6], correction.mask)
@@ -170,7 +170,7 @@ def test_a_correction_after_a_propagation_keeps_its_memory(worker, predictor, vo
     assert {5, 3, 2} <= set(reads[7]) and {5, 3, 2} <= set(first.slices)
 
 
-def test_an_abandoned_preview_leaves_no_trace(worker, predictor, volume):  # noqa: ANN001
+def test_an_abandoned_preview_leaves_no_trace(worker, predictor, volume):
     preview(worker, 1, Prompts(box=(5, 5, 30, 30)))  # the user then clears it and prompts slice 4
     preview(worker, SEED)
     result = run(worker, propagate(SEED, direction=Direction.BACKWARD))[1].value.objects["organ"]
@@ -181,7 +181,7 @@ def test_an_abandoned_preview_leaves_no_trace(worker, predictor, volume):  # noq
     np.testing.assert_array_equal(result.mask, expected.mask)
 
 
-def test_new_prompts_on_a_propagated_seed_are_taken_back_when_abandoned(worker, memory_reads):  # noqa: ANN001
+def test_new_prompts_on_a_propagated_seed_are_taken_back_when_abandoned(worker, memory_reads):
     run(worker, propagate(SEED, direction=Direction.FORWARD))
     abandoned = preview(worker, SEED, Prompts(box=(2, 2, 20, 12)))
     preview(worker, 1)  # moved on: the seed gets the propagated prompts back
@@ -196,7 +196,7 @@ def test_new_prompts_on_a_propagated_seed_are_taken_back_when_abandoned(worker, 
     assert seed_result.score != pytest.approx(abandoned.score)
 
 
-def test_each_object_and_axis_has_its_own_memory(worker, predictor, volume):  # noqa: ANN001
+def test_each_object_and_axis_has_its_own_memory(worker, predictor, volume):
     run(worker, propagate(SEED, direction=Direction.FORWARD, slice_range=(SEED, SEED + 1)))
     other = answer_to(worker, Predict(Axis.AXIAL, 6, CENTRE, object_id="other"), timeout=TIMEOUT).value.prediction
     fresh = tiny_session(predictor, volume).add_prompts(6, "other", CENTRE)
@@ -208,7 +208,7 @@ def test_each_object_and_axis_has_its_own_memory(worker, predictor, volume):  # 
     assert list(last.value.objects) == ["organ"]
 
 
-def test_a_new_volume_starts_without_memory(worker, predictor, volume):  # noqa: ANN001
+def test_a_new_volume_starts_without_memory(worker, predictor, volume):
     run(worker, propagate(SEED, direction=Direction.FORWARD))
     assert answer_to(worker, SetVolume(volume)).kind is MessageKind.RESULT
     again = preview(worker, 6)
@@ -217,7 +217,7 @@ def test_a_new_volume_starts_without_memory(worker, predictor, volume):  # noqa:
 
 
 @pytest.mark.parametrize(("policy", "uses_bank"), [("recent", False), ("self-sorting", True)])
-def test_the_memory_policy_comes_with_the_volume(worker, volume, monkeypatch, policy, uses_bank):  # noqa: ANN001
+def test_the_memory_policy_comes_with_the_volume(worker, volume, monkeypatch, policy, uses_bank):
     updates = []
     upstream = SelfSortingMemoryBank.update
     monkeypatch.setattr(SelfSortingMemoryBank, "update", lambda bank, *a: updates.append(1) or upstream(bank, *a))
@@ -227,10 +227,10 @@ def test_the_memory_policy_comes_with_the_volume(worker, volume, monkeypatch, po
     assert bool(updates) is uses_bank
 
 
-def test_cancel_stops_a_propagation_with_the_slices_reported_so_far(worker, predictor, monkeypatch):  # noqa: ANN001
+def test_cancel_stops_a_propagation_with_the_slices_reported_so_far(worker, predictor, monkeypatch):
     encode = predictor.forward_image
 
-    def slow_encode(images):  # noqa: ANN001, ANN202 - a real encoder's pace
+    def slow_encode(images):
         time.sleep(0.2)
         return encode(images)
 
@@ -252,7 +252,7 @@ def test_cancel_stops_a_propagation_with_the_slices_reported_so_far(worker, pred
     assert preview(worker, 6).mask.any()  # the session goes on after a cancel
 
 
-def test_bad_requests_are_reported_and_change_nothing(worker, volume, memory_reads):  # noqa: ANN001
+def test_bad_requests_are_reported_and_change_nothing(worker, volume, memory_reads):
     failed = answer_to(worker, SetVolume(volume, memory_policy="oldest"))
     assert failed.kind is MessageKind.ERROR and "Unknown memory policy 'oldest'" in failed.text
     assert "self-sorting" in failed.text
@@ -263,13 +263,13 @@ def test_bad_requests_are_reported_and_change_nothing(worker, volume, memory_rea
     failed = answer_to(worker, Predict(Axis.AXIAL, SLICES, CENTRE, object_id="organ"))
     assert failed.kind is MessageKind.ERROR and "outside the volume" in failed.text
     # No prompt of the failed propagations stayed on slice 4: a propagation decodes it.
-    messages, last = run(worker, propagate(6, direction=Direction.BACKWARD))
+    _messages, last = run(worker, propagate(6, direction=Direction.BACKWARD))
     assert last.kind is MessageKind.RESULT and SEED in [index for index, _ in memory_reads]
     stop_early = Propagate(propagate(6).request, stop_rule=SAM2StopRule(min_area_fraction=1e9))
     assert run(worker, stop_early)[1].value.objects["organ"].slices == [6]
 
 
-def test_a_missing_checkpoint_says_how_to_get_it(tmp_path):  # noqa: ANN001
+def test_a_missing_checkpoint_says_how_to_get_it(tmp_path):
     with InferenceWorker(WorkerSettings(checkpoint_dir=tmp_path)) as worker:
         failed = answer_to(worker, LoadModel("sam2.1_hiera_tiny", device="cpu"))
         assert failed.kind is MessageKind.ERROR

@@ -18,12 +18,12 @@ from SAMSegmentLib.worker import InferenceWorker, WorkerSettings
 
 
 @functools.cache
-def _model(encode_delay_s: float):  # noqa: ANN202
+def _model(encode_delay_s: float):
     model = tiny_sam()
     if encode_delay_s:  # as slow as a real encoder, so a test can act while a propagation runs
         encode = model.encode
 
-        def slow_encode(image01):  # noqa: ANN001, ANN202
+        def slow_encode(image01):
             time.sleep(encode_delay_s)
             return encode(image01)
 

@@ -17,7 +17,7 @@ TINY_INPUT = 128
 _PATCH = 16
 
 
-def _tiny(modeling, decoder) -> torch.nn.Module:  # noqa: ANN001 - upstream modules
+def _tiny(modeling, decoder) -> torch.nn.Module:
     torch.manual_seed(0)
     embed = TINY_INPUT // _PATCH
     encoder = modeling.ImageEncoderViT(

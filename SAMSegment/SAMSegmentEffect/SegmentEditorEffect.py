@@ -12,18 +12,17 @@ import math
 import os
 
 import qt
-import vtk
-
 import slicer
-from slicer.i18n import tr as _
+import vtk
+from SAMSegmentMRML.geometry import arrayToWorldMatrix, volumeKey
+from SAMSegmentMRML.slice_views import ObliqueSliceError, OutsideVolumeError, slicePositionFromXy
 from SegmentEditorEffects import AbstractScriptedSegmentEditorEffect
+from slicer.i18n import tr as _
 
 from SAMSegmentEffect.effect_editing import EffectEditing
 from SAMSegmentEffect.effect_options import EffectOptions, setMRMLDefaults
 from SAMSegmentEffect.prompt_drawing import PromptDrawing
 from SAMSegmentLib.errors import SAMSegmentError
-from SAMSegmentMRML.geometry import arrayToWorldMatrix, volumeKey
-from SAMSegmentMRML.slice_views import ObliqueSliceError, OutsideVolumeError, slicePositionFromXy
 
 POLL_INTERVAL_MS = 50
 DRAG_THRESHOLD_PIXELS = 5  # a shorter drag is a click
@@ -437,7 +436,7 @@ class SegmentEditorEffect(AbstractScriptedSegmentEditorEffect):
     def _process(self, session):
         try:
             return session.processMessages()
-        except Exception as error:  # noqa: BLE001 - e.g. the selected segment changed mid-propagation
+        except Exception as error:
             logging.exception("SAM could not apply a result")
             self.options.status(str(error), error=True)
             self.options.progressBar.visible = False

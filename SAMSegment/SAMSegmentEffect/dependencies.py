@@ -14,9 +14,9 @@ import importlib
 import importlib.metadata
 import logging
 import os
-import tomllib
 
 import slicer
+import tomllib
 from slicer.i18n import tr as _
 
 # Installed by the PyTorch extension, never by pip here.
@@ -114,7 +114,7 @@ def installDependencies() -> bool:
                 slicer.packaging.pip_ensure(pipMissing, requester="SAMSegment")
             else:
                 slicer.util.pip_install(pipMissing)
-    except Exception as error:  # noqa: BLE001 - offline, pip or PyTorch failures: shown, nothing else changes
+    except Exception as error:
         logging.exception("Installing SAMSegment's packages failed")
         slicer.util.errorDisplay(_("Installing the packages SAM needs failed: {error}").format(error=error))
         return False

@@ -1,14 +1,15 @@
 """Segment writes through the SAM effect: the Segment Editor widget's own modification, masking and undo."""
 
-import slicer
+from typing import ClassVar
 
+import slicer
 from SAMSegmentMRML.segment_writer import Modification
 
 
 class EffectEditing:
     """SegmentEditing through this effect: the Segment Editor widget's own logic, masking and undo."""
 
-    _MODES = {
+    _MODES: ClassVar[dict] = {
         Modification.ADD: slicer.qSlicerSegmentEditorAbstractEffect.ModificationModeAdd,
         Modification.REMOVE: slicer.qSlicerSegmentEditorAbstractEffect.ModificationModeRemove,
     }

@@ -7,13 +7,12 @@ Combo boxes show translated labels and keep the parameter value as item data, so
 never depend on the user's language (the convention of Slicer's own effects)."""
 
 import qt
-
+from SAMSegmentMRML.model_choices import modelChoices, modelLabel
 from slicer.i18n import tr as _
 
 from SAMSegmentLib.checkpoints import CheckpointStore
 from SAMSegmentLib.intensity import PRESETS
 from SAMSegmentLib.registry import Family
-from SAMSegmentMRML.model_choices import modelChoices, modelLabel
 
 SETTINGS_PREFIX = "SAMSegment/"
 DEFAULTS = {

@@ -13,8 +13,8 @@ import colorsys
 from typing import TYPE_CHECKING
 
 import numpy as np
-
 import slicer
+
 from SAMSegmentLib.volume import Axis, put_slice
 
 from .geometry import arrayShape, geometryOf, labelmapLike
@@ -97,7 +97,7 @@ def addEverythingSegments(
     return added
 
 
-def _slabLabelmap(slab: slicer.vtkOrientedImageData, axis: Axis, first: int, item: EverythingObject):  # noqa: ANN202
+def _slabLabelmap(slab: slicer.vtkOrientedImageData, axis: Axis, first: int, item: EverythingObject):
     mask = np.zeros(arrayShape(slab), bool)
     for index, sliceMask in item.masks.items():
         put_slice(mask, axis, index - first, np.asarray(sliceMask, bool))

@@ -13,10 +13,10 @@ transform); views, clicks and markers are in *world* RAS. ``arrayToRasMatrix`` i
 from __future__ import annotations
 
 import numpy as np
+import slicer
 import vtk
 from vtk.util import numpy_support
 
-import slicer
 from SAMSegmentLib.volume import Axis, Volume
 
 # Slicer's world frame is RAS, the engine's (as read from files by SimpleITK) is LPS.
@@ -94,7 +94,7 @@ def gridInNodeCoordinates(
     return grid
 
 
-def _numbers(values) -> str:  # noqa: ANN001
+def _numbers(values) -> str:
     return ",".join(format(float(value), ".17g") for value in np.asarray(values).reshape(-1))
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 from collections.abc import Collection
 
 import numpy as np
-
 import slicer
 
 from SAMSegmentLib.volume import Axis

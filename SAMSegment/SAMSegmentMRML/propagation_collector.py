@@ -10,8 +10,8 @@ volume's size: the engine is asked not to send the whole volume again at the end
 from __future__ import annotations
 
 import numpy as np
-
 import slicer
+
 from SAMSegmentLib.propagation.types import PropagationResult, SliceResult
 from SAMSegmentLib.volume import Axis, put_slice
 

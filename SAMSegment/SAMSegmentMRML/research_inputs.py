@@ -13,8 +13,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-
 import slicer
+
 from SAMSegmentLib.datasets import LabelledCase
 from SAMSegmentLib.volume import Volume
 

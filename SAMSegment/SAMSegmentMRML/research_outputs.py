@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 import SimpleITK as sitk
-
 import slicer
+
 from SAMSegmentLib.research.registration import slicer_to_parent_matrix
 
 from .geometry import arrayToMatrix, parentToWorldMatrix

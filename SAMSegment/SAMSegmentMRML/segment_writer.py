@@ -7,11 +7,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum
-from typing import Protocol
+from typing import ClassVar, Protocol
 
 import numpy as np
-
 import slicer
+
 from SAMSegmentLib.volume import Axis
 
 from .geometry import arrayFromImage, arrayShape, croppedGeometry, labelmapLike, occupiedExtent
@@ -45,7 +45,7 @@ class EditorLogicEditing:
     """SegmentEditing through a ``vtkSlicerSegmentEditorLogic`` (the logic the Segment Editor
     widget itself uses, so the result is the same as an effect's)."""
 
-    _MODES = {
+    _MODES: ClassVar[dict] = {
         Modification.ADD: slicer.vtkSlicerSegmentEditorLogic.ModificationModeAdd,
         Modification.REMOVE: slicer.vtkSlicerSegmentEditorLogic.ModificationModeRemove,
     }
@@ -59,7 +59,7 @@ class EditorLogicEditing:
     def editorNode(self) -> slicer.vtkMRMLSegmentEditorNode:
         return self.logic.GetSegmentEditorNode()
 
-    def modifySegment(self, segmentationNode, segmentID, labelmap, modification, extent) -> None:  # noqa: ANN001
+    def modifySegment(self, segmentationNode, segmentID, labelmap, modification, extent) -> None:
         self.logic.ModifySegmentByLabelmap(segmentationNode, segmentID, labelmap, self._MODES[modification], extent, True, False)
 
 

@@ -17,8 +17,8 @@ from enum import Enum
 from typing import Any
 
 import numpy as np
-
 import slicer
+
 from SAMSegmentLib.propagation.types import Direction, ObjectPrompts, PropagationRequest
 from SAMSegmentLib.protocol import (
     Download,
@@ -42,7 +42,6 @@ from .propagation_collector import PropagationCollector, summary
 from .request_tracker import RequestTracker
 from .segment_writer import MaskWrite, SegmentEditing, writeSegmentMasks
 from .slice_views import SlicePosition
-
 
 logger = logging.getLogger(__name__)
 
@@ -280,7 +279,7 @@ class EditorSession:
         for tracked, message in self.tracker.wanted(self.worker.poll()):
             try:
                 notices.extend(self._handle(tracked.purpose, tracked.context, message))
-            except Exception as error:  # noqa: BLE001 - shown; the other answers are still applied
+            except Exception as error:
                 logger.exception("SAM could not apply an answer")
                 if tracked.purpose is Purpose.PROPAGATION:
                     self.preview.clear()

@@ -11,8 +11,8 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-
 import slicer
+
 from SAMSegmentLib.volume import Axis, ijk_to_slice, slice_to_ijk
 
 from .geometry import matrixToArray

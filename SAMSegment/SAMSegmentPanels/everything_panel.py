@@ -3,14 +3,14 @@ removing that node undoes it. (The SAM effect segments everything on the current
 
 
 import slicer
+from SAMSegmentMRML.geometry import volumeKey
 from slicer.i18n import tr as _
 
-from SAMSegmentMRML.geometry import volumeKey
 from SAMSegmentPanels.worker_job import (
-    enginePackagesReady,
     axisSelector,
     chosenPreset,
     collapsedSection,
+    enginePackagesReady,
     jobControls,
     sliceSpinBoxes,
     volumeSelector,
@@ -39,8 +39,9 @@ class EverythingPanel:
     def onRun(self):
         if not enginePackagesReady():
             return
-        from SAMSegmentLib.protocol import SegmentEverything
         from SAMSegmentMRML.geometry import volumeFromVolumeNode
+
+        from SAMSegmentLib.protocol import SegmentEverything
 
         volumeNode = self.volumeSelector.currentNode()
         if volumeNode is None:

@@ -2,16 +2,15 @@
 model that the SAM effect lists like any other."""
 
 import qt
-
 import slicer
 from slicer.i18n import tr as _
 
 from SAMSegmentPanels.worker_job import (
-    enginePackagesReady,
     axisSelector,
     chosenModel,
     chosenPreset,
     collapsedSection,
+    enginePackagesReady,
     jobControls,
     sliceSpinBoxes,
     volumeSelector,
@@ -75,10 +74,11 @@ class FinetunePanel:
     def onRun(self):
         if not enginePackagesReady():
             return
-        from SAMSegmentLib.errors import SAMSegmentError
-        from SAMSegmentLib.research.types import FinetuneOptions, ValidationSplit
-        from SAMSegmentLib.protocol import FineTune
         from SAMSegmentMRML.research_inputs import labelledCase
+
+        from SAMSegmentLib.errors import SAMSegmentError
+        from SAMSegmentLib.protocol import FineTune
+        from SAMSegmentLib.research.types import FinetuneOptions, ValidationSplit
 
         structures = [name.strip() for name in self.structuresEdit.text.split(",") if name.strip()]
         chosen = [(volume.currentNode(), segmentation.currentNode()) for volume, segmentation in self.cases]

@@ -5,16 +5,15 @@ from pathlib import Path
 
 import ctk
 import qt
-
 import slicer
+from SAMSegmentMRML.geometry import volumeKey
 from slicer.i18n import tr as _
 
-from SAMSegmentMRML.geometry import volumeKey
 from SAMSegmentPanels.worker_job import (
-    enginePackagesReady,
     axisSelector,
     chosenPreset,
     collapsedSection,
+    enginePackagesReady,
     jobControls,
     sliceSpinBoxes,
     volumeSelector,
@@ -45,8 +44,9 @@ class PriorMapsPanel:
     def onRun(self):
         if not enginePackagesReady():
             return
-        from SAMSegmentLib.protocol import ComputePriorMaps
         from SAMSegmentMRML.geometry import volumeFromVolumeNode
+
+        from SAMSegmentLib.protocol import ComputePriorMaps
 
         volumeNode = self.volumeSelector.currentNode()
         if volumeNode is None:

@@ -2,7 +2,6 @@
 with the SAM effect first); the result is a linear transform node, optionally applied at once."""
 
 import qt
-
 import slicer
 from slicer.i18n import tr as _
 
@@ -43,9 +42,10 @@ class RegistrationPanel:
     def onRun(self):
         if not enginePackagesReady():
             return
-        from SAMSegmentLib.research.registration import RegistrationOptions
-        from SAMSegmentLib.protocol import Register
         from SAMSegmentMRML.research_inputs import volumeAndMask
+
+        from SAMSegmentLib.protocol import Register
+        from SAMSegmentLib.research.registration import RegistrationOptions
 
         fixedNode, movingNode = self.fixedSelector.currentNode(), self.movingSelector.currentNode()
         fixedSegmentation = self.fixedSegmentSelector.currentNode()

@@ -5,7 +5,6 @@ import logging
 
 import ctk
 import qt
-
 import slicer
 from slicer.i18n import tr as _
 
@@ -129,7 +128,7 @@ class WorkerJob:
             self.statusLabel.text = ""
             try:
                 self.onResult(message.value)
-            except Exception as error:  # noqa: BLE001 - shown to the user; the scene is left as it was
+            except Exception as error:
                 logging.exception("SAMSegment could not apply a result")
                 slicer.util.errorDisplay(_("The result could not be added: {error}").format(error=error))
         elif message.kind is MessageKind.CANCELLED:

@@ -56,7 +56,7 @@ def open_backend(model: PromptableModel, backend: str = "auto", graph_root: Path
         return OnnxPromptableModel(model, graph_root)
     try:
         onnx_model = OnnxPromptableModel(model, graph_root)
-    except Exception as error:  # export or session errors vary by model, torch and onnxruntime version
+    except Exception as error:  # noqa: BLE001 - export and session errors vary by model, torch and onnxruntime version
         logger.warning("ONNX Runtime cannot run %s (%s); using torch.", model.spec.name, error)
         return model
     if onnx_model.execution_device.type != model.device.type:

@@ -50,7 +50,7 @@ def click_seconds(
     seconds: dict[str, list[float]] = {name: [] for name in predictors}
     for prompts in prompts_list:
         for name, predictor in predictors.items():
-            elapsed, _ = timed(lambda: predictor.predict(axis, index, prompts), predictor.model.device)
+            elapsed, _ = timed(functools.partial(predictor.predict, axis, index, prompts), predictor.model.device)
             seconds[name].append(elapsed)
     return seconds
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import time
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
@@ -33,7 +34,7 @@ def encoder_milliseconds(
     seconds: dict[str, list[float]] = {name: [] for name in models}
     for index in range(len(images01)):
         for name, model in models.items():
-            elapsed, _ = timed(lambda: model.encode_tensor(batches[name][index]), model.device)
+            elapsed, _ = timed(functools.partial(model.encode_tensor, batches[name][index]), model.device)
             seconds[name].append(elapsed)
     return {name: milliseconds(values) for name, values in seconds.items()}
 

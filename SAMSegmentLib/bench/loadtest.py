@@ -20,7 +20,7 @@ import time
 import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 
@@ -39,7 +39,7 @@ _TIMEOUT_S = 900.0
 _SLICE_SPACING = 3  # slices between one clinician's slices and the next's: no shared embeddings
 _HEALTH_SAMPLES = 8  # health asks per run: on Ray Serve each answer comes from one replica
 
-Driver = Union[EngineClient, InferenceWorker]
+Driver = EngineClient | InferenceWorker
 
 
 @dataclass
@@ -160,7 +160,7 @@ def server_health(endpoint: Endpoint, samples: int = _HEALTH_SAMPLES) -> dict[st
             f"http://{endpoint.host}:{endpoint.port}/v1/health",
             headers={"Authorization": f"Bearer {endpoint.token}", PROTOCOL_HEADER: str(PROTOCOL_VERSION)},
         )
-        with urllib.request.urlopen(request, timeout=60) as response:  # noqa: S310 - the server under test
+        with urllib.request.urlopen(request, timeout=60) as response:
             health = json.loads(response.read())
         replica = str(health.get("replica", "server"))
         peaks[replica] = max(peaks.get(replica, 0.0), float(health.get("peak_rss_mb", 0.0)))
@@ -179,7 +179,7 @@ def close_session(endpoint: Endpoint, client: EngineClient) -> None:
         headers={"Authorization": f"Bearer {endpoint.token}", PROTOCOL_HEADER: str(PROTOCOL_VERSION)},
     )
     try:
-        urllib.request.urlopen(request, timeout=60).close()  # noqa: S310 - the server under test
+        urllib.request.urlopen(request, timeout=60).close()
     except OSError:
         pass  # the session expires anyway
 

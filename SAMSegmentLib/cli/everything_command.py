@@ -9,8 +9,8 @@ from pathlib import Path
 from ..atomic import PlannedOutput, check_outputs, written_together
 from ..imageio import SEGMENTATION_SUFFIXES, read_volume, write_segmentation
 from ..predictor import VolumePredictor
-from ..research.types import GridOptions
 from ..research.everything import as_segments, segment_everything
+from ..research.types import GridOptions
 from ..volume import Axis
 from .common import add_model_arguments, open_model
 from .overlay import display_flips, write_overlay_png

@@ -7,11 +7,11 @@ import functools
 import json
 from pathlib import Path
 
+from ..atomic import PlannedOutput, check_outputs, write_text
+from ..errors import SAMSegmentError
 from ..imageio import read_volume
 from ..intensity import mapping_for
 from ..predictor import VolumePredictor
-from ..atomic import PlannedOutput, check_outputs, write_text
-from ..errors import SAMSegmentError
 from ..research.prior_maps import (
     PRIOR_GRID_OPTIONS,
     PRIOR_MAP_FILES,

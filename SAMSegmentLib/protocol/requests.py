@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Union
 
 import numpy as np
 
@@ -100,9 +99,10 @@ class Cancel:
     request_id: int | None = None
 
 
-Request = Union[
-    LoadModel, SetVolume, Predict, Propagate, Download, SegmentEverything, ComputePriorMaps, FineTune, Register, Cancel
-]
+Request = (
+    LoadModel | SetVolume | Predict | Propagate | Download | SegmentEverything | ComputePriorMaps | FineTune | Register
+    | Cancel
+)
 REQUEST_TYPES = (
     LoadModel,
     SetVolume,

@@ -11,7 +11,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Union
 
 import numpy as np
 
@@ -120,6 +119,6 @@ class Register:
     options: RegistrationOptions = field(default_factory=RegistrationOptions)
 
 
-ResearchRequest = Union[SegmentEverything, ComputePriorMaps, FineTune, Register]
+ResearchRequest = SegmentEverything | ComputePriorMaps | FineTune | Register
 RESEARCH_REQUESTS = (SegmentEverything, ComputePriorMaps, FineTune, Register)
 

@@ -7,18 +7,16 @@ so a structure crossing the slab is one segment rather than one per slice.
 
 from __future__ import annotations
 
-
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
+from ..cancel import CancelToken, Progress
 from ..errors import CancelledError, PromptError
 from ..imageio import Segment
 from ..predictor import VolumePredictor
-from ..cancel import CancelToken, Progress
 from ..volume import Axis, put_slice
 from .automatic import SliceMasks, generate_masks
 from .types import EverythingObject, EverythingResult, GridOptions
-
 
 
 def segment_everything(

@@ -17,10 +17,10 @@ import numpy as np
 from scipy import ndimage
 
 from ..atomic import written_together
+from ..cancel import CancelToken, Progress
 from ..errors import CancelledError
 from ..imageio import write_image
 from ..predictor import VolumePredictor
-from ..cancel import CancelToken, Progress
 from ..volume import Axis, Volume, put_slice
 from .automatic import SliceMasks, generate_masks
 from .sitk_images import image_on_grid

@@ -24,13 +24,12 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
-from ..cancel import CancelToken, Progress
 from ..atomic import OutputError, OutputSet, write_file
+from ..cancel import CancelToken, Progress
 from ..errors import CancelledError, InputImageError
 from ..metrics import dice
 from ..volume import Volume
 from .sitk_images import image_on_grid, volume_image
-
 
 # First optimiser step: the mask stage may still have to move centimetres; the edge stage only refines.
 _MASK_STEP_MM = 2.0

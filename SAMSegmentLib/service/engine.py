@@ -20,9 +20,9 @@ from dataclasses import dataclass
 from typing import cast
 
 from .. import __version__
-from ..memory_use import peak_rss_mb
-from ..errors import SAMSegmentError
 from ..cache import DEFAULT_BUDGET_BYTES
+from ..errors import SAMSegmentError
+from ..memory_use import peak_rss_mb
 from ..protocol import PROTOCOL_VERSION, Cancel, MessageKind, Request, WorkerMessage
 from ..registry import MODELS
 from ..worker import InferenceWorker, WorkerSettings
@@ -205,7 +205,7 @@ class EngineService:
         while not self._closed.wait(self.settings.expiry_check_s):
             try:
                 self.expire_idle()
-            except Exception:  # noqa: BLE001 - logged; expiry goes on
+            except Exception:
                 logger.exception("Closing idle sessions failed")
 
     def expire_idle(self) -> None:

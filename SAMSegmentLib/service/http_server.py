@@ -14,7 +14,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from .engine import EngineService
-from .routes import DEFAULT_MAX_UPLOAD_BYTES, Refused, Reply, RouteKind, Tokens, check_request, dispatch
+from .routes import DEFAULT_MAX_UPLOAD_BYTES, RefusedError, Reply, RouteKind, Tokens, check_request, dispatch
 
 logger = logging.getLogger(__name__)
 
@@ -51,16 +51,16 @@ class _Handler(BaseHTTPRequestHandler):
     disable_nagle_algorithm = True
     server: HttpEngineServer
 
-    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+    def do_GET(self) -> None:
         self._dispatch("GET")
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         self._dispatch("POST")
 
-    def do_DELETE(self) -> None:  # noqa: N802
+    def do_DELETE(self) -> None:
         self._dispatch("DELETE")
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - http.server's signature
+    def log_message(self, format: str, *args: Any) -> None:
         logger.debug("%s " + format, self.address_string(), *args)
 
     def _dispatch(self, method: str) -> None:
@@ -68,7 +68,7 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             try:
                 route, length = check_request(method, self.path, self.headers, server.tokens, server.max_upload_bytes)
-            except Refused as refused:
+            except RefusedError as refused:
                 if refused.reply.status == HTTPStatus.REQUEST_ENTITY_TOO_LARGE:
                     self.close_connection = True  # the body is not read: the connection cannot be reused
                 else:

@@ -89,7 +89,7 @@ class EngineProcess:
             *self.extra_args,
         ]
         with open(folder / "engine.log", "wb") as log:
-            self._process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+            self._process = subprocess.Popen(
                 command, stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT, env=environment
             )
         self._deadline = time.monotonic() + self.start_timeout_s

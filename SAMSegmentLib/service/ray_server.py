@@ -41,7 +41,7 @@ from ..errors import SAMSegmentError
 from .engine import EngineService, ServiceSettings, SessionLostError, WorkerFactory, default_worker, new_session_id
 from .routes import (
     DEFAULT_MAX_UPLOAD_BYTES,
-    Refused,
+    RefusedError,
     Reply,
     Route,
     RouteKind,
@@ -146,7 +146,7 @@ class Ingress:
             )
             body = await self._body(request) if route.kind is RouteKind.REQUESTS else b""
             reply = await self._forward(route, body)
-        except Refused as refused:
+        except RefusedError as refused:
             reply = refused.reply
         except ClientDisconnect:
             reply = Reply.error(HTTPStatus.BAD_REQUEST, "bad_request", "The client went away during its upload.")

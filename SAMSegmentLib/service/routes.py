@@ -31,7 +31,7 @@ import hmac
 import json
 import logging
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
 from http import HTTPStatus
 from pathlib import Path
@@ -133,7 +133,7 @@ class Reply:
         return cls(HTTPStatus.OK, b"".join(encode(value)), FRAME_TYPE)
 
 
-class Refused(Exception):
+class RefusedError(Exception):
     """A request answered before any work (its ``reply`` says why)."""
 
     def __init__(self, reply: Reply) -> None:
@@ -141,8 +141,8 @@ class Refused(Exception):
         self.reply = reply
 
 
-def refusal(status: HTTPStatus, code: str, text: str) -> Refused:
-    return Refused(Reply.error(status, code, text))
+def refusal(status: HTTPStatus, code: str, text: str) -> RefusedError:
+    return RefusedError(Reply.error(status, code, text))
 
 
 class HeaderLookup(Protocol):
@@ -181,7 +181,7 @@ def check_request(
     return Route(route.kind, route.session, route.wait_s, owner), length
 
 
-def too_large(length: int, max_upload_bytes: int) -> Refused:
+def too_large(length: int, max_upload_bytes: int) -> RefusedError:
     return refusal(
         HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
         "too_large",
@@ -226,7 +226,7 @@ def dispatch(engine: EngineService, route: Route, body: bytes | bytearray = b"")
             session.submit(request_batch(decode(body)))
             return Reply.json(HTTPStatus.OK, {})
         return Reply.frame(session.messages(min(route.wait_s, engine.settings.max_wait_s)))
-    except Refused as refused:
+    except RefusedError as refused:
         return refused.reply
     except SessionLostError as error:
         return Reply.error(HTTPStatus.NOT_FOUND, "session_lost", str(error))
@@ -234,7 +234,7 @@ def dispatch(engine: EngineService, route: Route, body: bytes | bytearray = b"")
         return Reply.error(HTTPStatus.BAD_REQUEST, "bad_request", str(error))
     except SAMSegmentError as error:
         return Reply.error(HTTPStatus.SERVICE_UNAVAILABLE, "unavailable", str(error))
-    except Exception as error:  # noqa: BLE001 - answered, logged; the service keeps serving
+    except Exception as error:
         logger.exception("The engine service failed on %s", route.kind.value)
         return Reply.error(HTTPStatus.INTERNAL_SERVER_ERROR, "bug", f"{type(error).__name__}: {error}")
 

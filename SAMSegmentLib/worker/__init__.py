@@ -1,7 +1,6 @@
 """The persistent inference worker: one thread owns the models; the GUI submits and polls."""
 
 from ..protocol.messages import MessageKind, ModelReady, Preview, VolumeReady, WorkerMessage
-from .prefetch import neighbour_order
 from ..protocol.requests import Cancel, Download, LoadModel, Predict, Propagate, Request, SetVolume
 from ..protocol.research import (
     ComputePriorMaps,
@@ -12,6 +11,7 @@ from ..protocol.research import (
     SegmentEverything,
 )
 from . import research_jobs  # noqa: F401 - registers the research tools' requests with the worker
+from .prefetch import neighbour_order
 from .sam2_sessions import SAM2Model
 from .session import ModelLoader, WorkerSettings
 from .worker import InferenceWorker

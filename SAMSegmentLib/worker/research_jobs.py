@@ -3,15 +3,9 @@ with the worker as jobs when this module is imported."""
 
 from __future__ import annotations
 
+from ..cancel import CancelToken, Progress
 from ..errors import ModelUnavailableError, SAMSegmentError
 from ..predictor import VolumePredictor
-from ..cancel import CancelToken, Progress
-from ..research.everything import EverythingResult, segment_everything
-from ..research.finetune import check_new_name, finetune_on_volumes, save_finetuned
-from ..research.finetune.provenance import finetune_provenance
-from ..research.prior_maps import volume_prior_maps, write_prior_maps
-from ..research.registration import RegistrationResult, register_with_masks
-from ..volume import Axis, Volume
 from ..protocol.requests import LoadModel
 from ..protocol.research import (
     ComputePriorMaps,
@@ -21,10 +15,15 @@ from ..protocol.research import (
     Register,
     SegmentEverything,
 )
+from ..research.everything import EverythingResult, segment_everything
+from ..research.finetune import check_new_name, finetune_on_volumes, save_finetuned
+from ..research.finetune.provenance import finetune_provenance
+from ..research.prior_maps import volume_prior_maps, write_prior_maps
+from ..research.registration import RegistrationResult, register_with_masks
+from ..volume import Axis, Volume
 from .jobs import register_job
 from .sam2_sessions import SAM2Model
 from .session import InferenceSession
-
 
 
 def _image_predictor(

@@ -17,12 +17,12 @@ import torch
 from ..backends import open_backend
 from ..backends.export import default_graph_root
 from ..cache import DEFAULT_BUDGET_BYTES, EmbeddingCache
+from ..cancel import CancelToken, Progress
 from ..checkpoints import CheckpointStore
 from ..device import select_device
 from ..errors import SAMSegmentError
 from ..models import ImageEmbedding, PromptableModel, load_model
 from ..predictor import VolumePredictor
-from ..cancel import CancelToken, Progress
 from ..propagation import PropagationResult, SliceResult
 from ..propagation.factory import make_propagator
 from ..propagation.sam2 import load_sam2_predictor

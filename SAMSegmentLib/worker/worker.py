@@ -56,12 +56,12 @@ from ..errors import CancelledError
 from ..models import ImageEmbedding
 from ..predictor import VolumePredictor
 from ..propagation import CancelToken, Direction, SliceResult
+from ..protocol.messages import MessageKind, WorkerMessage
+from ..protocol.requests import Cancel, Download, LoadModel, Predict, Propagate, Request, SetVolume
 from ..volume import Axis
 from .failures import failure_message
-from ..protocol.messages import MessageKind, WorkerMessage
-from .prefetch import Prefetch
-from ..protocol.requests import Cancel, Download, LoadModel, Predict, Propagate, Request, SetVolume
 from .jobs import registered_jobs
+from .prefetch import Prefetch
 from .session import InferenceSession, ModelLoader, WorkerSettings
 
 logger = logging.getLogger(__name__)
@@ -103,7 +103,7 @@ class InferenceWorker:
             Predict: self._predict,
             Propagate: self._propagate,
             Download: self._download,
-            **{kind: self._job for kind in self._jobs},
+            **dict.fromkeys(self._jobs, self._job),
         }
         self._lock = threading.Condition()
         self._inbox: deque[_Ticket] = deque()
@@ -312,7 +312,7 @@ class InferenceWorker:
                 self._prefetch = None
         except CancelledError:  # interrupted by a request, which is served next
             self._prefetch = None
-        except Exception:  # noqa: BLE001 - nobody asked for it; the next request reports real trouble
+        except Exception:
             logger.warning("Background embedding of neighbouring slices stopped.", exc_info=True)
             self._prefetch = None
 

@@ -206,7 +206,7 @@ def test_a_web_page_served_with_200_is_refused_and_never_resumed_from(
     so the next download starts from the first byte instead of resuming after the page."""
     server, url = mirror
     server.mode = mode
-    with pytest.raises(CheckpointError, match="document|does not begin like a checkpoint"):
+    with pytest.raises(CheckpointError, match=r"document|does not begin like a checkpoint"):
         store.download(spec, url=url)
     assert cache_files(store) == []
     server.mode = "good"

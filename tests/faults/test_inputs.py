@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 import torch
+from synthetic import make_ct_phantom
 
 from SAMSegmentLib.cache import EmbeddingCache
 from SAMSegmentLib.cli import main
@@ -22,7 +23,6 @@ from SAMSegmentLib.predictor import VolumePredictor
 from SAMSegmentLib.prompts import Prompts
 from SAMSegmentLib.registry import get_spec
 from SAMSegmentLib.volume import Axis, Volume
-from synthetic import make_ct_phantom
 
 NAN, INF = math.nan, math.inf
 
@@ -144,7 +144,7 @@ def test_a_model_with_nan_weights_is_reported_as_a_broken_checkpoint(tiny_sam_mo
             parameter.fill_(NAN)
     predictor = VolumePredictor(broken)
     predictor.set_volume(ct_phantom)
-    with pytest.raises(CheckpointError, match="NaN or infinite.*checkpoint is broken"):
+    with pytest.raises(CheckpointError, match=r"NaN or infinite.*checkpoint is broken"):
         predictor.predict(Axis.AXIAL, 5, Prompts(box=(10, 10, 40, 30)))
     assert len(predictor.cache) == 0
 

@@ -40,7 +40,7 @@ from SAMSegmentLib.volume import Axis, Volume
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def trip(value):  # noqa: ANN001, ANN201
+def trip(value):
     return decode(bytearray(encode_bytes(value)))
 
 
@@ -125,7 +125,7 @@ def test_only_protocol_types_are_sent_or_accepted():
 
 def test_malformed_frames_are_refused_clearly():
     frame = bytearray(encode_bytes([np.arange(10)]))
-    with pytest.raises(ProtocolError, match="truncated|length"):
+    with pytest.raises(ProtocolError, match=r"truncated|length"):
         decode(frame[:-3])
     with pytest.raises(ProtocolError, match="not a SAMSegment"):
         decode(b"GET / HTTP/1.1\r\n\r\n")

@@ -8,9 +8,9 @@ import signal
 from pathlib import Path
 
 import pytest
-from SAMSegmentLib.bench.host_loop import GilHoldingLoop
 from test_worker_doubles import organ_box
 
+from SAMSegmentLib.bench.host_loop import GilHoldingLoop
 from SAMSegmentLib.propagation import ObjectPrompts, PropagationRequest
 from SAMSegmentLib.protocol import LoadModel, MessageKind, Predict, Propagate, SetVolume
 from SAMSegmentLib.protocol.clients import WorkerHub
@@ -30,7 +30,7 @@ def engine():
     client.close()
 
 
-def run(loop: GilHoldingLoop, client: EngineClient, messages: list, done, timeout_s: float = 240.0) -> None:  # noqa: ANN001
+def run(loop: GilHoldingLoop, client: EngineClient, messages: list, done, timeout_s: float = 240.0) -> None:
     loop.run_until(
         lambda: done(messages),
         tick=lambda: messages.extend(client.poll()),
@@ -40,11 +40,11 @@ def run(loop: GilHoldingLoop, client: EngineClient, messages: list, done, timeou
     )
 
 
-def finished(request_id: int):  # noqa: ANN201
+def finished(request_id: int):
     return lambda messages: any(m.request_id == request_id and m.kind.final for m in messages)
 
 
-def final(messages: list, request_id: int):  # noqa: ANN001, ANN201
+def final(messages: list, request_id: int):
     return next(m for m in messages if m.request_id == request_id and m.kind.final)
 
 

@@ -11,11 +11,11 @@ import time
 import pytest
 from test_worker_doubles import KEEP_GOING, organ_box
 
+from SAMSegmentLib.errors import SAMSegmentError
 from SAMSegmentLib.propagation import ObjectPrompts, PropagationRequest
 from SAMSegmentLib.protocol import PROTOCOL_VERSION, LoadModel, MessageKind, Predict, Propagate, SetVolume
 from SAMSegmentLib.protocol.codec import PROTOCOL_HEADER, encode_bytes
 from SAMSegmentLib.protocol.engine_client import Endpoint, EngineClient, FixedEndpoint, wait_for
-from SAMSegmentLib.errors import SAMSegmentError
 from SAMSegmentLib.service.engine import EngineService, ServiceSettings, SessionLostError
 from SAMSegmentLib.service.http_server import HttpEngineServer
 from SAMSegmentLib.service.routes import Tokens
@@ -44,12 +44,12 @@ def client_of(server: HttpEngineServer, token: str = TOKEN) -> EngineClient:
     return EngineClient(FixedEndpoint(Endpoint("127.0.0.1", server.port, token)), poll_wait_s=2.0)
 
 
-def answer(client: EngineClient, request_id: int, timeout_s: float = 60.0):  # noqa: ANN201
+def answer(client: EngineClient, request_id: int, timeout_s: float = 60.0):
     messages = wait_for(client, lambda ms: any(m.request_id == request_id and m.kind.final for m in ms), timeout_s)
-    return messages, [m for m in messages if m.request_id == request_id and m.kind.final][0]
+    return messages, next(m for m in messages if m.request_id == request_id and m.kind.final)
 
 
-def raw(server: HttpEngineServer, method: str, path: str, body: bytes = b"", headers: dict | None = None):  # noqa: ANN201
+def raw(server: HttpEngineServer, method: str, path: str, body: bytes = b"", headers: dict | None = None):
     connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
     sent = {"Authorization": f"Bearer {TOKEN}", PROTOCOL_HEADER: str(PROTOCOL_VERSION), **(headers or {})}
     connection.request(method, path, body=body, headers=sent)
@@ -57,7 +57,7 @@ def raw(server: HttpEngineServer, method: str, path: str, body: bytes = b"", hea
     return response.status, response.read()
 
 
-def announce_upload(server: HttpEngineServer, path: str, length: int):  # noqa: ANN201
+def announce_upload(server: HttpEngineServer, path: str, length: int):
     """Send only the head of an upload of ``length`` bytes and read the answer."""
     with socket.create_connection(("127.0.0.1", server.port), timeout=30) as connection:
         head = (
@@ -70,7 +70,7 @@ def announce_upload(server: HttpEngineServer, path: str, length: int):  # noqa: 
         return response.status, response.read()
 
 
-def ready(client: EngineClient, volume) -> None:  # noqa: ANN001
+def ready(client: EngineClient, volume) -> None:
     client.submit(LoadModel("sam_vit_b", "cpu"))
     _, final = answer(client, client.submit(SetVolume(volume, volume_key="phantom")))
     assert final.kind is MessageKind.RESULT, final.text

@@ -46,7 +46,7 @@ def test_serve_ray_answers_with_file_tokens_and_stops_on_sigterm(tmp_path):
     command = [sys.executable, "-m", "SAMSegmentLib", "serve", "--ray", "--port", str(port), "--token-file",
                str(tokens), "--cpus-per-replica", "0.5", "--ready-file", str(ready)]  # fmt: skip
     with open(tmp_path / "server.log", "wb") as log:
-        server = subprocess.Popen(command, env=environment, stdout=log, stderr=subprocess.STDOUT)  # noqa: S603
+        server = subprocess.Popen(command, env=environment, stdout=log, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + START_TIMEOUT_S
         while not ready.exists():

@@ -10,12 +10,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
+from synthetic import make_ct_phantom
 
 from SAMSegmentLib.cli import main
 from SAMSegmentLib.errors import InputImageError
 from SAMSegmentLib.research.sitk_images import image_on_grid
 from SAMSegmentLib.service.ray_jobs import RayOptions, run_cases
-from synthetic import make_ct_phantom
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -13,6 +13,7 @@ import socket
 from pathlib import Path
 
 import pytest
+from synthetic import make_ct_phantom
 from test_worker_doubles import KEEP_GOING, organ_box
 from tiny_engine import tiny_worker
 
@@ -23,7 +24,6 @@ from SAMSegmentLib.protocol.engine_client import Endpoint, EngineClient, FixedEn
 from SAMSegmentLib.service.engine import ServiceSettings
 from SAMSegmentLib.service.routes import Route, RouteKind, Tokens
 from SAMSegmentLib.volume import Axis
-from synthetic import make_ct_phantom
 
 ray = pytest.importorskip("ray")
 serve = pytest.importorskip("ray.serve")
@@ -59,12 +59,12 @@ def client_of(port: int, token: str = TOKEN) -> EngineClient:
     return EngineClient(FixedEndpoint(Endpoint("127.0.0.1", port, token)), poll_wait_s=2.0)
 
 
-def answer(client: EngineClient, request_id: int, timeout_s: float = 120.0):  # noqa: ANN201
+def answer(client: EngineClient, request_id: int, timeout_s: float = 120.0):
     messages = wait_for(client, lambda ms: any(m.request_id == request_id and m.kind.final for m in ms), timeout_s)
-    return messages, [m for m in messages if m.request_id == request_id and m.kind.final][0]
+    return messages, next(m for m in messages if m.request_id == request_id and m.kind.final)
 
 
-def raw(port: int, method: str, path: str, body: bytes = b"", headers: dict | None = None):  # noqa: ANN201
+def raw(port: int, method: str, path: str, body: bytes = b"", headers: dict | None = None):
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
     sent = {"Authorization": f"Bearer {TOKEN}", PROTOCOL_HEADER: str(PROTOCOL_VERSION), **(headers or {})}
     connection.request(method, path, body=body, headers=sent)
@@ -80,7 +80,7 @@ def close(port: int, *clients: EngineClient) -> None:
         client.close()
 
 
-def ready(client: EngineClient, volume) -> None:  # noqa: ANN001
+def ready(client: EngineClient, volume) -> None:
     client.submit(LoadModel("sam_vit_b", "cpu"))
     _, final = answer(client, client.submit(SetVolume(volume, volume_key="phantom")))
     assert final.kind is MessageKind.RESULT, final.text

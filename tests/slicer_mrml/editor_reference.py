@@ -1,10 +1,9 @@
-"""Test support: what the Segment Editor itself computes as its working grid: the segmentation's reference geometry, and the source
-volume resampled onto it when the two differ."""
+"""Test support: what the Segment Editor itself computes as its working grid: the segmentation's
+reference geometry, and the source volume resampled onto it when the two differ."""
 
 from __future__ import annotations
 
 import slicer
-
 from SAMSegmentMRML.geometry import orientedImageFromVolumeNode
 
 

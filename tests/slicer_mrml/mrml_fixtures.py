@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
-
 import slicer
+
 from SAMSegmentLib.volume import Volume
 
 
@@ -27,7 +27,7 @@ def writeImage(path: Path, volume: Volume) -> Path:
     return path
 
 
-def loadVolume(scene, path: Path):  # noqa: ANN001, ANN201 - MRML types
+def loadVolume(scene, path: Path):
     """Load an image file with Slicer's own volume storage node."""
     volumeNode = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode")
     storageNode = scene.AddNewNodeByClass("vtkMRMLVolumeArchetypeStorageNode")
@@ -53,7 +53,7 @@ class Editor:
         return segmentID
 
 
-def makeEditor(scene, volumeNode, referenceVolumeNode=None) -> Editor:  # noqa: ANN001
+def makeEditor(scene, volumeNode, referenceVolumeNode=None) -> Editor:
     """Set up the editor logic on ``volumeNode``; the segmentation's reference geometry comes from
     ``referenceVolumeNode`` when given (a segmentation made on another grid)."""
     segmentationNode = scene.AddNewNodeByClass("vtkMRMLSegmentationNode")

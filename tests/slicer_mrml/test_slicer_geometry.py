@@ -5,13 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import SimpleITK as sitk
-
 import slicer
-from mrml_fixtures import loadVolume, makeEditor, writeImage
-from SAMSegmentLib.volume import Volume
-from SAMSegmentMRML.geometry import RAS_TO_LPS, arrayToRasMatrix, volumeFromOrientedImage, volumeFromVolumeNode
 from editor_reference import alignedSourceImage
+from mrml_fixtures import loadVolume, makeEditor, writeImage
+from SAMSegmentMRML.geometry import RAS_TO_LPS, arrayToRasMatrix, volumeFromOrientedImage, volumeFromVolumeNode
 from SAMSegmentMRML.segment_writer import EditorLogicEditing, MaskWrite, writeSegmentMasks
+
+from SAMSegmentLib.volume import Volume
 
 pytestmark = pytest.mark.slicer
 

@@ -6,11 +6,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 import slicer
 from mrml_fixtures import loadVolume, makeEditor, writeImage
-from SAMSegmentLib.protocol import MessageKind
-from SAMSegmentLib.volume import Axis
 from SAMSegmentMRML.geometry import (
     arrayToMatrix,
     labelmapLike,
@@ -22,6 +19,9 @@ from SAMSegmentMRML.research_inputs import labelledCase, volumeAndMask
 from SAMSegmentMRML.research_outputs import addPriorMapVolumes, addRegistrationTransform
 from SAMSegmentMRML.segment_writer import EditorLogicEditing
 from SAMSegmentMRML.session import NoticeKind
+
+from SAMSegmentLib.protocol import MessageKind
+from SAMSegmentLib.volume import Axis
 
 pytestmark = pytest.mark.slicer
 torch = pytest.importorskip("torch")
@@ -40,13 +40,13 @@ def worker():
         yield worker
 
 
-def _answer(worker, request):  # noqa: ANN001, ANN202
+def _answer(worker, request):
     last = worker.wait(worker.submit(request), TIMEOUT)[-1]
     assert last.kind is MessageKind.RESULT, last.text
     return last.value
 
 
-def _phantomNode(scene, path, shape=(12, 48, 64)):  # noqa: ANN001, ANN202
+def _phantomNode(scene, path, shape=(12, 48, 64)):
     from synthetic import make_ct_phantom
 
     volume = make_ct_phantom(shape)
@@ -54,7 +54,7 @@ def _phantomNode(scene, path, shape=(12, 48, 64)):  # noqa: ANN001, ANN202
     return volume, loadVolume(scene, writeImage(path, volume))
 
 
-def _addSegment(segmentationNode, volumeNode, name: str, mask: np.ndarray) -> str:  # noqa: ANN001
+def _addSegment(segmentationNode, volumeNode, name: str, mask: np.ndarray) -> str:
     segmentID = segmentationNode.GetSegmentation().AddEmptySegment("", name)
     labelmap = labelmapLike(orientedImageFromVolumeNode(volumeNode), mask)
     slicer.vtkSlicerSegmentationsModuleLogic.SetBinaryLabelmapToSegment(
@@ -63,14 +63,14 @@ def _addSegment(segmentationNode, volumeNode, name: str, mask: np.ndarray) -> st
     return segmentID
 
 
-def _segmentArray(segmentationNode, segmentID, volumeNode) -> np.ndarray:  # noqa: ANN001
+def _segmentArray(segmentationNode, segmentID, volumeNode) -> np.ndarray:
     return slicer.util.arrayFromSegmentBinaryLabelmap(segmentationNode, segmentID, volumeNode) > 0
 
 
 # ----- segment everything -----
 
 
-def _editorSession(scene, worker, tmp_path):  # noqa: ANN001, ANN202
+def _editorSession(scene, worker, tmp_path):
     from SAMSegmentMRML.session import EditorSession
 
     _, volumeNode = _phantomNode(scene, tmp_path / "phantom.nrrd")
@@ -83,7 +83,7 @@ def _editorSession(scene, worker, tmp_path):  # noqa: ANN001, ANN202
     return editor, session
 
 
-def _pump(session, done, timeout: float = TIMEOUT) -> list:  # noqa: ANN001
+def _pump(session, done, timeout: float = TIMEOUT) -> list:
     import time
 
     notices, deadline = [], time.monotonic() + timeout
@@ -120,13 +120,13 @@ def test_everything_on_a_slice_adds_one_segment_per_structure_and_one_undo_remov
 
 
 def test_everything_refuses_a_slice_outside_the_volume(scene, worker, tmp_path):
-    editor, session = _editorSession(scene, worker, tmp_path)
+    _editor, session = _editorSession(scene, worker, tmp_path)
     with pytest.raises(ValueError, match="outside the volume"):
         session.segmentEverything(Axis.AXIAL, 12)
     session.close()
 
 
-def _slabResult(shape: tuple[int, int, int]):  # noqa: ANN202
+def _slabResult(shape: tuple[int, int, int]):
     from SAMSegmentLib.research.everything import EverythingObject, EverythingResult
 
     big, small = np.zeros(shape[1:], bool), np.zeros(shape[1:], bool)
@@ -169,7 +169,7 @@ def test_a_failure_while_adding_leaves_no_segment_behind(scene, tmp_path, monkey
         MODE_REPLACE = real.MODE_REPLACE
 
         @staticmethod
-        def SetBinaryLabelmapToSegment(*args):  # noqa: ANN002, ANN205, N802 - VTK's name
+        def SetBinaryLabelmapToSegment(*args):
             calls.append(args)
             if len(calls) == 2:
                 raise RuntimeError("disk full")
@@ -205,7 +205,7 @@ def test_prior_maps_become_volumes_on_the_input_geometry(scene, worker, tmp_path
     assert slicer.util.arrayFromVolume(priorNode)[[5, 6]].any()
 
 
-def _ijkToRas(node):  # noqa: ANN001, ANN202
+def _ijkToRas(node):
     import vtk
 
     matrix = vtk.vtkMatrix4x4()
@@ -225,7 +225,7 @@ def test_a_prior_map_of_another_shape_is_refused(scene, tmp_path):
 
 
 @pytest.fixture
-def registrationScene(scene, tmp_path):  # noqa: ANN001, ANN201
+def registrationScene(scene, tmp_path):
     """A fixed volume with the organ segmented, and a moving volume made from it by a known motion."""
     from SAMSegmentLib.research.synthetic_pair import synthetic_pair
 
@@ -238,7 +238,7 @@ def registrationScene(scene, tmp_path):  # noqa: ANN001, ANN201
     return fixed, organ, pair, fixedNode, movingNode, segmentationNode, fixedID
 
 
-def _register(worker, fixedNode, movingNode, segmentationNode, fixedID, movingID):  # noqa: ANN001, ANN202
+def _register(worker, fixedNode, movingNode, segmentationNode, fixedID, movingID):
     from SAMSegmentLib.research.registration import RegistrationOptions
     from SAMSegmentLib.worker import Register
 
@@ -248,7 +248,7 @@ def _register(worker, fixedNode, movingNode, segmentationNode, fixedID, movingID
     return _answer(worker, Register(fixed, fixedMask, moving, movingMask, options))
 
 
-def _worldOfVoxels(node, kji: np.ndarray) -> np.ndarray:  # noqa: ANN001
+def _worldOfVoxels(node, kji: np.ndarray) -> np.ndarray:
     """World RAS of (continuous) voxel positions ``[k, j, i]`` of a volume node, through its transforms."""
     import vtk
 
@@ -369,12 +369,12 @@ def test_segments_of_a_transformed_segmentation_are_read_where_the_transform_put
 
 
 def test_fine_tuned_models_are_offered_after_the_registry_models(tmp_path):
+    from SAMSegmentMRML.model_choices import modelChoices, modelLabel
     from tiny_models import tiny_sam
 
     from SAMSegmentLib.checkpoints import CheckpointStore
     from SAMSegmentLib.registry import MODELS
     from SAMSegmentLib.research.finetune import save_finetuned
-    from SAMSegmentMRML.model_choices import modelChoices, modelLabel
 
     store = CheckpointStore(tmp_path)
     assert [spec.name for spec in modelChoices(store)] == list(MODELS)

@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from test_slicer_session import RecordingWorker, _pump, _segment, editor  # noqa: F401 - editor is a fixture
-
-from SAMSegmentLib.volume import Axis
 from SAMSegmentMRML.segment_writer import EditorLogicEditing
-from SAMSegmentLib.protocol import MessageKind
 from SAMSegmentMRML.session import EditorSession, NoticeKind
 from SAMSegmentMRML.slice_views import SlicePosition
+from test_slicer_session import RecordingWorker, _pump, _segment, editor  # noqa: F401 - editor is a fixture
+
+from SAMSegmentLib.protocol import MessageKind
+from SAMSegmentLib.volume import Axis
 
 pytestmark = [pytest.mark.slicer, pytest.mark.sam2]
 pytest.importorskip("sam2")
@@ -21,11 +21,11 @@ pytest.importorskip("sam2")
 class SubmitRecordingWorker(RecordingWorker):
     """Also keeps every request the session submitted."""
 
-    def __init__(self, worker) -> None:  # noqa: ANN001
+    def __init__(self, worker) -> None:
         super().__init__(worker)
         self.submitted = []
 
-    def submit(self, request) -> int:  # noqa: ANN001
+    def submit(self, request) -> int:
         self.submitted.append(request)
         return super().submit(request)
 
@@ -43,7 +43,7 @@ def sam2Worker():
 
 
 @pytest.fixture
-def session(sam2Worker, editor, scene):  # noqa: F811
+def session(sam2Worker, editor, scene):
     recording = SubmitRecordingWorker(sam2Worker)
     session = EditorSession(
         recording, scene, editor.segmentation, editor.logic.GetAlignedSourceVolume(), EditorLogicEditing(editor.logic)
@@ -55,11 +55,11 @@ def session(sam2Worker, editor, scene):  # noqa: F811
     session.close()
 
 
-def _slices(session) -> dict:  # noqa: ANN001
+def _slices(session) -> dict:
     return {m.value.index: m.value.mask for m in session.worker.polled if m.kind is MessageKind.SLICE}
 
 
-def test_a_correction_is_propagated_from_the_preview_shown(session, editor):  # noqa: F811
+def test_a_correction_is_propagated_from_the_preview_shown(session, editor):
     (setVolume,) = [r for r in session.worker.submitted if type(r).__name__ == "SetVolume"]
     assert setVolume.memory_policy == "self-sorting"
     session.setBox(SlicePosition(Axis.AXIAL, 5, (10.0, 8.0)), SlicePosition(Axis.AXIAL, 5, (38.0, 32.0)))

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 import slicer
 from mrml_fixtures import loadVolume, makeEditor, writeImage
-from SAMSegmentLib.volume import Axis, Volume
 from SAMSegmentMRML.segment_writer import EditorLogicEditing, MaskWrite, writeSegmentMasks
+
+from SAMSegmentLib.volume import Axis, Volume
 
 pytestmark = pytest.mark.slicer
 
@@ -32,11 +32,11 @@ def _box(k: slice, j: slice, i: slice) -> np.ndarray:
     return mask
 
 
-def _segment(editor, segmentID: str) -> np.ndarray:  # noqa: ANN001
+def _segment(editor, segmentID: str) -> np.ndarray:
     return slicer.util.arrayFromSegmentBinaryLabelmap(editor.segmentation, segmentID, editor.volume) > 0
 
 
-def _write(editor, segmentID: str, mask: np.ndarray, axis: Axis | None = None, indices=()) -> None:  # noqa: ANN001
+def _write(editor, segmentID: str, mask: np.ndarray, axis: Axis | None = None, indices=()) -> None:
     editor.node.SetSelectedSegmentID(segmentID)  # as the user selects the segment to edit
     geometry = editor.logic.GetAlignedSourceVolume()
     writeSegmentMasks(

@@ -7,36 +7,36 @@ import time
 
 import numpy as np
 import pytest
-
 import slicer
 from mrml_fixtures import loadVolume, makeEditor, writeImage
-from SAMSegmentLib.volume import Axis, Volume
 from SAMSegmentMRML.segment_writer import EditorLogicEditing, MaskWrite, writeSegmentMasks
-from SAMSegmentLib.protocol import MessageKind
 from SAMSegmentMRML.session import EditorSession, NoticeKind
 from SAMSegmentMRML.slice_views import SlicePosition
+
+from SAMSegmentLib.protocol import MessageKind
+from SAMSegmentLib.volume import Axis, Volume
 
 pytestmark = pytest.mark.slicer
 torch = pytest.importorskip("torch")
 
 # Lets random-weight masks through so propagation runs to the volume's ends.
-PERMISSIVE = dict(min_score=-1e9, min_area_fraction=0.0, min_overlap=0.0, max_intensity_shift=1e9, absent_score=-1.0)
+PERMISSIVE = {"min_score": -1e9, "min_area_fraction": 0.0, "min_overlap": 0.0, "max_intensity_shift": 1e9, "absent_score": -1.0}
 SLICE_DELAY_S = 0.15  # slows the tiny encoder so a cancel lands mid-propagation
 
 
 class RecordingWorker:
     """The real worker, with every polled message kept for checking what the session did."""
 
-    def __init__(self, worker) -> None:  # noqa: ANN001
+    def __init__(self, worker) -> None:
         self.worker, self.polled = worker, []
 
-    def submit(self, request) -> int:  # noqa: ANN001
+    def submit(self, request) -> int:
         return self.worker.submit(request)
 
-    def cancel(self, requestId=None) -> int:  # noqa: ANN001
+    def cancel(self, requestId=None) -> int:
         return self.worker.cancel(requestId)
 
-    def poll(self):  # noqa: ANN201
+    def poll(self):
         messages = self.worker.poll()
         self.polled.extend(messages)
         return messages
@@ -48,11 +48,11 @@ def worker():
 
     from SAMSegmentLib.worker import InferenceWorker, WorkerSettings
 
-    def slowTinySam(request):  # noqa: ANN001, ANN202
+    def slowTinySam(request):
         model = tiny_sam()
         encode = model.encode
 
-        def slowEncode(image):  # noqa: ANN001, ANN202
+        def slowEncode(image):
             time.sleep(SLICE_DELAY_S)
             return encode(image)
 
@@ -89,7 +89,7 @@ def session(worker, editor, scene):
     session.close()
 
 
-def _pump(session, done, timeout: float = 60.0) -> list:  # noqa: ANN001
+def _pump(session, done, timeout: float = 60.0) -> list:
     notices, deadline = [], time.monotonic() + timeout
     while True:
         notices.extend(session.processMessages())
@@ -100,15 +100,15 @@ def _pump(session, done, timeout: float = 60.0) -> list:  # noqa: ANN001
         time.sleep(0.01)
 
 
-def _segment(editor) -> np.ndarray:  # noqa: ANN001
+def _segment(editor) -> np.ndarray:
     return slicer.util.arrayFromSegmentBinaryLabelmap(editor.segmentation, editor.segmentID, editor.volume) > 0
 
 
-def _box(session) -> tuple[SlicePosition, SlicePosition]:  # noqa: ANN001
+def _box(session) -> tuple[SlicePosition, SlicePosition]:
     return SlicePosition(Axis.AXIAL, 5, (10.0, 8.0)), SlicePosition(Axis.AXIAL, 5, (38.0, 32.0))
 
 
-def _seed(editor, mask: np.ndarray) -> None:  # noqa: ANN001
+def _seed(editor, mask: np.ndarray) -> None:
     writeSegmentMasks(
         EditorLogicEditing(editor.logic),
         editor.segmentation,
@@ -215,7 +215,7 @@ def test_worker_error_is_a_message_and_the_segmentation_is_untouched(session, ed
     _pump(session, lambda notices: session.canApply)
 
 
-def _permissive():  # noqa: ANN202
+def _permissive():
     from SAMSegmentLib.propagation import StopRule
 
     return StopRule(**PERMISSIVE)

@@ -5,23 +5,23 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import slicer
+from SAMSegmentMRML.session import EditorSession, NoticeKind
 from test_slicer_session import _box, _permissive, _pump, _segment, editor, session, worker  # noqa: F401 - fixtures
 
-import slicer
 from SAMSegmentLib.protocol import MessageKind
-from SAMSegmentMRML.session import EditorSession, NoticeKind
 
 pytestmark = pytest.mark.slicer
 
 
-def _startPropagation(running, target, slicesDone: int = 2) -> None:  # noqa: ANN001
+def _startPropagation(running, target, slicesDone: int = 2) -> None:
     """Propagate from ``running`` (a session) into ``target`` (an editor) until some slices are done."""
     running.setBox(*_box(running))
     running.propagate(target.segmentID, "forward", sliceRange=(2, 9), stopRule=_permissive())
     _pump(running, lambda notices: sum(m.kind is MessageKind.SLICE for m in running.worker.polled) >= slicesDone)
 
 
-def _written(running) -> list:  # noqa: ANN001
+def _written(running) -> list:
     return _pump(running, lambda notices: any(n.kind in (NoticeKind.WRITTEN, NoticeKind.ERROR) for n in notices))
 
 
@@ -64,13 +64,13 @@ def test_removing_the_segmentation_mid_propagation_writes_nothing_and_says_so(se
 class _OutOfMemoryAfter:
     """The tiny model, whose encoder runs out of memory from its ``count``-th slice on."""
 
-    def __init__(self, model, count: int) -> None:  # noqa: ANN001
+    def __init__(self, model, count: int) -> None:
         self.wrapped, self.left = model, count
 
     def __getattr__(self, name: str) -> object:
         return getattr(self.wrapped, name)
 
-    def encode(self, image01):  # noqa: ANN001, ANN201
+    def encode(self, image01):
         import torch
 
         self.left -= 1
@@ -80,11 +80,11 @@ class _OutOfMemoryAfter:
 
 
 def test_running_out_of_memory_mid_propagation_leaves_no_preview_and_the_segment_as_it_was(editor, scene):
+    from SAMSegmentMRML.segment_writer import EditorLogicEditing
     from test_slicer_session import RecordingWorker
     from tiny_models import tiny_sam
 
     from SAMSegmentLib.worker import InferenceWorker, WorkerSettings
-    from SAMSegmentMRML.segment_writer import EditorLogicEditing
 
     model = _OutOfMemoryAfter(tiny_sam(), 3)
     with InferenceWorker(WorkerSettings(prefetch_slices=0), loader=lambda request: model) as worker:

@@ -10,11 +10,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import vtk
-
 import slicer
+import vtk
 from mrml_fixtures import loadVolume, makeEditor, writeImage
-from SAMSegmentLib.volume import Axis, Volume
 from SAMSegmentMRML.geometry import (
     arrayFromImage,
     arrayToMatrix,
@@ -28,6 +26,8 @@ from SAMSegmentMRML.preview import PREVIEW_SEGMENT_ID, PreviewSegmentation
 from SAMSegmentMRML.research_inputs import labelledCase, volumeAndMask
 from SAMSegmentMRML.segment_writer import EditorLogicEditing, MaskWrite, writeSegmentMasks
 from SAMSegmentMRML.slice_views import SlicePosition, slicePositionFromXy, sliceToXy
+
+from SAMSegmentLib.volume import Axis, Volume
 
 pytestmark = pytest.mark.slicer
 
@@ -57,13 +57,13 @@ VIEWS = {
 VOXEL = np.array([9, 4, 7])  # i, j, k
 
 
-def _linearTransform(scene, matrix: np.ndarray):  # noqa: ANN001, ANN202
+def _linearTransform(scene, matrix: np.ndarray):
     node = scene.AddNewNodeByClass("vtkMRMLLinearTransformNode")
     node.SetMatrixTransformToParent(arrayToMatrix(matrix))
     return node
 
 
-def _volumeIjkToWorld(volumeNode) -> np.ndarray:  # noqa: ANN001
+def _volumeIjkToWorld(volumeNode) -> np.ndarray:
     matrix = vtk.vtkMatrix4x4()
     slicer.vtkSlicerSegmentEditorLogic.ImageToWorldMatrix(volumeNode, matrix)
     return matrixToArray(matrix)
@@ -83,7 +83,7 @@ def volumeNode(scene, tmp_path):
 
 
 @pytest.fixture(params=["registered study", "segmentation only"])
-def editor(request, scene, volumeNode):  # noqa: ANN001, ANN201
+def editor(request, scene, volumeNode):
     """A segment editor whose segmentation is under TRANSFORM, on a grid that lies on the volume's
     voxels in world coordinates:
     - "registered study": the volume and the segmentation are both under the transform;
@@ -105,7 +105,7 @@ def editor(request, scene, volumeNode):  # noqa: ANN001, ANN201
     return made
 
 
-def _sliceNode(scene, orientation: np.ndarray, centreRas: np.ndarray):  # noqa: ANN001, ANN202
+def _sliceNode(scene, orientation: np.ndarray, centreRas: np.ndarray):
     sliceNode = scene.AddNewNodeByClass("vtkMRMLSliceNode")
     sliceNode.SetDimensions(300, 200, 1)
     sliceNode.SetFieldOfView(45.0, 30.0, 1.0)
@@ -117,7 +117,7 @@ def _sliceNode(scene, orientation: np.ndarray, centreRas: np.ndarray):  # noqa: 
     return sliceNode
 
 
-def _xyOfRas(sliceNode, ras: np.ndarray) -> tuple[float, float]:  # noqa: ANN001
+def _xyOfRas(sliceNode, ras: np.ndarray) -> tuple[float, float]:
     xyz = np.linalg.inv(matrixToArray(sliceNode.GetXYToRAS())) @ np.append(ras, 1.0)
     return float(xyz[0]), float(xyz[1])
 
@@ -193,7 +193,7 @@ def test_the_preview_is_under_the_segmentations_transform_and_shows_at_the_maske
     preview.clear()
 
 
-def _writeThroughEditor(editor, mask: np.ndarray) -> str:  # noqa: ANN001
+def _writeThroughEditor(editor, mask: np.ndarray) -> str:
     segmentID = editor.node.GetSelectedSegmentID()
     geometry = editor.logic.GetAlignedSourceVolume()
     writeSegmentMasks(EditorLogicEditing(editor.logic), editor.segmentation, geometry, [MaskWrite(segmentID, mask)])
@@ -233,8 +233,9 @@ def test_a_segmentation_under_a_non_linear_transform_is_refused(scene, editor, v
 
 def test_segment_everything_writes_on_the_transformed_segmentations_grid(editor, volumeNode):
     pytest.importorskip("torch")  # the research package imports it
-    from SAMSegmentLib.research.everything import EverythingObject, EverythingResult
     from SAMSegmentMRML.everything_writer import addEverythingSegments
+
+    from SAMSegmentLib.research.everything import EverythingObject, EverythingResult
 
     aligned = editor.logic.GetAlignedSourceVolume()
     shape = volumeFromOrientedImage(aligned).array.shape

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 import slicer
 from mrml_fixtures import loadVolume, makeEditor, writeImage
-from SAMSegmentLib.volume import Volume
 from SAMSegmentMRML.geometry import arrayToMatrix, volumeKey
+
+from SAMSegmentLib.volume import Volume
 
 pytestmark = pytest.mark.slicer
 
@@ -29,13 +29,13 @@ def volumeNode(scene, tmp_path):
     return loadVolume(scene, writeImage(tmp_path / "image.nrrd", _volume()))
 
 
-def _editorKey(editor) -> str:  # noqa: ANN001
+def _editorKey(editor) -> str:
     """The key the effect computes when a session starts (SegmentEditorEffect._startSession)."""
     assert editor.logic.UpdateAlignedSourceVolume()
     return volumeKey(editor.volume, editor.logic.GetAlignedSourceVolume(), editor.segmentation)
 
 
-def _oldKey(volumeNode) -> str:  # noqa: ANN001
+def _oldKey(volumeNode) -> str:
     return f"{volumeNode.GetID()}:{volumeNode.GetImageData().GetMTime()}"
 
 

@@ -26,14 +26,11 @@ import pytest
 if importlib.util.find_spec("slicer") is None:
     collect_ignore_glob = ["test_*.py"]
 else:
-    import numpy as np
 
     import slicer
 
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-    import fake_qt
     import slicer_qt
-
     from sam_harness import MODULE_FILE, Editor, organVolume
 
     slicer_qt.install()

@@ -17,7 +17,8 @@ Behaviours reproduced from Qt and PythonQt, because the effect depends on them:
 from __future__ import annotations
 
 import types
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any, ClassVar
 
 import host_loop
 
@@ -615,7 +616,7 @@ class QEventLoop(QObject):
 
 
 class QSettings(QObject):
-    _store: dict[str, Any] = {}
+    _store: ClassVar[dict[str, Any]] = {}  # one store per process, as one settings file per user
 
     def value(self, key: str, default: Any = None) -> Any:
         return QSettings._store.get(key, default)

@@ -15,13 +15,13 @@ import sys
 import types
 import unittest
 from collections import deque
-from typing import Any, Callable
-
-import vtk
+from collections.abc import Callable
+from typing import Any
 
 import fake_qt as qt
 import host_loop
 import slicer
+import vtk
 
 # ----- slicer.i18n (Base/Python/slicer/i18n.py): tr() returns the text; translate(context, text) too -----
 

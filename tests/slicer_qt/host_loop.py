@@ -26,7 +26,7 @@ import heapq
 import itertools
 import select
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from SAMSegmentLib.bench.host_loop import idle_holding_gil
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-
 import slicer
 
 REPO = Path(__file__).resolve().parents[2]
@@ -36,7 +35,7 @@ class Editor:
         """An axial view centred on slice ``k`` of the volume, 256 x 256 pixels."""
         sliceNode = self.scene.AddNewNodeByClass("vtkMRMLSliceNode")
         sliceNode.SetLayoutName("Red")
-        nk, nj, ni = slicer.util.arrayFromVolume(self.volumeNode).shape
+        _nk, nj, ni = slicer.util.arrayFromVolume(self.volumeNode).shape
         centre = self.rasOf(ni / 2 - 0.5, nj / 2 - 0.5, k)
         sliceNode.SetDimensions(256, 256, 1)
         fov = 1.25 * max(ni, nj)

@@ -36,10 +36,9 @@ import sys
 import types
 from typing import Any
 
-import vtk
-
 import fake_qt as qt
 import slicer
+import vtk
 
 # ----- qSlicerSegmentEditorAbstractEffect -----
 
@@ -444,7 +443,10 @@ class qMRMLSegmentEditorWidget(qt.QWidget):
 
     # --- mouse ---
 
-    def interact(self, sliceWidget: Any, eventId: int, xy: tuple[int, int], ctrl: bool = False, shift: bool = False, alt: bool = False) -> bool:
+    def interact(
+        self, sliceWidget: Any, eventId: int, xy: tuple[int, int], ctrl: bool = False, shift: bool = False,
+        alt: bool = False,
+    ) -> bool:
         """Deliver one interactor event as qMRMLSegmentEditorWidget::processEvents does; returns
         whether the effect aborted it. Unaborted events reach the slice intersection widget."""
         interactor = sliceWidget.interactor

@@ -10,7 +10,6 @@ import fake_qt
 import fake_slicer
 import host_loop
 import segment_editor
-
 import slicer
 
 # Modules that Slicer would load fresh in a new session: removed after each application.
@@ -53,7 +52,7 @@ def _forgetSessionModules() -> None:
             del sys.modules[name]
 
 
-def newApplication(monkeypatch) -> fake_slicer.Application:  # noqa: ANN001 - pytest.MonkeyPatch
+def newApplication(monkeypatch) -> fake_slicer.Application:
     """A fresh slicer.app with its host loop, scene, settings, dialogs and effect factory."""
     loop = host_loop.reset()
     fake_qt.resetSignals()

@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import sys
 
+import fake_qt
 import numpy as np
 import pytest
-import vtk
-
-import fake_qt
 import slicer
+import vtk
 
 pytestmark = pytest.mark.slicer
 

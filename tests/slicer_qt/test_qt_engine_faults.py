@@ -9,7 +9,6 @@ import signal
 
 import numpy as np
 import pytest
-
 import slicer
 
 pytestmark = pytest.mark.slicer
@@ -26,11 +25,11 @@ def liteEffect(samModule, editor):
     slicer.util.getModuleLogic("SAMSegment").shutdown()
 
 
-def drawBox(editor) -> None:  # noqa: ANN001
+def drawBox(editor) -> None:
     editor.widget.drag(editor.red, editor.xyOf(16, 14), editor.xyOf(48, 50))
 
 
-def startPropagation(effect, editor, slicesDone: int) -> None:  # noqa: ANN001
+def startPropagation(effect, editor, slicesDone: int) -> None:
     drawBox(editor)
     editor.host.runUntil(lambda: effect.session.canApply, timeout=300, message="a preview")
     effect.options.propagateButton.click()

@@ -5,10 +5,7 @@ from __future__ import annotations
 
 import time
 
-import numpy as np
 import pytest
-
-import slicer
 
 pytestmark = pytest.mark.slicer
 

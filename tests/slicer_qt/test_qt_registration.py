@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import subprocess
 import sys
-from pathlib import Path
-
-import pytest
 
 import fake_qt
+import pytest
 import segment_editor
 import slicer
 from sam_harness import MODULE_FILE, Editor, organVolume

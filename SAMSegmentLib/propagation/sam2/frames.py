@@ -9,7 +9,6 @@ Frames are made on demand, so a 300-slice volume never holds 300 full-size frame
 
 from __future__ import annotations
 
-
 import torch
 import torch.nn.functional as F
 

@@ -35,7 +35,6 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-
 # The keys SAM 2's per-slice output dict gains from our predictor (see predictor.py).
 PREDICTED_IOU_KEY = "samsegment_predicted_iou"
 IMAGE_KEY = "samsegment_image_key"

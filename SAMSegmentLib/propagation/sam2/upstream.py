@@ -30,6 +30,7 @@ from sam2.sam2_video_predictor import SAM2VideoPredictor
 from ...errors import ModelUnavailableError
 from .frames import VolumeFrames
 from .memory_bank import IMAGE_KEY, MEMORY_BANK_KEY, PREDICTED_IOU_KEY, SelfSortingMemoryBank, unit_vector
+
 SUPPORTED_SAM2 = "1.1.0"
 
 # An inference state: the dict sam2's init_state makes, read and written by its video predictor.

@@ -12,12 +12,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ...cancel import CancelToken, Progress
 from ...errors import CancelledError, SAMSegmentError
 from ...models.base import ImageEmbedding
 from ...predictor import VolumePredictor
-from ...cancel import CancelToken, Progress
 from ...volume import Axis
-
 
 
 @dataclass

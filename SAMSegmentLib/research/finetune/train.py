@@ -15,15 +15,14 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from ...cancel import CancelToken, Progress
 from ...errors import CancelledError, SAMSegmentError
 from ...metrics import dice
 from ...models.base import PromptableModel
-from ...cancel import CancelToken, Progress
 from ..decoding import decode_batch
 from ..types import DiceSummary, FinetuneOptions, FinetuneReport
 from .data import TrainingSlice, jittered_boxes
 from .loss import segmentation_loss
-
 
 # Validation boxes come from their own generator so they do not depend on the training schedule.
 _VALIDATION_SEED = 12345

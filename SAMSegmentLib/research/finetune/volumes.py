@@ -8,17 +8,16 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from ...cancel import CancelToken, Progress
 from ...datasets import LabelledCase
 from ...errors import SAMSegmentError
 from ...intensity import AUTO_PRESET
 from ...models.base import PromptableModel
 from ...predictor import VolumePredictor
-from ...cancel import CancelToken, Progress
 from ...volume import Axis
 from ..types import FinetuneOptions, FinetuneReport, ValidationSplit
 from .data import TrainingSlice, embed_labelled_slices, label_values
 from .train import finetune_decoder
-
 
 
 @dataclass
