@@ -10,7 +10,7 @@ from ..propagation.types import ProgressCallback, Propagator
 from ..registry import Family
 
 # Models without memory carry each slice's mask to the next as its prompt.
-_MASK_CARRY_FAMILIES = frozenset({Family.SAM, Family.HQ_SAM, Family.LITE_MEDSAM})
+_MASK_CARRY_FAMILIES = frozenset({Family.SAM, Family.HQ_SAM, Family.LITE_MEDSAM, Family.MOBILE_SAM})
 
 
 def make_propagator(
