@@ -27,7 +27,6 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from scipy import ndimage
-from segment_anything.utils.amg import calculate_stability_score
 
 # SAM's automatic mask generator's default offset (logits thresholded at 0 -+ 1).
 STABILITY_OFFSET = 1.0
@@ -54,18 +53,28 @@ class CandidateQualities:
         return self.predicted_iou * self.stability
 
 
+def stability_score(logits: np.ndarray, offset: float = STABILITY_OFFSET) -> np.ndarray:
+    """SAM's stability score of each mask (M, H, W) given as logits: the IoU of the masks thresholded
+    at +offset and -offset, i.e. their area ratio, as the former lies inside the latter. In numpy:
+    on the CPU it is some 70 times faster than summing torch's boolean tensors."""
+    flat = logits.reshape(len(logits), -1)
+    return np.count_nonzero(flat > offset, axis=1) / np.maximum(1, np.count_nonzero(flat > -offset, axis=1))
+
+
 def body_mask(image01: np.ndarray, background_level: float = BACKGROUND_LEVEL) -> np.ndarray:
     """The body on a [0, 1] slice: everything but the dark background connected to the slice border,
-    as its largest connected part with holes filled. Empty when the whole slice is background."""
-    dark = image01 <= background_level
-    labels, _count = ndimage.label(dark)
-    on_border = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
-    body = ~np.isin(labels, on_border[on_border > 0])
+    its largest connected part. Empty when the whole slice is background."""
+    labels, count = ndimage.label(image01 <= background_level)
+    outside = np.zeros(count + 1, dtype=bool)
+    outside[np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]])] = True
+    outside[0] = False  # label 0: the brighter pixels
+    # Dark regions inside the body (lungs, bowel gas) are not reached from the border: they stay in.
+    body = ~outside[labels]
     labels, count = ndimage.label(body)
-    if count > 1:
-        sizes = ndimage.sum_labels(body, labels, index=range(1, count + 1))
+    if count > 1:  # bright specks outside the body: the scanner table, a field-of-view ring
+        sizes = np.bincount(labels.ravel())[1:]
         body = labels == 1 + int(np.argmax(sizes))
-    return ndimage.binary_fill_holes(body)
+    return body
 
 
 def candidate_qualities(
@@ -76,8 +85,9 @@ def candidate_qualities(
     point_labels: np.ndarray | None,
 ) -> CandidateQualities:
     """Measure M candidates given as full-resolution logits (M, H, W) on the [0, 1] slice ``image01``."""
-    stability = calculate_stability_score(logits.float(), 0.0, STABILITY_OFFSET).cpu().numpy()
-    masks = (logits > 0).cpu().numpy()
+    values = logits.float().cpu().numpy()
+    masks = values > 0
+    stability = stability_score(values)
     agrees = np.ones(len(masks), dtype=bool)
     if points_xy is not None and point_labels is not None:
         height, width = masks.shape[-2:]
