@@ -67,11 +67,13 @@ class SAMSegment(ScriptedLoadableModule):
         self.parent.helpText = _(
             "Adds the <b>SAM</b> effect to the Segment Editor: click points or drag a box in a slice view, "
             "check the preview, Apply it or propagate it through the volume. Models: LiteMedSAM (included, "
-            "runs on a CPU), SAM and HQ-SAM (downloaded on request). This module manages the models."
+            "runs on a CPU, boxes), MobileSAM (runs on a CPU, points and boxes), SAM and HQ-SAM (downloaded "
+            "on request). This module manages the models."
         )
         self.parent.helpText += self.getDefaultModuleDocumentationLink()
         self.parent.acknowledgementText = _(
             "Uses Segment Anything (Meta AI), HQ-SAM (ETH Zurich/HKUST), MedSAM and LiteMedSAM (Bo Wang lab), "
+            "MobileSAM (Kyung Hee University), "
             "PyTorch and the Slicer PyTorch extension."
         )
         if not slicerVersionSupported():
