@@ -4,6 +4,8 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 # The shared abdominal CT beside the checkout; override to point elsewhere.
 export SAMSEGMENT_DATA_DIR ?= $(abspath ../shared/data/abdomen-ct)
+# MobileSAM's official checkpoint, shared beside the checkout (a user's machine downloads it).
+export SAMSEGMENT_MOBILE_SAM ?= $(abspath ../shared/models/mobile-sam/mobile_sam.pt)
 
 .PHONY: setup demo test test-fast lint clean
 

@@ -66,14 +66,15 @@ class SAMSegment(ScriptedLoadableModule):
         self.parent.helpText = _(
             "Adds the <b>SAM</b> effect to the Segment Editor: click points or drag a box in a slice view, "
             "check the preview, Apply it or propagate it through the volume. Models: LiteMedSAM (included, "
-            "runs on a CPU), SAM, HQ-SAM, SAM 2.1 and MedSAM2 (with MedSAM-2's self-sorting memory), "
-            "downloaded on request. This module manages the models and holds the research panels: segment "
-            "everything on a slice, prior maps, mask-guided registration and fine-tuning a mask decoder."
+            "runs on a CPU, boxes), MobileSAM (runs on a CPU, points and boxes), SAM, HQ-SAM, SAM 2.1 and "
+            "MedSAM2 (with MedSAM-2's self-sorting memory), downloaded on request. This module manages the "
+            "models and holds the research panels: segment everything on a slice, prior maps, mask-guided "
+            "registration and fine-tuning a mask decoder."
         )
         self.parent.helpText += self.getDefaultModuleDocumentationLink()
         self.parent.acknowledgementText = _(
             "Uses Segment Anything and SAM 2 (Meta AI), HQ-SAM (ETH Zurich/HKUST), MedSAM, LiteMedSAM and "
-            "MedSAM2 (Bo Wang lab), PyTorch and the Slicer PyTorch extension."
+            "MedSAM2 (Bo Wang lab), MobileSAM (Kyung Hee University), PyTorch and the Slicer PyTorch extension."
         )
         if not slicerVersionSupported():
             logging.error(unsupportedVersionMessage())

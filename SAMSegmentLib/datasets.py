@@ -13,8 +13,11 @@ from .imageio import read_labels, read_volume
 from .volume import Volume
 
 DATA_DIR_ENV = "SAMSEGMENT_DATA_DIR"
+MR_DATA_DIR_ENV = "SAMSEGMENT_MR_DATA_DIR"
+MOBILE_SAM_ENV = "SAMSEGMENT_MOBILE_SAM"
 # Beside a checkout, as CI and the developers have it.
 _DEFAULT_DATA_DIR = Path("..") / "shared" / "data" / "abdomen-ct"
+_DEFAULT_MOBILE_SAM = Path("..") / "shared" / "models" / "mobile-sam" / "mobile_sam.pt"
 
 
 @dataclass
@@ -32,6 +35,16 @@ class LabelledCase:
 
 def shared_ct_dir() -> Path:
     return Path(os.environ.get(DATA_DIR_ENV, _DEFAULT_DATA_DIR))
+
+
+def shared_mr_dir() -> Path:
+    """The shared abdominal MR; by default beside the shared CT."""
+    return Path(os.environ.get(MR_DATA_DIR_ENV, shared_ct_dir().parent / "abdomen-mr"))
+
+
+def shared_mobile_sam_checkpoint() -> Path:
+    """MobileSAM's official checkpoint as shared with tests and benchmarks (users download it)."""
+    return Path(os.environ.get(MOBILE_SAM_ENV, _DEFAULT_MOBILE_SAM))
 
 
 def load_labelled_case(image: Path, labels: Path, names_json: Path | None = None) -> LabelledCase:

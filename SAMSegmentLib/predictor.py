@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from .cache import EmbeddingCache, content_fingerprint
+from .candidate_choice import candidate_qualities, choose_candidate
 from .errors import CheckpointError, InferenceOutOfMemoryError, PromptError
 from .intensity import AUTO_PRESET, IntensityMapping, mapping_for
 from .models.base import ImageEmbedding, PromptableModel
@@ -94,7 +95,8 @@ class VolumePredictor:
 
         ``mask_logits`` (the ``low_res_logits`` of an earlier prediction) refines that mask
         with models that take mask prompts. ``multimask`` defaults to the models' advice:
-        several candidates for a single point, one otherwise; the best-scored is returned.
+        several candidates for a single point, one otherwise; of several, the one
+        ``candidate_choice`` picks is returned.
         """
         axis = Axis(axis)
         volume = self.require_volume()
@@ -117,9 +119,18 @@ class VolumePredictor:
                 multimask,
             )
             self._require_finite("mask scores and logits", decoded.scores, decoded.low_res_logits)
-            best = int(torch.argmax(decoded.scores))
+            if len(decoded.scores) > 1:
+                candidates = self.model.upsample_logits(decoded.low_res_logits, embedding)
+                qualities = candidate_qualities(
+                    candidates, decoded.scores, self.slice_image(axis, index),
+                    prompts.points_array(), prompts.labels_array(),
+                )
+                best = choose_candidate(qualities)
+                full = candidates[best]
+            else:
+                best = 0
+                full = self.model.upsample_logits(decoded.low_res_logits[0], embedding)
             logits = decoded.low_res_logits[best]
-            full = self.model.upsample_logits(logits, embedding)
         mask = (full > 0).cpu().numpy()
         return Prediction(
             mask=mask,

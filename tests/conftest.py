@@ -1,4 +1,4 @@
-"""Shared fixtures: synthetic volumes, tiny models, the real LiteMedSAM and the shared CT."""
+"""Shared fixtures: synthetic volumes, tiny models, the real LiteMedSAM and MobileSAM, the shared CT."""
 
 from __future__ import annotations
 
@@ -54,6 +54,30 @@ def litemedsam():
     from SAMSegmentLib.registry import get_spec
 
     return load_model(get_spec("litemedsam"), torch.device("cpu"))
+
+
+@pytest.fixture(scope="session")
+def mobile_sam_checkpoint() -> Path:
+    """MobileSAM's official checkpoint, shared beside the checkout (SAMSEGMENT_MOBILE_SAM)."""
+    from SAMSegmentLib.datasets import MOBILE_SAM_ENV, shared_mobile_sam_checkpoint
+
+    path = shared_mobile_sam_checkpoint()
+    if not path.is_file():
+        if os.environ.get("CI"):
+            pytest.fail(f"MobileSAM's checkpoint is missing at {path}; set {MOBILE_SAM_ENV}.")
+        pytest.skip(f"MobileSAM's checkpoint not found at {path} (set {MOBILE_SAM_ENV})")
+    return path
+
+
+@pytest.fixture(scope="session")
+def mobile_sam(mobile_sam_checkpoint):
+    """The real MobileSAM on the CPU, loaded once per test session."""
+    import torch
+
+    from SAMSegmentLib.models import load_model
+    from SAMSegmentLib.registry import get_spec
+
+    return load_model(get_spec("mobile_sam"), torch.device("cpu"), checkpoint=mobile_sam_checkpoint)
 
 
 @pytest.fixture(scope="session")

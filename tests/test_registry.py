@@ -64,3 +64,20 @@ def test_sam_architectures_exist_in_segment_anything() -> None:
 def test_unknown_name_lists_the_known_ones() -> None:
     with pytest.raises(UnknownModelError, match="sam_vit_b"):
         get_spec("no_such_model")
+
+
+def test_mobile_sam_is_tinyvit_at_1024_px_with_sams_prompt_encoder_and_decoder() -> None:
+    pytest.importorskip("segment_anything_hq")
+    from segment_anything.modeling import MaskDecoder, PromptEncoder
+    from segment_anything_hq.modeling import TinyViT
+
+    from SAMSegmentLib.models import build_network
+
+    spec = get_spec("mobile_sam")
+    assert spec.input_size == 1024 and spec.prompts == frozenset(PromptKind) and spec.licence == "Apache-2.0"
+    network = build_network(spec)
+    assert isinstance(network.image_encoder, TinyViT)
+    assert isinstance(network.prompt_encoder, PromptEncoder) and isinstance(network.mask_decoder, MaskDecoder)
+    # The published checkpoint's layout: 439 tensors, 10,140,231 values.
+    state = network.state_dict()
+    assert len(state) == 439 and sum(t.numel() for t in state.values()) == 10_140_231

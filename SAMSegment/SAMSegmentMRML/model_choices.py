@@ -4,7 +4,9 @@ fine-tuned ones."""
 from __future__ import annotations
 
 from SAMSegmentLib.checkpoints import CheckpointStore
-from SAMSegmentLib.registry import MODELS, ModelSpec
+from SAMSegmentLib.registry import MODELS, ModelSpec, PromptKind
+
+from .i18n import tr
 
 
 def modelChoices(store: CheckpointStore | None = None) -> list[ModelSpec]:
@@ -19,5 +21,7 @@ def modelChoices(store: CheckpointStore | None = None) -> list[ModelSpec]:
 
 
 def modelLabel(spec: ModelSpec, store: CheckpointStore) -> str:
-    """How a model is shown in a list: name, whether its weights are here, and their size."""
-    return f"{spec.name} ({store.state(spec)}, {spec.size_bytes / 1e6:.0f} MB)"
+    """How a model is shown in a list: name, whether its weights are here, their size, and whether it
+    takes clicks (a box-only model refuses points, so the user should know before clicking)."""
+    prompts = tr("points and box") if spec.accepts(PromptKind.POINT) else tr("box only")
+    return f"{spec.name} ({store.state(spec)}, {spec.size_bytes / 1e6:.0f} MB, {prompts})"

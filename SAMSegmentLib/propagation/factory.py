@@ -13,7 +13,7 @@ from .stop_rule import StopRule
 from .types import CancelToken, Progress, PropagationRequest, Propagator
 
 # Models without memory carry each slice's mask to the next as its prompt.
-_MASK_CARRY_FAMILIES = frozenset({Family.SAM, Family.HQ_SAM, Family.LITE_MEDSAM})
+_MASK_CARRY_FAMILIES = frozenset({Family.SAM, Family.HQ_SAM, Family.LITE_MEDSAM, Family.MOBILE_SAM})
 
 Rule = TypeVar("Rule", StopRule, SAM2StopRule)
 

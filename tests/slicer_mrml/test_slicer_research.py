@@ -382,3 +382,5 @@ def test_fine_tuned_models_are_offered_after_the_registry_models(tmp_path):
     choices = modelChoices(store)
     assert [spec.name for spec in choices] == [*MODELS, "my-organs"]
     assert modelLabel(choices[-1], store).startswith("my-organs (cached, ")
+    labels = {spec.name: modelLabel(spec, store) for spec in choices}
+    assert labels["mobile_sam"].endswith(", points and box)") and labels["litemedsam"].endswith(", box only)")
