@@ -8,11 +8,19 @@ of work (``_PUMP_BYTES``), so a 150 MB upload is spread over many short calls.
 
 Requests on one connection are answered in order; a connection sends its next request when the
 previous one is answered.
+
+Servers and proxies close keep-alive connections that sit idle (nginx after 75 s, Ray Serve's
+proxy after 90 s by default): such a close is no error. The connection is opened again for the
+next request, and a request is sent again on a fresh connection only when that cannot do it
+twice (RFC 9112, section 9.3.1): it was never sent, or it is idempotent (GET, HEAD, DELETE) and
+no byte of its answer had arrived. Anything else that breaks the connection raises
+``ConnectionLost``.
 """
 
 from __future__ import annotations
 
 import errno
+import os
 import socket
 import time
 from collections import deque
@@ -21,6 +29,8 @@ from dataclasses import dataclass, field
 
 _PUMP_BYTES = 8 << 20  # at most this much sent and received per pump: about 5-10 ms on loopback
 _MAX_HEADER_BYTES = 64 << 10
+_IDEMPOTENT = ("GET", "HEAD", "DELETE")  # RFC 9110, section 9.2.2 (those this protocol uses)
+_MAX_REOPENS = 3  # a server that closes every fresh connection before answering is not there
 
 
 @dataclass
@@ -38,7 +48,9 @@ class _Pending:
     head: bytes
     body: Sequence[bytes | memoryview]
     on_response: ResponseHandler
+    idempotent: bool
     sent: bool = False
+    retried: bool = False  # sent again once on a fresh connection
     pieces: deque[memoryview] = field(default_factory=deque)
 
 
@@ -61,6 +73,8 @@ class HttpConnection:
         self.error: ConnectionLost | None = None  # set once; the connection is then useless
         self.bytes_sent = 0
         self.bytes_received = 0
+        self.reopened = 0  # how often it was opened again after the server closed it
+        self._reopens_unanswered = 0  # opened again since the last answer
 
     # ----- what the host's event loop watches -----
 
@@ -70,7 +84,9 @@ class HttpConnection:
     @property
     def wants_write(self) -> bool:
         """True while connecting or sending: watch the socket for writability too."""
-        return self.error is None and (not self._connected or any(p.pieces for p in self._queue if p.sent))
+        if self.error is not None or self._socket is None:
+            return False
+        return not self._connected or any(p.pieces for p in self._queue if p.sent)
 
     @property
     def busy(self) -> bool:
@@ -93,14 +109,21 @@ class HttpConnection:
         if length:
             lines.append(f"Content-Type: {content_type}")
         lines += [f"{name}: {value}" for name, value in self._headers.items()]
-        self._queue.append(_Pending(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"), body, on_response))
+        head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+        self._queue.append(_Pending(head, body, on_response, idempotent=method in _IDEMPOTENT))
 
     def pump(self) -> None:
-        """Make what progress the socket allows now; raises ConnectionLost (also later calls)."""
+        """Make what progress the socket allows now; raises ConnectionLost (also later calls).
+        Connects when a request is waiting, not before."""
         if self.error is not None:
             raise self.error
         try:
+            if self._socket is None and not self._queue:
+                return
             if not self._connect():
+                return
+            self._receive()  # first: a close by the server is seen before a request goes out on it
+            if self._socket is None and (not self._queue or not self._connect()):
                 return
             self._send()
             self._receive()
@@ -123,9 +146,29 @@ class HttpConnection:
 
     def _fail(self, error: ConnectionLost) -> None:
         self.error = error
+        self._drop_socket()
+
+    def _drop_socket(self) -> None:
         if self._socket is not None:
             self._socket.close()
             self._socket = None
+        self._connected = False
+
+    def _closed_by_server(self) -> None:
+        """The server closed the connection: open it again for what is waiting, if that is safe."""
+        head = self._queue[0] if self._queue else None
+        if head is not None and head.sent:
+            answer_started = self._response is not None or bool(self._inbox)
+            if answer_started or not head.idempotent or head.retried:
+                raise ConnectionLost("The server closed the connection before answering.")
+            head.sent, head.retried = False, True
+        if head is not None:  # opened again at once, for this request
+            if self._reopens_unanswered >= _MAX_REOPENS:
+                raise ConnectionLost("The server closes every connection before answering.")
+            self._reopens_unanswered += 1
+        self._drop_socket()
+        self._inbox.clear()
+        self.reopened += 1
 
     def _connect(self) -> bool:
         if self._connected:
@@ -147,7 +190,7 @@ class HttpConnection:
             if time.monotonic() > self._connect_deadline:
                 raise ConnectionLost(f"No answer from {self.host}:{self.port} within {self._connect_timeout_s:.0f} s.")
             return False
-        raise ConnectionLost(f"Cannot connect to {self.host}:{self.port}: {errno.errorcode.get(code, code)}.")
+        raise ConnectionLost(f"Cannot connect to {self.host}:{self.port}: {os.strerror(code).lower()}.")
 
     def _send(self) -> None:
         assert self._socket is not None
@@ -179,10 +222,11 @@ class HttpConnection:
                 chunk = self._socket.recv(min(budget, 1 << 20))
             except (BlockingIOError, InterruptedError):
                 break
+            except ConnectionResetError:  # a proxy may reset an idle connection instead of closing it
+                chunk = b""
             if not chunk:
-                if self._queue and self._queue[0].sent:
-                    raise ConnectionLost("The engine closed the connection before answering.")
-                raise ConnectionLost("The engine closed the connection.")
+                self._closed_by_server()
+                return
             budget -= len(chunk)
             self.bytes_received += len(chunk)
             self._inbox += chunk
@@ -207,6 +251,7 @@ class HttpConnection:
             if not self._queue or not self._queue[0].sent:
                 raise ConnectionLost("The engine answered a request that was never sent.")
             pending = self._queue.popleft()
+            self._reopens_unanswered = 0
             pending.on_response(response)
             if self._queue:
                 self._send()
