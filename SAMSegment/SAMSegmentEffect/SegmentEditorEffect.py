@@ -134,6 +134,9 @@ class SegmentEditorEffect(AbstractScriptedSegmentEditorEffect):
     def activate(self):
         """Never installs anything (installing runs processEvents() and asks questions): when
         packages are missing the Install button says so, and the user starts it."""
+        from SAMSegmentEffect.settings import engineChoice
+
+        self.options.showEngineChoice(engineChoice())
         self.options.fillModelSelector()
         self.options.updateGUIFromMRML()
         self._startIfPackagesReady()

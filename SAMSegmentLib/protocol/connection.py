@@ -215,9 +215,8 @@ class HttpConnection:
                 pending.pieces[0] = piece[count:]
 
     def _receive(self) -> None:
-        assert self._socket is not None
         budget = _PUMP_BYTES
-        while budget > 0:
+        while budget > 0 and self._socket is not None:  # an answer's handler may close the connection
             try:
                 chunk = self._socket.recv(min(budget, 1 << 20))
             except (BlockingIOError, InterruptedError):
@@ -253,6 +252,8 @@ class HttpConnection:
             pending = self._queue.popleft()
             self._reopens_unanswered = 0
             pending.on_response(response)
+            if self._socket is None:
+                return
             if self._queue:
                 self._send()
 

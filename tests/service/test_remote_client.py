@@ -1,0 +1,149 @@
+"""The engine client and the health probe against a server someone else runs, on 127.0.0.1: a
+keep-alive connection closed while idle, a connection that breaks mid-request, another protocol
+version, a wrong token, a server that is not there."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+
+import pytest
+from idle_closing_proxy import IdleClosingProxy
+from test_http_service import TOKEN, answer, ready, service  # noqa: F401 - the fixture
+from test_worker_doubles import organ_box
+
+import SAMSegmentLib.protocol.engine_client as engine_client
+import SAMSegmentLib.protocol.health as health
+from SAMSegmentLib.protocol import MessageKind, Predict
+from SAMSegmentLib.protocol.connection import ConnectionLost, HttpConnection
+from SAMSegmentLib.protocol.engine_client import Endpoint, EngineClient, FixedEndpoint, Problem
+from SAMSegmentLib.protocol.health import HealthProbe
+from SAMSegmentLib.volume import Axis
+
+
+def client_at(url: str, token: str = TOKEN) -> EngineClient:
+    return EngineClient(FixedEndpoint(Endpoint.from_url(url, token)), poll_wait_s=2.0)
+
+
+def probe(url: str, token: str = TOKEN) -> HealthProbe:
+    checking = HealthProbe(Endpoint.from_url(url, token))
+    deadline = time.monotonic() + 10
+    while not checking.done and time.monotonic() < deadline:
+        checking.pump()
+        time.sleep(0.005)
+    assert checking.done
+    return checking
+
+
+def free_port() -> int:
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))
+        return unused.getsockname()[1]
+
+
+def test_server_addresses_are_read_or_refused_clearly():
+    assert Endpoint.from_url("http://gpu-01.hospital.org:8470/sam/", "t") == Endpoint("gpu-01.hospital.org", 8470, "t", "/sam")
+    assert Endpoint.from_url("10.0.0.5:9000", "t").url == "http://10.0.0.5:9000"
+    assert Endpoint.from_url("http://[::1]:8470", "t").url == "http://[::1]:8470"
+    assert Endpoint.from_url("http://sam.example.org", "t").port == 80
+    for wrong in ("https://sam.example.org", "http://:8470", "http://host:port"):
+        with pytest.raises(ValueError, match="sam|host|server|port"):
+            Endpoint.from_url(wrong, "t")
+
+
+def test_an_idle_connection_closed_by_a_proxy_is_reopened_without_an_error(service, ct_phantom):  # noqa: F811
+    proxy = IdleClosingProxy(service.port, idle_s=0.2)
+    try:
+        client = client_at(proxy.url)
+        ready(client, ct_phantom)
+        for _ in range(3):
+            time.sleep(0.6)  # idle: the proxy closes the connection that carries requests
+            _, preview = answer(client, client.submit(Predict(Axis.AXIAL, 6, organ_box(ct_phantom))))
+            assert preview.kind is MessageKind.RESULT, preview.text
+        assert proxy.closed_idle >= 3 and client.reconnects >= 3 and client.restarts == 0
+        client.close()
+    finally:
+        proxy.close()
+
+
+def test_a_server_that_is_not_there_is_named_and_nothing_is_started(ct_phantom):
+    url = f"http://127.0.0.1:{free_port()}"
+    client = client_at(url)
+    _, final = answer(client, client.submit(Predict(Axis.AXIAL, 6, organ_box(ct_phantom))))
+    assert final.kind is MessageKind.ERROR
+    assert f"The SAM server at {url} cannot be reached" in final.text and "unchanged" in final.text
+    checked = probe(url)
+    assert checked.problem is Problem.UNREACHABLE and "refused" in checked.detail
+
+
+def test_the_health_probe_reports_the_server_and_its_round_trip(service):  # noqa: F811
+    checked = probe(f"http://127.0.0.1:{service.port}")
+    assert checked.problem is None and checked.health.protocol == engine_client.PROTOCOL_VERSION
+    assert "litemedsam" in checked.health.models and 0 < checked.health.round_trip_ms < 1000
+    print(f"health round trip on loopback: {checked.health.round_trip_ms:.2f} ms")
+    assert probe(f"http://127.0.0.1:{service.port}", token="nope").problem is Problem.TOKEN_REFUSED
+
+
+def test_another_protocol_version_gets_one_message_naming_both(service, ct_phantom, monkeypatch):  # noqa: F811
+    ours = engine_client.PROTOCOL_VERSION
+    monkeypatch.setattr(engine_client, "PROTOCOL_VERSION", ours + 1)  # a client newer than the server
+    monkeypatch.setattr(health, "PROTOCOL_VERSION", ours + 1)
+    client = client_at(f"http://127.0.0.1:{service.port}")
+    _, final = answer(client, client.submit(Predict(Axis.AXIAL, 6, organ_box(ct_phantom))))
+    assert final.kind is MessageKind.ERROR and "HTTP 409" not in final.text
+    assert f"version {ours}" in final.text and f"version {ours + 1}" in final.text
+    checked = probe(f"http://127.0.0.1:{service.port}")
+    assert checked.problem is Problem.PROTOCOL_MISMATCH and f"version {ours}" in checked.detail
+
+
+class ScriptedServer:
+    """A loopback socket server that treats each connection as the test says: ``"answer"``
+    (read a request, answer 200), ``"close"`` (read a request, close without answering)."""
+
+    def __init__(self, plan: list[str]) -> None:
+        self.plan, self.requests = list(plan), []
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self._listener.getsockname()[1]
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while self.plan:
+            connection, _ = self._listener.accept()
+            with connection:
+                head = connection.recv(65536)
+                self.requests.append(head.split(b"\r\n", 1)[0].decode())
+                if self.plan.pop(0) == "answer":
+                    connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}")
+                    connection.recv(65536)  # until the client closes, or the test ends
+
+    def close(self) -> None:
+        self._listener.close()
+
+
+def pump_until(connection: HttpConnection, done, timeout_s: float = 10.0) -> None:  # noqa: ANN001
+    deadline = time.monotonic() + timeout_s
+    while not done():
+        assert time.monotonic() < deadline, "timed out"
+        connection.pump()
+        time.sleep(0.002)
+
+
+def test_a_poll_the_server_dropped_unanswered_is_sent_once_more_on_a_fresh_connection():
+    server = ScriptedServer(["close", "answer"])
+    connection, answers = HttpConnection("127.0.0.1", server.port, {}), []
+    connection.request("GET", "/v1/sessions/s/messages", answers.append)
+    pump_until(connection, lambda: answers)
+    assert answers[0].status == 200 and server.requests == ["GET /v1/sessions/s/messages HTTP/1.1"] * 2
+    assert connection.reopened == 1
+    server.close()
+
+
+def test_a_request_the_server_dropped_unanswered_is_never_sent_twice():
+    server = ScriptedServer(["close", "answer"])
+    connection = HttpConnection("127.0.0.1", server.port, {})
+    connection.request("POST", "/v1/sessions/s/requests", lambda response: None, [b"batch"])
+    with pytest.raises(ConnectionLost, match="before answering"):
+        pump_until(connection, lambda: False)
+    assert len(server.requests) == 1  # it may have been taken: sending it again could run it twice
+    server.close()
