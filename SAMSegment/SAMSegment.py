@@ -296,7 +296,9 @@ class SAMSegmentLogic(ScriptedLoadableModuleLogic):
         for entry in list(self._retiring):
             client, hub, deadline = entry
             hub.dispatch()
-            if client.idle or time.monotonic() > deadline:
+            if client.idle:
+                client.end_session()  # frees its memory on a server
+            if client.session_ended or time.monotonic() > deadline:
                 self._retiring.remove(entry)
                 client.close()
 

@@ -59,8 +59,19 @@ class ConnectionLost(ConnectionError):
 
 
 class HttpConnection:
-    def __init__(self, host: str, port: int, headers: dict[str, str], connect_timeout_s: float = 10.0) -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        headers: dict[str, str],
+        connect_timeout_s: float = 10.0,
+        answer_timeout_s: float | None = None,
+    ) -> None:
+        """``answer_timeout_s``: a request sent that sees no byte move either way for this long has
+        lost its server (a network gone without a word); None waits forever."""
         self.host, self.port = host, port
+        self._answer_timeout_s = answer_timeout_s
+        self._last_progress = 0.0
         self._headers = headers
         self._socket: socket.socket | None = None
         self._connected = False
@@ -127,6 +138,7 @@ class HttpConnection:
                 return
             self._send()
             self._receive()
+            self._check_progress()
         except ConnectionLost as error:
             self._fail(error)
             raise
@@ -170,6 +182,14 @@ class HttpConnection:
         self._inbox.clear()
         self.reopened += 1
 
+    def _check_progress(self) -> None:
+        head = self._queue[0] if self._queue else None
+        if head is None or not head.sent or self._answer_timeout_s is None:
+            return
+        silent = time.monotonic() - self._last_progress
+        if silent > self._answer_timeout_s:
+            raise ConnectionLost(f"No answer from {self.host}:{self.port} for {silent:.0f} s.")
+
     def _connect(self) -> bool:
         if self._connected:
             return True
@@ -199,6 +219,7 @@ class HttpConnection:
         pending = self._queue[0]
         if not pending.sent:  # only the head of the queue is on the wire (no pipelining)
             pending.sent = True
+            self._last_progress = time.monotonic()
             pending.pieces = deque(memoryview(piece).cast("B") for piece in (pending.head, *pending.body))
         budget = _PUMP_BYTES
         while pending.pieces and budget > 0:
@@ -209,6 +230,7 @@ class HttpConnection:
                 return
             budget -= count
             self.bytes_sent += count
+            self._last_progress = time.monotonic()
             if count == len(piece):
                 pending.pieces.popleft()
             else:
@@ -228,6 +250,7 @@ class HttpConnection:
                 return
             budget -= len(chunk)
             self.bytes_received += len(chunk)
+            self._last_progress = time.monotonic()
             self._inbox += chunk
             self._parse()
         self._parse()

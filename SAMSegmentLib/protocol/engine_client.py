@@ -52,6 +52,9 @@ from .requests import Cancel, LoadModel, Request, SetVolume
 logger = logging.getLogger(__name__)
 
 _POLL_WAIT_S = 10.0  # how long the engine may hold a message poll open
+# Beyond the poll's wait, how long a request may see no byte move before the engine counts as gone
+# (a server's network gone without closing anything). Every other request is answered at once.
+_ANSWER_MARGIN_S = 30.0
 _STATE_REQUESTS = (LoadModel, SetVolume)  # what a new session needs to continue where the last one was
 _MAX_SESSION_LOSSES = 3  # sessions lost in a row, no request answered meanwhile: the server cannot keep one
 SESSION_LOST, PROTOCOL_MISMATCH = "session_lost", "protocol_mismatch"  # the service's error codes
@@ -144,6 +147,8 @@ class EngineClient:
         self._started = False
         self._restarted = False
         self._losses_in_a_row = 0
+        self._ending = False  # end_session() asked the engine to close the session
+        self._ended = False  # and it has
         self.restarts = 0  # how often the engine was started again or the session rebuilt
         self._traffic = [0, 0]  # bytes sent and received on connections already closed
         self._reconnects = 0  # on connections already closed
@@ -201,7 +206,7 @@ class EngineClient:
                 self._commands.pump()
                 self._messages.pump()
         except EngineError as error:
-            if error.code == SESSION_LOST and self._losses_in_a_row < _MAX_SESSION_LOSSES:
+            if error.code == SESSION_LOST and not self._ending and self._losses_in_a_row < _MAX_SESSION_LOSSES:
                 self._rebuild_session(str(error))
             else:
                 self._lose(self._problem(error))
@@ -235,11 +240,27 @@ class EngineClient:
                 self._reconnects += connection.reopened
         self._commands = self._messages = None
 
+    def end_session(self) -> None:
+        """Ask the engine to close this client's session, freeing its model and embeddings (a
+        server's memory); ``session_ended`` turns True once it has answered, or cannot."""
+        if self._session is None or self._commands is None or self._ending:
+            return
+        self._ending = True
+        self._commands.request("DELETE", self._path(f"sessions/{self._session}"), self._on_session_ended)
+        self.pump()
+
+    @property
+    def session_ended(self) -> bool:
+        return self._ended or self._session is None
+
+    def _on_session_ended(self, response: Response) -> None:
+        self._ended = True
+
     def close(self) -> None:
         """Stop wanting answers and stop the engine if this client started it; returns at once.
         A server is asked to close the session (freeing its model and embeddings) when the
         request can go out now; otherwise the server closes it once it has been idle long enough."""
-        if self._session is not None and self._commands is not None and not self._commands.busy:
+        if self._session is not None and self._commands is not None and not self._commands.busy and not self._ending:
             self._commands.request("DELETE", self._path(f"sessions/{self._session}"), lambda response: None)
             try:
                 self._commands.pump()  # a few hundred bytes: the socket takes them at once
@@ -289,8 +310,9 @@ class EngineClient:
             return False
         self._endpoint = endpoint
         headers = {"Authorization": f"Bearer {endpoint.token}", PROTOCOL_HEADER: str(PROTOCOL_VERSION)}
-        self._commands = HttpConnection(endpoint.host, endpoint.port, headers)
-        self._messages = HttpConnection(endpoint.host, endpoint.port, headers)
+        timeout = self.poll_wait_s + _ANSWER_MARGIN_S
+        self._commands = HttpConnection(endpoint.host, endpoint.port, headers, answer_timeout_s=timeout)
+        self._messages = HttpConnection(endpoint.host, endpoint.port, headers, answer_timeout_s=timeout)
         self._commands.request("POST", self._path("sessions"), self._on_session)
         return True
 

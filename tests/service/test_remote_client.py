@@ -4,6 +4,7 @@ version, a wrong token, a server that is not there."""
 
 from __future__ import annotations
 
+import select
 import socket
 import threading
 import time
@@ -27,11 +28,13 @@ def client_at(url: str, token: str = TOKEN) -> EngineClient:
 
 
 def probe(url: str, token: str = TOKEN) -> HealthProbe:
+    """Pumped when its socket is ready, as Slicer's event loop does."""
     checking = HealthProbe(Endpoint.from_url(url, token))
     deadline = time.monotonic() + 10
     while not checking.done and time.monotonic() < deadline:
+        watched = checking.watched()
+        select.select([fd for fd, _ in watched], [fd for fd, write in watched if write], [], 0.05)
         checking.pump()
-        time.sleep(0.005)
     assert checking.done
     return checking
 
@@ -99,7 +102,8 @@ def test_another_protocol_version_gets_one_message_naming_both(service, ct_phant
 
 class ScriptedServer:
     """A loopback socket server that treats each connection as the test says: ``"answer"``
-    (read a request, answer 200), ``"close"`` (read a request, close without answering)."""
+    (read a request, answer 200), ``"close"`` (read a request, close without answering),
+    ``"hang"`` (read a request, never answer nor close: a network gone without a word)."""
 
     def __init__(self, plan: list[str]) -> None:
         self.plan, self.requests = list(plan), []
@@ -113,8 +117,10 @@ class ScriptedServer:
             with connection:
                 head = connection.recv(65536)
                 self.requests.append(head.split(b"\r\n", 1)[0].decode())
-                if self.plan.pop(0) == "answer":
+                treatment = self.plan.pop(0)
+                if treatment == "answer":
                     connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}")
+                if treatment != "close":
                     connection.recv(65536)  # until the client closes, or the test ends
 
     def close(self) -> None:
@@ -147,3 +153,24 @@ def test_a_request_the_server_dropped_unanswered_is_never_sent_twice():
         pump_until(connection, lambda: False)
     assert len(server.requests) == 1  # it may have been taken: sending it again could run it twice
     server.close()
+
+
+def test_a_request_that_sees_no_byte_move_for_too_long_ends_with_a_clear_error():
+    server = ScriptedServer(["hang"])
+    connection = HttpConnection("127.0.0.1", server.port, {}, answer_timeout_s=0.3)
+    connection.request("GET", "/v1/sessions/s/messages?wait=0", lambda response: None)
+    with pytest.raises(ConnectionLost, match="No answer from 127.0.0.1"):
+        pump_until(connection, lambda: False)
+    server.close()
+
+
+def test_a_client_that_ends_its_session_frees_it_on_the_server(service, ct_phantom):  # noqa: F811
+    client = client_at(f"http://127.0.0.1:{service.port}")
+    ready(client, ct_phantom)
+    client.end_session()  # what Slicer does when the user picks another engine
+    deadline = time.monotonic() + 10
+    while not client.session_ended and time.monotonic() < deadline:
+        client.pump()
+        time.sleep(0.01)
+    assert client.session_ended and service.engine.health()["sessions"] == 0
+    client.close()
