@@ -143,7 +143,8 @@ class SegmentEditorEffect(AbstractScriptedSegmentEditorEffect):
 
     def _startIfPackagesReady(self):
         """Start a session, unless the engine runs here and SAM's packages are missing (a server
-        needs none of them in Slicer: the effect speaks the engine's protocol with numpy only)."""
+        needs none of them in Slicer: the protocol's side needs only what Slicer bundles, numpy,
+        scipy and SimpleITK)."""
         from SAMSegmentEffect.dependencies import dependenciesSatisfied
         from SAMSegmentEffect.settings import engineChoice
 
@@ -341,6 +342,7 @@ class SegmentEditorEffect(AbstractScriptedSegmentEditorEffect):
         if choice == logic.engineChoice:
             return
         self.options.showConnection("")
+        self.options.fillModelSelector()  # whose weights and fine-tuned models are listed
         self._closeSession()  # its cancelled propagation still gets its finished slices from the old engine
         logic.useEngine(choice)
         if self.scriptedEffect.active():
@@ -366,8 +368,9 @@ class SegmentEditorEffect(AbstractScriptedSegmentEditorEffect):
         if health is None:
             self.options.showConnection(problem, error=True)
             return
+        text = _("Connected: protocol v{protocol}, engine {engine}, models {models}; round trip {milliseconds} ms.")
         self.options.showConnection(
-            _("Connected: protocol v{protocol}, engine {engine}, models {models}; round trip {milliseconds} ms.").format(
+            text.format(
                 protocol=health.protocol,
                 engine=health.engine,
                 models=", ".join(health.models),

@@ -13,7 +13,7 @@ from slicer.i18n import tr as _
 from SAMSegmentEffect.settings import LOCAL_ENGINE, SERVER_ENGINE, SETTINGS_PREFIX, EngineChoice, engineChoice
 from SAMSegmentLib.checkpoints import CheckpointStore
 from SAMSegmentLib.intensity import PRESETS
-from SAMSegmentLib.registry import Family
+from SAMSegmentLib.registry import MODELS, Family
 from SAMSegmentMRML.model_choices import modelChoices, modelLabel
 
 DEFAULTS = {
@@ -242,9 +242,10 @@ class EffectOptions:
     def fillModelSelector(self):
         """Registry models and the user's fine-tuned ones, with where their weights are. Lists the
         models folder: called on activation and when a download or fine-tuning ends, not on every
-        parameter change."""
-        store = CheckpointStore()
-        specs = {spec.name: spec for spec in modelChoices(store)}
+        parameter change. With a server, its weights and fine-tuned models are the server's: the
+        registry's models are listed without a local state, and Download asks the server."""
+        store = None if engineChoice().remote else CheckpointStore()
+        specs = {spec.name: spec for spec in (modelChoices(store) if store is not None else MODELS.values())}
         self._specs, self._store = specs, store
         wasBlocked = self.modelSelector.blockSignals(True)
         self.modelSelector.clear()
@@ -257,7 +258,13 @@ class EffectOptions:
     def updateModelButtons(self):
         specs, store = getattr(self, "_specs", {}), getattr(self, "_store", None)
         spec = specs.get(self.modelSelector.currentData)
-        self.downloadButton.enabled = spec is not None and store.state(spec) == "not downloaded"
+        if spec is None:
+            needsWeights = False
+        elif store is None:  # a server's weights: it knows whether it has them
+            needsWeights = not spec.embedded
+        else:
+            needsWeights = store.state(spec) == "not downloaded"
+        self.downloadButton.enabled = needsWeights
         self.memorySelector.enabled = spec is not None and spec.family is Family.SAM2
 
     def updateButtons(self, session):

@@ -18,6 +18,9 @@ def modelChoices(store: CheckpointStore | None = None) -> list[ModelSpec]:
     return specs + list_finetuned_models(store)
 
 
-def modelLabel(spec: ModelSpec, store: CheckpointStore) -> str:
-    """How a model is shown in a list: name, whether its weights are here, and their size."""
+def modelLabel(spec: ModelSpec, store: CheckpointStore | None) -> str:
+    """How a model is shown in a list: name, whether its weights are in ``store`` (None: a server's,
+    not known here), and their size."""
+    if store is None:
+        return f"{spec.name} ({spec.size_bytes / 1e6:.0f} MB)"
     return f"{spec.name} ({store.state(spec)}, {spec.size_bytes / 1e6:.0f} MB)"

@@ -13,7 +13,9 @@ from SAMSegmentEffect.settings import SETTINGS_PREFIX
 
 POLL_INTERVAL_MS = 100
 # The SAM effect's choices (SAMSegmentEffect.effect_options saves them).
-MODEL_SETTING, DEVICE_SETTING, PRESET_SETTING = (SETTINGS_PREFIX + name for name in ("Model", "Device", "IntensityPreset"))
+MODEL_SETTING = SETTINGS_PREFIX + "Model"
+DEVICE_SETTING = SETTINGS_PREFIX + "Device"
+PRESET_SETTING = SETTINGS_PREFIX + "IntensityPreset"
 
 
 def chosenModel():

@@ -25,6 +25,7 @@ clear message naming the server, and both versions.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
@@ -262,10 +263,8 @@ class EngineClient:
         request can go out now; otherwise the server closes it once it has been idle long enough."""
         if self._session is not None and self._commands is not None and not self._commands.busy and not self._ending:
             self._commands.request("DELETE", self._path(f"sessions/{self._session}"), lambda response: None)
-            try:
+            with contextlib.suppress(ConnectionLost):
                 self._commands.pump()  # a few hundred bytes: the socket takes them at once
-            except ConnectionLost:
-                pass
         self._close_connections()
         self._session = None
         self.source.stop()
@@ -342,6 +341,8 @@ class EngineClient:
         messages = decode(response.body)
         if not isinstance(messages, list) or not all(isinstance(m, WorkerMessage) for m in messages):
             raise ProtocolError("The engine's messages are malformed.")
+        if messages:
+            self._losses_in_a_row = 0  # this session works
         for message in messages:
             if message.request_id < 0:  # a state request sent again to a new session
                 if message.kind in (MessageKind.ERROR, MessageKind.OUT_OF_MEMORY):
@@ -351,7 +352,6 @@ class EngineClient:
                 self._waiting.pop(message.request_id, None)
                 self._answering.discard(message.request_id)
                 self._sent_again.discard(message.request_id)
-                self._losses_in_a_row = 0
             else:
                 self._answering.add(message.request_id)
             self._inbox.append(message)
@@ -366,7 +366,10 @@ class EngineClient:
         """What the user reads when ``error`` ended the waiting requests."""
         if not self._remote and not isinstance(error, EngineError):
             reason = self.source.failure() or f"The connection to the SAM engine broke: {error}"
-            return f"The SAM engine stopped: {reason} Your segmentation is unchanged; the next action starts the engine again."
+            return (
+                f"The SAM engine stopped: {reason} Your segmentation is unchanged; "
+                "the next action starts the engine again."
+            )
         retry = "the next action tries the server again." if self._remote else "the next action starts it again."
         return f"{describe_problem(self._engine_name(), error)} Your segmentation is unchanged; {retry}"
 

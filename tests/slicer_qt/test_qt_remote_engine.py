@@ -59,8 +59,18 @@ def activateOn(editor, url: str, token: str = TOKEN):  # noqa: ANN001, ANN201
 
 
 @pytest.fixture
-def remoteEffect(editor, server, noLocalEngine):
+def noPackagesHere(samModule, monkeypatch):
+    """This Slicer has none of SAM's packages (no PyTorch): a server needs none here."""
+    import SAMSegmentEffect.dependencies as dependencies
+
+    monkeypatch.setattr(dependencies, "missingRequirements", lambda: ["torch>=2.1"])
+    monkeypatch.setattr(dependencies, "_satisfied", False)
+
+
+@pytest.fixture
+def remoteEffect(editor, server, noLocalEngine, noPackagesHere):
     effect = activateOn(editor, server.url)
+    assert not effect.options.installButton.visible
     editor.host.runUntil(lambda: effect.session.modelReady, timeout=120, message="the model loaded on the server")
     return effect
 
