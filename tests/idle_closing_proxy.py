@@ -2,7 +2,7 @@
 servers do between requests (nginx's keepalive_timeout, Ray Serve's keep_alive_timeout_s), so
 tests can see what a client does when that happens. Never while a request waits for its answer:
 a connection counts as idle only once the server's last bytes (an answer) went out and nothing
-followed for ``idle_s``."""
+followed for ``idle_s``. ``retarget`` plays a load balancer whose replica was replaced."""
 
 from __future__ import annotations
 
@@ -20,8 +20,18 @@ class IdleClosingProxy:
         self._listener.setblocking(False)
         self.port = self._listener.getsockname()[1]
         self._stop = threading.Event()
+        self._drop_open = threading.Event()
         self._thread = threading.Thread(target=self._run, name="idle-closing proxy", daemon=True)
         self._thread.start()
+
+    def retarget(self, port: int) -> None:
+        """Send every connection from now on to ``port``, dropping those open (as a load balancer
+        does when the replica behind it dies or is scaled away)."""
+        self.target_port = port
+        self._drop_open.set()
+        deadline = time.monotonic() + 5
+        while self._drop_open.is_set() and time.monotonic() < deadline:  # the proxy's thread drops them
+            time.sleep(0.005)
 
     @property
     def url(self) -> str:
@@ -56,6 +66,10 @@ class IdleClosingProxy:
                     continue
                 peers[source].sendall(data)
                 pairs[client][1:] = [time.monotonic(), source is not client]
+            if self._drop_open.is_set():
+                self._drop_open.clear()
+                for client in list(pairs):
+                    self._drop(selector, pairs, peers, client)
             now = time.monotonic()
             for client, (_server, last, answered) in list(pairs.items()):
                 if answered and now - last > self.idle_s:

@@ -22,7 +22,7 @@ START_TIMEOUT_S = 180.0  # importing torch on a busy 2-core machine
 class TinyServer:
     def __init__(self, token: str, wait: Callable[[Callable[[], bool], float, str], None]) -> None:
         """``wait(condition, timeout_s, what)`` waits the way the test's main loop does."""
-        self.token, self._wait = token, wait
+        self.token, self.wait = token, wait
         self.port = 0  # chosen by the system on the first start, kept for restarts
         self._process: subprocess.Popen[bytes] | None = None
         self._folder = tempfile.TemporaryDirectory(prefix="samsegment-tiny-server-")
@@ -42,7 +42,7 @@ class TinyServer:
                 command, stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT, env=environment
             )
         process = self._process
-        self._wait(lambda: ready.exists() or process.poll() is not None, START_TIMEOUT_S, "the server to listen")
+        self.wait(lambda: ready.exists() or process.poll() is not None, START_TIMEOUT_S, "the server to listen")
         if not ready.exists():
             raise RuntimeError(f"The tiny engine server did not start:\n{self.log()}")
         self.port = int(json.loads(ready.read_text())["port"])

@@ -12,8 +12,8 @@ previous one is answered.
 Servers and proxies close keep-alive connections that sit idle (nginx after 75 s, Ray Serve's
 proxy after 90 s by default): such a close is no error. The connection is opened again for the
 next request, and a request is sent again on a fresh connection only when that cannot do it
-twice (RFC 9112, section 9.3.1): it was never sent, or it is idempotent (GET, HEAD, DELETE) and
-no byte of its answer had arrived. Anything else that breaks the connection raises
+twice (RFC 9112, section 9.3.1): it was never sent whole, or it is idempotent (GET, HEAD, DELETE)
+and no byte of its answer had arrived. Anything else that breaks the connection raises
 ``ConnectionLost``.
 """
 
@@ -171,7 +171,8 @@ class HttpConnection:
         head = self._queue[0] if self._queue else None
         if head is not None and head.sent:
             answer_started = self._response is not None or bool(self._inbox)
-            if answer_started or not head.idempotent or head.retried:
+            incomplete = bool(head.pieces)  # a server cannot have taken a request it did not get whole
+            if answer_started or head.retried or not (head.idempotent or incomplete):
                 raise ConnectionLost("The server closed the connection before answering.")
             head.sent, head.retried = False, True
         if head is not None:  # opened again at once, for this request
@@ -227,6 +228,9 @@ class HttpConnection:
             try:
                 count = self._socket.send(piece[: min(len(piece), budget)])
             except (BlockingIOError, InterruptedError):
+                return
+            except (BrokenPipeError, ConnectionResetError):
+                self._closed_by_server()
                 return
             budget -= count
             self.bytes_sent += count

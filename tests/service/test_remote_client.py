@@ -120,9 +120,18 @@ class ScriptedServer:
                 self.requests.append(head.split(b"\r\n", 1)[0].decode())
                 treatment = self.plan.pop(0)
                 if treatment == "answer":
+                    self._read_body(connection, head)
                     connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}")
                 if treatment != "close":
                     connection.recv(65536)  # until the client closes, or the test ends
+
+    @staticmethod
+    def _read_body(connection: socket.socket, received: bytes) -> None:
+        head, _, body = received.partition(b"\r\n\r\n")
+        lengths = [line.split(b":")[1] for line in head.split(b"\r\n") if line.lower().startswith(b"content-length")]
+        length = int(lengths[0]) if lengths else 0
+        while len(body) < length:
+            body += connection.recv(1 << 20)
 
     def close(self) -> None:
         self._listener.close()
@@ -175,3 +184,12 @@ def test_a_client_that_ends_its_session_frees_it_on_the_server(service, ct_phant
         time.sleep(0.01)
     assert client.session_ended and service.engine.health()["sessions"] == 0
     client.close()
+
+
+def test_a_request_cut_off_while_it_was_sent_goes_out_again_whole():
+    server = ScriptedServer(["close", "answer"])
+    connection, answers = HttpConnection("127.0.0.1", server.port, {}), []
+    connection.request("POST", "/v1/sessions/s/requests", answers.append, [bytes(16 << 20)])  # a volume
+    pump_until(connection, lambda: answers)
+    assert answers[0].status == 200 and len(server.requests) == 2 and connection.reopened == 1
+    server.close()

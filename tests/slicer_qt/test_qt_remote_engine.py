@@ -156,6 +156,29 @@ def test_a_server_restarted_mid_session_is_rebuilt_and_the_next_click_works(remo
     assert engine.restarts == 1 and server.sessions() == 1
 
 
+def test_a_replica_replaced_behind_a_balancer_answers_session_lost_and_the_session_is_rebuilt(
+    editor, server, noLocalEngine
+):
+    proxy = IdleClosingProxy(server.port, idle_s=60)  # the department's load balancer
+    replacement = TinyServer(TOKEN, server.wait)
+    try:
+        effect = activateOn(editor, proxy.url)
+        editor.host.runUntil(lambda: effect.session.modelReady, timeout=120, message="the model")
+        clickAndApply(effect, editor)
+        before = np.array(editor.segmentArray())
+        replacement.start()
+        proxy.retarget(replacement.port)  # the replica holding the session is scaled away
+        editor.host.runFor(0.5)
+        assert (np.array(editor.segmentArray()) == before).all() and not showsError(effect)
+        clickAndApply(effect, editor, 30, 28)  # 404 session_lost: a new session, model and volume sent again
+        engine = slicer.util.getModuleLogic("SAMSegment").engine()
+        assert not showsError(effect), effect.options.statusLabel.text
+        assert engine.restarts == 1 and replacement.sessions() == 1
+    finally:
+        proxy.close()
+        replacement.close()
+
+
 def test_an_idle_connection_closed_by_a_proxy_is_reopened_silently(editor, server, noLocalEngine):
     proxy = IdleClosingProxy(server.port, idle_s=0.3)
     try:
