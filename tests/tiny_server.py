@@ -10,7 +10,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
@@ -80,11 +79,3 @@ class TinyServer:
         self.stop()
         self._folder.cleanup()
 
-
-def waitBySleeping(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
-    """For tests whose own loop is not Slicer's (the service tests)."""
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"Timed out after {timeout_s:.0f} s waiting for {what}")
-        time.sleep(0.05)
