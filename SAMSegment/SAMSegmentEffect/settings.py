@@ -10,7 +10,7 @@ Importing this module needs only Qt (the module logic reads the engine choice be
 the engine is imported).
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import qt
 
@@ -26,7 +26,7 @@ class EngineChoice:
 
     kind: str = LOCAL_ENGINE
     url: str = ""
-    token: str = ""
+    token: str = field(default="", repr=False)  # never in logs or tracebacks
 
     @property
     def remote(self):

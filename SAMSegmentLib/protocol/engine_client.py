@@ -31,7 +31,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 from http import HTTPStatus
 from typing import Protocol
@@ -65,7 +65,7 @@ SESSION_LOST, PROTOCOL_MISMATCH = "session_lost", "protocol_mismatch"  # the ser
 class Endpoint:
     host: str
     port: int
-    token: str
+    token: str = field(repr=False)  # never in logs or tracebacks
     path: str = ""  # where the routes start behind a proxy ("/samsegment"), no trailing slash
 
     @property
