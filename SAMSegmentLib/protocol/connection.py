@@ -1,7 +1,8 @@
 """A keep-alive HTTP/1.1 connection that never blocks: for a GUI thread that holds Python's GIL.
 
 Slicer never releases the GIL while its Qt event loop runs, so the client of the engine may not
-wait on a socket, nor work on a Python thread. Instead ``pump`` does what the socket allows at
+wait on a socket, nor work on a Python thread (only a server's name is looked up on one: the
+lookup runs in C without the GIL). Instead ``pump`` does what the socket allows at
 once (connect, send, receive, parse) and returns; the host calls it when Qt's event loop sees
 the socket ready (``fileno``, ``wants_write``) and from a timer. Each call does a bounded amount
 of work (``_PUMP_BYTES``), so a 150 MB upload is spread over many short calls.
@@ -20,8 +21,10 @@ and no byte of its answer had arrived. Anything else that breaks the connection 
 from __future__ import annotations
 
 import errno
+import ipaddress
 import os
 import socket
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -84,6 +87,8 @@ class HttpConnection:
         self.error: ConnectionLost | None = None  # set once; the connection is then useless
         self.bytes_sent = 0
         self.bytes_received = 0
+        self._resolved: tuple[int, tuple] | None = None  # see _address
+        self._lookup: _Lookup | None = None
         self.reopened = 0  # how often it was opened again after the server closed it
         self._reopens_unanswered = 0  # opened again since the last answer
 
@@ -191,19 +196,42 @@ class HttpConnection:
         if silent > self._answer_timeout_s:
             raise ConnectionLost(f"No answer from {self.host}:{self.port} for {silent:.0f} s.")
 
+    def _address(self) -> tuple[int, tuple] | None:
+        """(address family, socket address) of the server; None while a host name is looked up.
+        The lookup runs on a thread: it can take seconds (a slow name server) and connecting never
+        waits. The thread needs the GIL only to hand its answer over."""
+        if self._resolved is None and self._lookup is None:
+            try:
+                family = socket.AF_INET6 if ipaddress.ip_address(self.host).version == 6 else socket.AF_INET
+                self._resolved = (family, (self.host, self.port))
+            except ValueError:  # a name
+                self._lookup = _Lookup(self.host, self.port)
+                self._connect_deadline = time.monotonic() + self._connect_timeout_s
+        if self._resolved is None and self._lookup is not None:
+            if self._lookup.error is not None:
+                raise ConnectionLost(f"Cannot find the server {self.host}: {self._lookup.error}.")
+            self._resolved = self._lookup.address
+            if self._resolved is None and time.monotonic() > self._connect_deadline:
+                raise ConnectionLost(f"Looking up {self.host} took over {self._connect_timeout_s:.0f} s.")
+        return self._resolved
+
     def _connect(self) -> bool:
         if self._connected:
             return True
         if self._socket is None:
-            self._socket = socket.socket(socket.AF_INET6 if ":" in self.host else socket.AF_INET, socket.SOCK_STREAM)
+            resolved = self._address()
+            if resolved is None:
+                return False
+            family, address = resolved
+            self._socket = socket.socket(family, socket.SOCK_STREAM)
             self._socket.setblocking(False)
             self._socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             self._connect_deadline = time.monotonic() + self._connect_timeout_s
-            code = self._socket.connect_ex((self.host, self.port))
+            code = self._socket.connect_ex(address)
         else:
             code = self._socket.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
             if code == 0:  # a second connect_ex tells whether the handshake finished
-                code = self._socket.connect_ex((self.host, self.port))
+                code = self._socket.connect_ex(self._resolved[1])
         if code in (0, errno.EISCONN):
             self._connected = True
             return True
@@ -283,6 +311,23 @@ class HttpConnection:
                 return
             if self._queue:
                 self._send()
+
+
+class _Lookup:
+    """A host name's address, looked up on a daemon thread (getaddrinfo releases the GIL)."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.address: tuple[int, tuple] | None = None
+        self.error: str | None = None
+        threading.Thread(target=self._run, args=(host, port), name=f"lookup {host}", daemon=True).start()
+
+    def _run(self, host: str, port: int) -> None:
+        try:
+            family, _type, _proto, _name, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        except OSError as error:
+            self.error = str(error.strerror or error)
+            return
+        self.address = (family, address)
 
 
 def _parse_head(head: bytes) -> tuple[Response, int]:

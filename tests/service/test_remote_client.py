@@ -93,6 +93,7 @@ def test_the_health_probe_reports_the_server_and_its_round_trip(service):  # noq
     assert "litemedsam" in checked.health.models and 0 < checked.health.round_trip_ms < 1000
     print(f"health round trip on loopback: {checked.health.round_trip_ms:.2f} ms")
     assert probe(f"http://127.0.0.1:{service.port}", token="nope").problem is Problem.TOKEN_REFUSED
+    assert probe(f"http://localhost:{service.port}").health is not None  # a name, looked up on a thread
 
 
 def test_another_protocol_version_gets_one_message_naming_both(service, ct_phantom, monkeypatch):  # noqa: F811
