@@ -118,7 +118,9 @@ def test_prompts_preview_propagation_cancel_and_undo_work_against_a_server(remot
     effect.options.propagateButton.click()
     effect.options.cancelPropagationButton.click()
     editor.host.runUntil(lambda: not effect.session.propagating, timeout=120, message="the cancelled propagation")
-    assert effect.options.propagateButton.enabled and not showsError(effect)
+    # Cancelled, or finished first (random weights stop early): either way the buttons come back.
+    assert effect.options.everythingButton.enabled and not effect.options.cancelPropagationButton.enabled
+    assert not showsError(effect), effect.options.statusLabel.text
     assert server.sessions() == 1  # this Slicer's one session
 
 
