@@ -202,36 +202,41 @@ class SAMSegmentWidget(ScriptedLoadableModuleWidget):
 class SAMSegmentLogic(ScriptedLoadableModuleLogic):
     """Owns the SAM engine of this Slicer session, shared by every SAM effect and module panel.
 
-    The engine runs in its own process (SAMSegmentLib.service), never in Slicer's: Slicer holds
-    Python's GIL while its event loop runs, so inference on a Python thread here would crawl. The
-    process is started on first use with Slicer's Python (PythonSlicer), reached on the loopback
-    interface with a fresh token, started again after a crash, and stopped when Slicer quits.
-    Qt watches its sockets (QSocketNotifier), so an answer is shown as soon as it arrives.
+    The engine never runs in Slicer's process: Slicer holds Python's GIL while its event loop runs,
+    so inference on a Python thread here would crawl. It is what the user chose in the SAM effect's
+    options (Slicer's settings, SAMSegmentEffect.settings): by default a process (SAMSegmentLib.service)
+    started on first use with Slicer's Python (PythonSlicer), reached on the loopback interface with
+    a fresh token, started again after a crash and stopped when Slicer quits; or a server someone
+    else runs (a department's GPU server), reached at its address with its token, for which nothing
+    is ever started here. Qt watches the sockets (QSocketNotifier), so an answer is shown as soon as
+    it arrives.
     """
 
     def __init__(self):
         ScriptedLoadableModuleLogic.__init__(self)
         self._engine = None  # SAMSegmentLib.protocol.engine_client.EngineClient
         self._hub = None
+        self.engineChoice = None  # the SAMSegmentEffect.settings.EngineChoice the engine was made for
+        self._retiring = []  # (client, hub, deadline) of engines replaced, finishing what they were asked
+        self._probes = []  # (HealthProbe, onDone) of connection tests under way
         self._notifiers = {}  # (file descriptor, notifier type) -> qt.QSocketNotifier
         self._pumpTimer = None
         self.loadedModel = None  # (model name, device) the engine holds
 
     def engine(self):
-        """The engine's client, made on first use (the process starts with the first request)."""
+        """The engine's client, made on first use (a local engine process starts with the first request)."""
         if self._engine is None:
+            from SAMSegmentEffect.settings import engineChoice
+
             from SAMSegmentLib.protocol.clients import WorkerHub
             from SAMSegmentLib.protocol.engine_client import EngineClient
 
-            self._engine = EngineClient(engineProcess())
+            choice = engineChoice()
+            self._engine = EngineClient(engineSource(choice))
+            self.engineChoice = choice
             self._hub = WorkerHub(self._engine)
             self.loadedModel = None
-            # Starting, connecting and uploads need turns even when no socket says so.
-            self._pumpTimer = qt.QTimer()
-            self._pumpTimer.setInterval(ENGINE_PUMP_INTERVAL_MS)
-            self._pumpTimer.timeout.connect(self._onEngineActivity)
-            self._pumpTimer.start()
-            slicer.app.connect("aboutToQuit()", self.shutdown)
+            self._startPumping()
         return self._engine
 
     def workerClient(self):
@@ -241,19 +246,84 @@ class SAMSegmentLogic(ScriptedLoadableModuleLogic):
         self.engine()
         return self._hub.client()
 
-    def _onEngineActivity(self, *unused):
-        if self._hub is None:
+    def serves(self, workerClient):
+        """True when ``workerClient`` is a share of the engine in use (not of one replaced since)."""
+        return workerClient is not None and self._hub is not None and workerClient.hub is self._hub
+
+    def useEngine(self, choice):
+        """Use the engine ``choice`` from the next request on. The engine in use finishes what it
+        was asked (a cancelled propagation's finished slices) and is then closed: a server frees
+        this Slicer's session, a process started here stops."""
+        if self._engine is None or choice == self.engineChoice:
             return
+        import time
+
+        self._retiring.append((self._engine, self._hub, time.monotonic() + ENGINE_RETIRE_TIMEOUT_S))
+        self._engine = self._hub = None
+        self.engineChoice = None
+        self.loadedModel = None
+        self._onEngineActivity()
+
+    def testConnection(self, choice, onDone):
+        """Ask the server of ``choice`` whether it is there, without waiting: ``onDone(health, problem)``
+        is called from the event loop with a SAMSegmentLib.protocol.health.Health, or None and what
+        went wrong in words, within a few seconds. Raises SAMSegmentError for an invalid address."""
+        from SAMSegmentLib.protocol.health import HealthProbe
+
+        self._probes.append((HealthProbe(serverEndpoint(choice)), onDone))
+        self._startPumping()
+        self._onEngineActivity()
+
+    def _startPumping(self):
+        """Connecting, uploads and timeouts need turns even when no socket says so."""
+        if self._pumpTimer is not None:
+            return
+        self._pumpTimer = qt.QTimer()
+        self._pumpTimer.setInterval(ENGINE_PUMP_INTERVAL_MS)
+        self._pumpTimer.timeout.connect(self._onEngineActivity)
+        self._pumpTimer.start()
+        slicer.app.connect("aboutToQuit()", self.shutdown)
+
+    def _onEngineActivity(self, *unused):
         try:
-            self._hub.dispatch()
+            if self._hub is not None:
+                self._hub.dispatch()
+            self._pumpRetiring()
+            self._pumpProbes()
         finally:
             self._watchSockets()
 
+    def _pumpRetiring(self):
+        import time
+
+        for entry in list(self._retiring):
+            client, hub, deadline = entry
+            hub.dispatch()
+            if client.idle:
+                client.end_session()  # frees its memory on a server
+            if client.session_ended or time.monotonic() > deadline:
+                self._retiring.remove(entry)
+                client.close()
+
+    def _pumpProbes(self):
+        for entry in list(self._probes):
+            probe, onDone = entry
+            probe.pump()
+            if probe.done:
+                self._probes.remove(entry)
+                onDone(probe.health, None if probe.health is not None else connectionProblem(probe))
+
+    def _watched(self):
+        clients = [self._engine] if self._engine is not None else []
+        clients += [client for client, _hub, _deadline in self._retiring]
+        clients += [probe for probe, _onDone in self._probes]
+        return [socket for client in clients for socket in client.watched()]
+
     def _watchSockets(self):
-        """One QSocketNotifier per socket the engine client waits on (reading, and writing while it
-        sends), so Qt's event loop wakes us when the engine answers."""
+        """One QSocketNotifier per socket the engine clients wait on (reading, and writing while they
+        send), so Qt's event loop wakes us when the engine answers."""
         wanted = set()
-        for fd, write in self._engine.watched() if self._engine is not None else ():
+        for fd, write in self._watched():
             wanted.add((fd, qt.QSocketNotifier.Read))
             if write:
                 wanted.add((fd, qt.QSocketNotifier.Write))
@@ -269,19 +339,69 @@ class SAMSegmentLogic(ScriptedLoadableModuleLogic):
             self._notifiers[(fd, kind)] = notifier
 
     def shutdown(self):
-        """Stop the engine; returns at once (quitting Slicer never waits for it)."""
-        if self._engine is None:
+        """Stop the engine (a server is asked to free this Slicer's session); returns at once
+        (quitting Slicer never waits for it)."""
+        if self._pumpTimer is None:
             return
         slicer.app.disconnect("aboutToQuit()", self.shutdown)
         self._pumpTimer.stop()
         self._pumpTimer.timeout.disconnect(self._onEngineActivity)
-        engine, self._engine, self._hub = self._engine, None, None
+        self._pumpTimer = None
+        engines = [client for client, _hub, _deadline in self._retiring]
+        if self._engine is not None:
+            engines.append(self._engine)
+        for probe, _onDone in self._probes:
+            probe.close()
+        self._engine = self._hub = None
+        self.engineChoice = None
+        self._retiring, self._probes = [], []
         self._watchSockets()  # removes every notifier
-        engine.close()
+        for engine in engines:
+            engine.close()
         self.loadedModel = None
 
 
 ENGINE_PUMP_INTERVAL_MS = 100
+ENGINE_RETIRE_TIMEOUT_S = 60.0  # an engine replaced mid-propagation gets this long to send the last slices
+
+
+def engineSource(choice):
+    """Where the engine of ``choice`` (SAMSegmentEffect.settings.EngineChoice) is: a server, or the
+    process this Slicer starts."""
+    if not choice.remote:
+        return engineProcess()
+    from SAMSegmentLib.protocol.engine_client import FixedEndpoint
+
+    return FixedEndpoint(serverEndpoint(choice))
+
+
+def serverEndpoint(choice):
+    from SAMSegmentLib.errors import SAMSegmentError
+    from SAMSegmentLib.protocol.engine_client import Endpoint
+
+    if not choice.url:
+        raise SAMSegmentError(_("Enter the address of the SAM server (Engine: Server)."))
+    try:
+        return Endpoint.from_url(choice.url, choice.token)
+    except ValueError as error:
+        raise SAMSegmentError(_("The SAM server's address is not valid: {error}").format(error=error)) from None
+
+
+def connectionProblem(probe):
+    """Why the server a HealthProbe asked cannot be used, in the user's language."""
+    from SAMSegmentLib.protocol import PROTOCOL_VERSION
+    from SAMSegmentLib.protocol.engine_client import Problem
+
+    url, detail = probe.endpoint.url, probe.detail
+    if probe.problem is Problem.TOKEN_REFUSED:
+        return _("The server at {url} refused the token: enter the token its administrator gave you.").format(url=url)
+    if probe.problem is Problem.PROTOCOL_MISMATCH:
+        return _("The server at {url} does not speak this SAMSegment's protocol version {version}: {detail}").format(
+            url=url, version=PROTOCOL_VERSION, detail=detail
+        )
+    if probe.problem is Problem.REFUSED:
+        return _("The server at {url} answered: {detail}").format(url=url, detail=detail)
+    return _("The server at {url} cannot be reached: {detail}").format(url=url, detail=detail)
 
 
 def engineProcess():

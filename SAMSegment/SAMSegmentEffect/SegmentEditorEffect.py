@@ -86,6 +86,10 @@ class SegmentEditorEffect(AbstractScriptedSegmentEditorEffect):
         # (signal, slot) pairs, kept so that cleanup() disconnects exactly these.
         options = self.options
         self.connections = [
+            (options.engineSelector.currentIndexChanged, self.onEngineChanged),
+            (options.serverUrlEdit.editingFinished, self.onEngineChanged),
+            (options.serverTokenEdit.editingFinished, self.onEngineChanged),
+            (options.testConnectionButton.clicked, self.onTestConnection),
             (options.modelSelector.currentIndexChanged, self.onModelChanged),
             (options.deviceSelector.currentIndexChanged, self.onModelChanged),
             (options.presetSelector.currentIndexChanged, self.onVolumeOptionsChanged),
@@ -129,11 +133,21 @@ class SegmentEditorEffect(AbstractScriptedSegmentEditorEffect):
     def activate(self):
         """Never installs anything (installing runs processEvents() and asks questions): when
         packages are missing the Install button says so, and the user starts it."""
-        from SAMSegmentEffect.dependencies import dependenciesSatisfied
+        from SAMSegmentEffect.settings import engineChoice
 
+        self.options.showEngineChoice(engineChoice())
         self.options.fillModelSelector()
         self.options.updateGUIFromMRML()
-        if not dependenciesSatisfied():
+        self._startIfPackagesReady()
+
+    def _startIfPackagesReady(self):
+        """Start a session, unless the engine runs here and SAM's packages are missing (a server
+        needs none of them in Slicer: the protocol's side needs only what Slicer bundles, numpy,
+        scipy and SimpleITK)."""
+        from SAMSegmentEffect.dependencies import dependenciesSatisfied
+        from SAMSegmentEffect.settings import engineChoice
+
+        if not engineChoice().remote and not dependenciesSatisfied():
             self.options.installButton.visible = True
             self.options.status(_("SAM needs PyTorch and a few other Python packages: click Install."), error=True)
             self.updateButtons()
@@ -297,6 +311,10 @@ class SegmentEditorEffect(AbstractScriptedSegmentEditorEffect):
 
     def _edit(self, sliceWidget, change, xy):
         """Apply a prompt change at view position ``xy``; problems are shown, never raised."""
+        from SAMSegmentMRML.session import Purpose
+
+        if not self.session.modelReady and self.session.tracker.pending(Purpose.MODEL) is None:
+            self._loadModel()  # loading failed (e.g. the server was unreachable): the prompt tries again
         try:
             change(self._position(sliceWidget, xy))
         except (ObliqueSliceError, OutsideVolumeError, ValueError) as error:
@@ -310,6 +328,56 @@ class SegmentEditorEffect(AbstractScriptedSegmentEditorEffect):
         self.drawing.drawAll(self.session.prompts, self.arrayToRas)
 
     # ----- buttons -----
+
+    def onEngineChanged(self):
+        """The user chose another engine, or another server address or token: saved in Slicer's
+        settings; the current engine finishes what it was asked and a session starts on the new one."""
+        from SAMSegmentEffect.settings import saveEngineChoice
+
+        choice = self.options.engineChoiceFromGUI()
+        saveEngineChoice(choice)
+        self.options.serverFrame.visible = choice.remote
+        logic = slicer.util.getModuleLogic("SAMSegment")
+        if choice == logic.engineChoice:
+            return
+        self.options.showConnection("")
+        self.options.fillModelSelector()  # whose weights and fine-tuned models are listed
+        self._closeSession()  # its cancelled propagation still gets its finished slices from the old engine
+        logic.useEngine(choice)
+        if self.scriptedEffect.active():
+            self._startIfPackagesReady()
+
+    def onTestConnection(self):
+        """Ask the server in the address box (as typed, saved or not) whether it is there, without
+        waiting for it: the answer is shown when it comes (within a few seconds)."""
+        choice = self.options.engineChoiceFromGUI()
+        self.options.testConnectionButton.enabled = False
+        self.options.showConnection(_("Connecting to {url}...").format(url=choice.url))
+        try:
+            slicer.util.getModuleLogic("SAMSegment").testConnection(choice, self.onConnectionTested)
+        except SAMSegmentError as error:
+            self.onConnectionTested(None, str(error))
+
+    def onConnectionTested(self, health, problem):
+        """``health`` (SAMSegmentLib.protocol.health.Health) when the server answered, else the
+        ``problem`` in words."""
+        if self.options is None:
+            return
+        self.options.testConnectionButton.enabled = True
+        if health is None:
+            self.options.showConnection(problem, error=True)
+            return
+        text = _("Connected: protocol v{protocol}, engine {engine}, models {models}; round trip {milliseconds} ms.")
+        self.options.showConnection(
+            text.format(
+                protocol=health.protocol,
+                engine=health.engine,
+                models=", ".join(health.models),
+                milliseconds=f"{health.round_trip_ms:.0f}",
+            )
+        )
+        if self.session is not None and not self.session.modelReady and self.options.engineChoiceFromGUI().remote:
+            self._loadModel()  # the server was not there when the session started: try again now
 
     def onModelChanged(self):
         self.updateMRMLFromGUI()

@@ -10,11 +10,11 @@ import qt
 from SAMSegmentMRML.model_choices import modelChoices, modelLabel
 from slicer.i18n import tr as _
 
+from SAMSegmentEffect.settings import LOCAL_ENGINE, SERVER_ENGINE, SETTINGS_PREFIX, EngineChoice, engineChoice
 from SAMSegmentLib.checkpoints import CheckpointStore
 from SAMSegmentLib.intensity import PRESETS
-from SAMSegmentLib.registry import Family
+from SAMSegmentLib.registry import MODELS, Family
 
-SETTINGS_PREFIX = "SAMSegment/"
 DEFAULTS = {
     "Model": "litemedsam",
     "Device": "auto",
@@ -24,6 +24,9 @@ DEFAULTS = {
 }
 
 
+def engineChoices():
+    """(setting value, label) of each kind of engine."""
+    return ((LOCAL_ENGINE, _("This computer")), (SERVER_ENGINE, _("Server")))
 
 
 def deviceChoices():
@@ -82,6 +85,7 @@ class EffectOptions:
 
     def setup(self):
         effect = self.scriptedEffect
+        self._setupEngine()
         self.modelSelector = qt.QComboBox()
         self.modelSelector.toolTip = _("Segment Anything model and whether its weights are on this computer.")
         self.downloadButton = qt.QPushButton(_("Download"))
@@ -162,6 +166,57 @@ class EffectOptions:
         self.statusLabel.wordWrap = True
         effect.addOptionsWidget(self.statusLabel)
 
+    def _setupEngine(self):
+        """Where SAM runs: this computer (an engine process Slicer starts) or a server, with its
+        address, token and a connection test. Kept in the application settings, not the scene."""
+        effect = self.scriptedEffect
+        self.engineSelector = qt.QComboBox()
+        _fillCombo(self.engineSelector, engineChoices())
+        self.engineSelector.toolTip = _(
+            "Run SAM on this computer, or on a server (for example a department's GPU server) shared by "
+            "several Slicer users."
+        )
+        effect.addLabeledOptionsWidget(_("Engine:"), self.engineSelector)
+        self.serverFrame = qt.QFrame()
+        serverLayout = qt.QFormLayout(self.serverFrame)
+        self.serverUrlEdit = qt.QLineEdit()
+        self.serverUrlEdit.placeholderText = "http://sam-server.example.org:8470"
+        self.serverUrlEdit.toolTip = _("The address of the SAM server, as its administrator gave it.")
+        serverLayout.addRow(_("Address:"), self.serverUrlEdit)
+        self.serverTokenEdit = qt.QLineEdit()
+        self.serverTokenEdit.echoMode = qt.QLineEdit.Password
+        self.serverTokenEdit.toolTip = _(
+            "The server's access token. It is kept in Slicer's settings on this computer, never in the scene."
+        )
+        serverLayout.addRow(_("Token:"), self.serverTokenEdit)
+        self.testConnectionButton = qt.QPushButton(_("Test connection"))
+        self.connectionLabel = qt.QLabel()
+        self.connectionLabel.wordWrap = True
+        serverLayout.addRow(self.testConnectionButton)
+        serverLayout.addRow(self.connectionLabel)
+        effect.addOptionsWidget(self.serverFrame)
+        self.showEngineChoice(engineChoice())
+
+    def showEngineChoice(self, choice):
+        """Show ``choice`` (the saved one) without calling the handlers."""
+        _selectData(self.engineSelector, choice.kind)
+        for edit, text in ((self.serverUrlEdit, choice.url), (self.serverTokenEdit, choice.token)):
+            wasBlocked = edit.blockSignals(True)
+            edit.text = text
+            edit.blockSignals(wasBlocked)
+        self.serverFrame.visible = choice.remote
+
+    def engineChoiceFromGUI(self):
+        return EngineChoice(
+            self.engineSelector.currentData or LOCAL_ENGINE,
+            self.serverUrlEdit.text.strip(),
+            self.serverTokenEdit.text.strip(),
+        )
+
+    def showConnection(self, text, error=False):
+        self.connectionLabel.text = text
+        self.connectionLabel.setStyleSheet("color: #c0392b" if error else "")
+
     def updateGUIFromMRML(self):
         """Cheap: selects the items of the current parameters (the model list is filled on activation)."""
         _selectData(self.modelSelector, self.scriptedEffect.parameter("Model"))
@@ -186,9 +241,10 @@ class EffectOptions:
     def fillModelSelector(self):
         """Registry models and the user's fine-tuned ones, with where their weights are. Lists the
         models folder: called on activation and when a download or fine-tuning ends, not on every
-        parameter change."""
-        store = CheckpointStore()
-        specs = {spec.name: spec for spec in modelChoices(store)}
+        parameter change. With a server, its weights and fine-tuned models are the server's: the
+        registry's models are listed without a local state, and Download asks the server."""
+        store = None if engineChoice().remote else CheckpointStore()
+        specs = {spec.name: spec for spec in (modelChoices(store) if store is not None else MODELS.values())}
         self._specs, self._store = specs, store
         wasBlocked = self.modelSelector.blockSignals(True)
         self.modelSelector.clear()
@@ -201,7 +257,13 @@ class EffectOptions:
     def updateModelButtons(self):
         specs, store = getattr(self, "_specs", {}), getattr(self, "_store", None)
         spec = specs.get(self.modelSelector.currentData)
-        self.downloadButton.enabled = spec is not None and store.state(spec) == "not downloaded"
+        if spec is None:
+            needsWeights = False
+        elif store is None:  # a server's weights: it knows whether it has them
+            needsWeights = not spec.embedded
+        else:
+            needsWeights = store.state(spec) == "not downloaded"
+        self.downloadButton.enabled = needsWeights
         self.memorySelector.enabled = spec is not None and spec.family is Family.SAM2
 
     def updateButtons(self, session):

@@ -20,8 +20,11 @@ def modelChoices(store: CheckpointStore | None = None) -> list[ModelSpec]:
     return specs + list_finetuned_models(store)
 
 
-def modelLabel(spec: ModelSpec, store: CheckpointStore) -> str:
-    """How a model is shown in a list: name, whether its weights are here, their size, and whether it
-    takes clicks (a box-only model refuses points, so the user should know before clicking)."""
+def modelLabel(spec: ModelSpec, store: CheckpointStore | None) -> str:
+    """How a model is shown in a list: name, whether its weights are in ``store`` (None: a server's,
+    not known here), their size, and whether it takes clicks (a box-only model refuses points, so
+    the user should know before clicking)."""
     prompts = tr("points and box") if spec.accepts(PromptKind.POINT) else tr("box only")
+    if store is None:
+        return f"{spec.name} ({spec.size_bytes / 1e6:.0f} MB, {prompts})"
     return f"{spec.name} ({store.state(spec)}, {spec.size_bytes / 1e6:.0f} MB, {prompts})"

@@ -6,10 +6,14 @@ import logging
 import ctk
 import qt
 import slicer
+from SAMSegmentEffect.settings import SETTINGS_PREFIX
 from slicer.i18n import tr as _
 
 POLL_INTERVAL_MS = 100
-MODEL_SETTING, DEVICE_SETTING, PRESET_SETTING = "SAMSegment/Model", "SAMSegment/Device", "SAMSegment/IntensityPreset"
+# The SAM effect's choices (SAMSegmentEffect.effect_options saves them).
+MODEL_SETTING = SETTINGS_PREFIX + "Model"
+DEVICE_SETTING = SETTINGS_PREFIX + "Device"
+PRESET_SETTING = SETTINGS_PREFIX + "IntensityPreset"
 
 
 def chosenModel():
@@ -23,11 +27,12 @@ def chosenPreset():
 
 
 def enginePackagesReady():
-    """True when SAM's packages are installed; otherwise says so. Panels call it before importing
-    engine code (which imports torch)."""
+    """True when SAM's packages are installed, or the engine is a server (it has them); otherwise
+    says so. Panels call it before importing engine code (which imports torch)."""
     from SAMSegmentEffect.dependencies import dependenciesSatisfied
+    from SAMSegmentEffect.settings import engineChoice
 
-    if dependenciesSatisfied():
+    if engineChoice().remote or dependenciesSatisfied():
         return True
     slicer.util.errorDisplay(_("SAM's Python packages are not installed yet: click Install in this module first."))
     return False
@@ -71,13 +76,14 @@ class WorkerJob:
         SAM's packages are not installed or the engine cannot start."""
         if not enginePackagesReady():
             return False
+        from SAMSegmentLib.errors import SAMSegmentError
         from SAMSegmentLib.protocol import LoadModel
 
         logic = slicer.util.getModuleLogic("SAMSegment")
-        if self.client is None:
+        if not logic.serves(self.client):  # none yet, or one of an engine the user replaced since
             try:
                 self.client = logic.workerClient()  # the engine process starts with the first request
-            except (ImportError, OSError, RuntimeError) as error:
+            except (ImportError, OSError, RuntimeError, SAMSegmentError) as error:
                 logging.exception("The SAM engine could not start")
                 slicer.util.errorDisplay(_("SAM could not start: {error}").format(error=error))
                 return False

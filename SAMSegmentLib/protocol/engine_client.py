@@ -6,38 +6,92 @@ a timer and when its event loop sees one of ``watched()``'s sockets ready. Reque
 here, so a request is tracked before the engine has seen it; requests reach the engine in the
 order they were submitted, batched when several are waiting.
 
-When the engine dies (a crash, out of memory, killed) or loses the session, every request still
+When the engine dies (a crash, out of memory, killed) or cannot be reached, every request still
 waiting gets a final ERROR saying so, and the next request starts over: the engine is started
-again where this client started it, a new session opened, and the last LoadModel and SetVolume
-sent again first, so the user's next click works (its embeddings are computed again).
+again where this client started it (never for a server someone else runs), a new session
+opened, and the last LoadModel and SetVolume sent again first, so the user's next click works
+(its embeddings are computed again).
+
+When the engine answers but no longer has the session (a server restarted, a replica scaled
+away, the session expired), the client opens a new one at once, sends the last LoadModel and
+SetVolume again, and then every waiting request that had no answer yet: the user sees nothing
+but the time it takes. A request that had started answering (a propagation's slices) ends with
+an ERROR instead, since running it again would repeat what was shown; so does one whose session
+was lost twice (it may be what kills the server).
+
+A refused token (401) or another protocol version (409) ends the waiting requests with one
+clear message naming the server, and both versions.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
 from collections import deque
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from enum import Enum
+from http import HTTPStatus
 from typing import Protocol
+from urllib.parse import urlsplit
 
-from .codec import FRAME_TYPE, PROTOCOL_HEADER, PROTOCOL_VERSION, ProtocolError, decode, encode
-from .connection import ConnectionLost, HttpConnection, Response
+from .codec import (
+    FRAME_TYPE,
+    PROTOCOL_HEADER,
+    PROTOCOL_VERSION,
+    ProtocolError,
+    ProtocolVersionError,
+    decode,
+    encode,
+)
+from .connection import ConnectionLostError, HttpConnection, Response
 from .messages import MessageKind, WorkerMessage
 from .requests import Cancel, LoadModel, Request, SetVolume
 
 logger = logging.getLogger(__name__)
 
 _POLL_WAIT_S = 10.0  # how long the engine may hold a message poll open
+# Beyond the poll's wait, how long a request may see no byte move before the engine counts as gone
+# (a server's network gone without closing anything). Every other request is answered at once.
+_ANSWER_MARGIN_S = 30.0
 _STATE_REQUESTS = (LoadModel, SetVolume)  # what a new session needs to continue where the last one was
+_MAX_SESSION_LOSSES = 3  # sessions lost in a row, no request answered meanwhile: the server cannot keep one
+SESSION_LOST, PROTOCOL_MISMATCH = "session_lost", "protocol_mismatch"  # the service's error codes
 
 
 @dataclass(frozen=True)
 class Endpoint:
     host: str
     port: int
-    token: str
+    token: str = field(repr=False)  # never in logs or tracebacks
+    path: str = ""  # where the routes start behind a proxy ("/samsegment"), no trailing slash
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}{self.path}"
+
+    @classmethod
+    def from_url(cls, url: str, token: str) -> Endpoint:
+        """The engine service at ``url`` (``http://host[:port][/path]``); ValueError says what is wrong."""
+        text = url.strip()
+        if "://" not in text:
+            text = "http://" + text
+        try:
+            parts = urlsplit(text)
+            port = parts.port or 80
+        except ValueError as error:
+            raise ValueError(f"{url!r} is not a server address: {error}.") from None
+        if parts.scheme != "http":
+            raise ValueError(
+                f"{url!r}: only http:// addresses are supported; reach an https server through a "
+                "local tunnel or proxy."
+            )
+        if not parts.hostname:
+            raise ValueError(f"{url!r} names no server; write it as http://host:port.")
+        return cls(parts.hostname, port, token, parts.path.rstrip("/"))
 
 
 class EndpointSource(Protocol):
@@ -80,18 +134,25 @@ class EngineClient:
         self.source = source
         self.poll_wait_s = poll_wait_s
         self._ids = 0
-        self._internal_ids = 0  # negative ids: state requests sent again after a restart
+        self._internal_ids = 0  # negative ids: state requests sent again to a new session
         self._outgoing: deque[tuple[int, Request]] = deque()
-        self._pending: set[int] = set()  # submitted, final message not yet received
+        self._waiting: dict[int, Request] = {}  # submitted, final message not yet received
+        self._answering: set[int] = set()  # of those, the ones that sent a message already
+        self._sent_again: set[int] = set()  # sent again to a new session after one was lost
         self._inbox: list[WorkerMessage] = []
         self._state: dict[type, Request] = {}  # the last LoadModel and SetVolume sent
+        self._endpoint: Endpoint | None = None
         self._session: str | None = None
         self._commands: HttpConnection | None = None
         self._messages: HttpConnection | None = None
         self._started = False
         self._restarted = False
-        self.restarts = 0  # how often the engine had to be started again
+        self._losses_in_a_row = 0
+        self._ending = False  # end_session() asked the engine to close the session
+        self._ended = False  # and it has
+        self.restarts = 0  # how often the engine was started again or the session rebuilt
         self._traffic = [0, 0]  # bytes sent and received on connections already closed
+        self._reconnects = 0  # on connections already closed
 
     # ----- the worker's interface -----
 
@@ -101,7 +162,7 @@ class EngineClient:
         if isinstance(request, Cancel) and not self._cancellable(request):
             self._inbox.append(WorkerMessage(request_id, MessageKind.RESULT, ()))
             return request_id
-        self._pending.add(request_id)
+        self._waiting[request_id] = request
         self._outgoing.append((request_id, request))
         if isinstance(request, _STATE_REQUESTS):
             self._state[type(request)] = request
@@ -117,15 +178,16 @@ class EngineClient:
         messages, self._inbox = self._inbox, []
         return messages
 
+    @property
+    def idle(self) -> bool:
+        """Every request submitted has its final message."""
+        return not self._waiting
+
     # ----- for the host's event loop -----
 
     def watched(self) -> list[tuple[int, bool]]:
         """The sockets to watch: (file descriptor, also for writing); call ``pump`` when one is ready."""
-        watched = []
-        for connection in (self._commands, self._messages):
-            if connection is not None and (fd := connection.fileno()) is not None:
-                watched.append((fd, connection.wants_write))
-        return watched
+        return watched_sockets(self._commands, self._messages)
 
     def pump(self) -> None:
         """Start, connect, send and receive as far as possible without waiting."""
@@ -144,8 +206,13 @@ class EngineClient:
                 self._ask_for_messages()
                 self._commands.pump()
                 self._messages.pump()
-        except (ConnectionLost, ProtocolError) as error:
-            self._lose(self.source.failure() or f"The connection to the SAM engine broke: {error}")
+        except EngineError as error:
+            if error.code == SESSION_LOST and not self._ending and self._losses_in_a_row < _MAX_SESSION_LOSSES:
+                self._rebuild_session(str(error))
+            else:
+                self._lose(self._problem(error))
+        except (ConnectionLostError, ProtocolError) as error:
+            self._lose(self._problem(error))
 
     @property
     def connected(self) -> bool:
@@ -155,6 +222,11 @@ class EngineClient:
     def session_id(self) -> str | None:
         """The engine's id of this client's current session (a new one after each restart)."""
         return self._session
+
+    @property
+    def reconnects(self) -> int:
+        """How often a connection closed by the server while idle was opened again (no error)."""
+        return self._reconnects + sum(c.reopened for c in (self._commands, self._messages) if c is not None)
 
     def traffic(self) -> tuple[int, int]:
         """Bytes sent to and received from the engine so far, HTTP headers included."""
@@ -171,10 +243,33 @@ class EngineClient:
                 connection.close()
                 self._traffic[0] += connection.bytes_sent
                 self._traffic[1] += connection.bytes_received
+                self._reconnects += connection.reopened
         self._commands = self._messages = None
 
+    def end_session(self) -> None:
+        """Ask the engine to close this client's session, freeing its model and embeddings (a
+        server's memory); ``session_ended`` turns True once it has answered, or cannot."""
+        if self._session is None or self._commands is None or self._ending:
+            return
+        self._ending = True
+        self._commands.request("DELETE", self._path(f"sessions/{self._session}"), self._on_session_ended)
+        self.pump()
+
+    @property
+    def session_ended(self) -> bool:
+        return self._ended or self._session is None
+
+    def _on_session_ended(self, response: Response) -> None:
+        self._ended = True
+
     def close(self) -> None:
-        """Stop wanting answers and stop the engine if this client started it; returns at once."""
+        """Stop wanting answers and stop the engine if this client started it; returns at once.
+        A server is asked to close the session (freeing its model and embeddings) when the
+        request can go out now; otherwise the server closes it once it has been idle long enough."""
+        if self._session is not None and self._commands is not None and not self._commands.busy and not self._ending:
+            self._commands.request("DELETE", self._path(f"sessions/{self._session}"), lambda response: None)
+            with contextlib.suppress(ConnectionLostError):
+                self._commands.pump()  # a few hundred bytes: the socket takes them at once
         self._close_connections()
         self._session = None
         self.source.stop()
@@ -183,14 +278,30 @@ class EngineClient:
     # ----- inside -----
 
     def _cancellable(self, cancel: Cancel) -> bool:
-        return bool(self._pending) if cancel.request_id is None else cancel.request_id in self._pending
+        return bool(self._waiting) if cancel.request_id is None else cancel.request_id in self._waiting
+
+    @property
+    def _remote(self) -> bool:
+        """The engine is a server someone else runs: this client never starts one."""
+        return isinstance(self.source, FixedEndpoint)
+
+    def _path(self, route: str) -> str:
+        prefix = self._endpoint.path if self._endpoint is not None else ""
+        return f"{prefix}/v1/{route}"
 
     def _start(self) -> None:
         self.source.start()
         self._started = True
         if self._restarted:
             self.restarts += 1
-            for request in self._state.values():  # before anything the user asks next
+            self._send_state_first()
+
+    def _send_state_first(self, unless: Iterable[Request] = ()) -> None:
+        """Queue the last LoadModel and SetVolume before anything else (but not those in ``unless``,
+        queued already in their place)."""
+        queued = {id(request) for request in unless}
+        for request in reversed(list(self._state.values())):
+            if id(request) not in queued:
                 self._internal_ids -= 1
                 self._outgoing.appendleft((self._internal_ids, request))
 
@@ -199,16 +310,18 @@ class EngineClient:
         if endpoint is None:
             failure = self.source.failure()
             if failure is not None:
-                self._lose(failure)
+                self._lose(self._problem(ConnectionLostError(failure)))
             return False
+        self._endpoint = endpoint
         headers = {"Authorization": f"Bearer {endpoint.token}", PROTOCOL_HEADER: str(PROTOCOL_VERSION)}
-        self._commands = HttpConnection(endpoint.host, endpoint.port, headers)
-        self._messages = HttpConnection(endpoint.host, endpoint.port, headers)
-        self._commands.request("POST", "/v1/sessions", self._on_session)
+        timeout = self.poll_wait_s + _ANSWER_MARGIN_S
+        self._commands = HttpConnection(endpoint.host, endpoint.port, headers, answer_timeout_s=timeout)
+        self._messages = HttpConnection(endpoint.host, endpoint.port, headers, answer_timeout_s=timeout)
+        self._commands.request("POST", self._path("sessions"), self._on_session)
         return True
 
     def _on_session(self, response: Response) -> None:
-        self._session = str(_json_answer(response)["session"])
+        self._session = str(json_answer(response)["session"])
 
     def _send_requests(self) -> None:
         assert self._commands is not None
@@ -218,60 +331,151 @@ class EngineClient:
         self._outgoing.clear()
         pieces = encode(batch)
         self._commands.request(
-            "POST", f"/v1/sessions/{self._session}/requests", _json_answer, pieces, content_type=FRAME_TYPE
+            "POST", self._path(f"sessions/{self._session}/requests"), json_answer, pieces, content_type=FRAME_TYPE
         )
 
     def _ask_for_messages(self) -> None:
         assert self._messages is not None
         if not self._messages.busy:
-            path = f"/v1/sessions/{self._session}/messages?wait={self.poll_wait_s:g}"
+            path = self._path(f"sessions/{self._session}/messages?wait={self.poll_wait_s:g}")
             self._messages.request("GET", path, self._on_messages)
 
     def _on_messages(self, response: Response) -> None:
         if response.status != 200:
-            _json_answer(response)  # raises with the engine's reason
+            json_answer(response)  # raises with the engine's reason
         messages = decode(response.body)
         if not isinstance(messages, list) or not all(isinstance(m, WorkerMessage) for m in messages):
             raise ProtocolError("The engine's messages are malformed.")
+        if messages:
+            self._losses_in_a_row = 0  # this session works
         for message in messages:
-            if message.request_id < 0:  # a state request sent again after a restart
+            if message.request_id < 0:  # a state request sent again to a new session
                 if message.kind in (MessageKind.ERROR, MessageKind.OUT_OF_MEMORY):
-                    logger.warning("Restoring the engine's state after a restart failed: %s", message.text)
+                    logger.warning("Restoring the engine's state failed: %s", message.text)
                 continue
             if message.kind.final:
-                self._pending.discard(message.request_id)
+                self._waiting.pop(message.request_id, None)
+                self._answering.discard(message.request_id)
+                self._sent_again.discard(message.request_id)
+            else:
+                self._answering.add(message.request_id)
             self._inbox.append(message)
 
-    def _lose(self, reason: str) -> None:
-        """The engine or the session is gone: answer everything still waiting, start over next time."""
-        logger.warning("SAM engine lost: %s", reason)
+    def _engine_name(self) -> str:
+        if self._remote:
+            address = self._endpoint or self.source.endpoint()
+            return f"The SAM server at {address.url}" if address is not None else "The SAM server"
+        return "The SAM engine"
+
+    def _problem(self, error: Exception) -> str:
+        """What the user reads when ``error`` ended the waiting requests."""
+        if not self._remote and not isinstance(error, EngineError):
+            reason = self.source.failure() or f"The connection to the SAM engine broke: {error}"
+            return (
+                f"The SAM engine stopped: {reason} Your segmentation is unchanged; "
+                "the next action starts the engine again."
+            )
+        retry = "the next action tries the server again." if self._remote else "the next action starts it again."
+        return f"{describe_problem(self._engine_name(), error)} Your segmentation is unchanged; {retry}"
+
+    def _lose(self, text: str) -> None:
+        """The engine is gone or refused us: answer everything still waiting, start over next time."""
+        logger.warning("SAM engine lost: %s", text)
         self._close_connections()
         self._session = None
-        text = (
-            f"The SAM engine stopped: {reason} Your segmentation is unchanged; "
-            "the next action starts the engine again."
-        )
-        for request_id in sorted(self._pending):
+        for request_id in sorted(self._waiting):
             self._inbox.append(WorkerMessage(request_id, MessageKind.ERROR, text=text))
-        self._pending.clear()
+        self._waiting.clear()
+        self._answering.clear()
+        self._sent_again.clear()
         self._outgoing.clear()
         self._started = False
         self._restarted = True
         self.source.stop()
 
+    def _rebuild_session(self, reason: str) -> None:
+        """The engine answers but has lost our session: open a new one now and send again what it
+        needs and what had no answer yet."""
+        logger.warning("The SAM engine lost the session (%s): opening a new one.", reason)
+        self._close_connections()
+        self._session = None
+        self._losses_in_a_row += 1
+        self.restarts += 1
+        text = (
+            f"{self._engine_name()} lost this session (it restarted, or the session expired) while working on "
+            "this. Your segmentation is unchanged; run it again."
+        )
+        again = []
+        for request_id in sorted(self._waiting):
+            if request_id in self._answering or request_id in self._sent_again:
+                del self._waiting[request_id]
+                self._inbox.append(WorkerMessage(request_id, MessageKind.ERROR, text=text))
+            else:
+                again.append((request_id, self._waiting[request_id]))
+        self._answering.clear()
+        self._sent_again = {request_id for request_id, _ in again}
+        self._outgoing = deque(again)
+        self._send_state_first(unless=[request for _, request in again])
 
-class EngineError(ConnectionLost):
+
+class EngineError(ConnectionLostError):
     """The engine answered with an error (wrong token, other protocol version, session lost)."""
 
+    def __init__(self, text: str, status: int = 0, code: str = "") -> None:
+        super().__init__(text)
+        self.status, self.code = status, code
 
-def _json_answer(response: Response) -> dict[str, object]:
+
+class Problem(str, Enum):
+    """Why an engine cannot serve this client."""
+
+    TOKEN_REFUSED = "token_refused"  # 401
+    PROTOCOL_MISMATCH = "protocol_mismatch"  # 409, or a health answer naming another version
+    UNREACHABLE = "unreachable"  # no connection, or it broke
+    REFUSED = "refused"  # another error answer (503: too many sessions, 500, ...)
+
+    @classmethod
+    def of(cls, error: Exception) -> Problem:
+        if isinstance(error, ProtocolVersionError):
+            return cls.PROTOCOL_MISMATCH
+        if isinstance(error, EngineError):
+            if error.status == HTTPStatus.UNAUTHORIZED:
+                return cls.TOKEN_REFUSED
+            if error.code == PROTOCOL_MISMATCH or error.status == HTTPStatus.CONFLICT:
+                return cls.PROTOCOL_MISMATCH
+            return cls.REFUSED
+        return cls.UNREACHABLE
+
+
+def describe_problem(engine: str, error: Exception) -> str:
+    """One sentence or two on why ``engine`` ("The SAM server at http://...") cannot serve."""
+    problem = Problem.of(error)
+    if problem is Problem.TOKEN_REFUSED:
+        return f"{engine} refused the token: enter the token its administrator gave you."
+    if problem is Problem.PROTOCOL_MISMATCH:
+        return f"{engine} does not speak this client's protocol version {PROTOCOL_VERSION}: {error}"
+    if problem is Problem.REFUSED:
+        return f"{engine} answered: {error}"
+    return f"{engine} cannot be reached: {error}"
+
+
+def watched_sockets(*connections: HttpConnection | None) -> list[tuple[int, bool]]:
+    watched = []
+    for connection in connections:
+        if connection is not None and (fd := connection.fileno()) is not None:
+            watched.append((fd, connection.wants_write))
+    return watched
+
+
+def json_answer(response: Response) -> dict[str, object]:
     try:
         value = json.loads(bytes(response.body) or b"{}")
     except ValueError:
         value = {}
     if response.status != 200:
         text = value.get("error") if isinstance(value, dict) else None
-        raise EngineError(str(text or f"HTTP {response.status}"))
+        code = value.get("code") if isinstance(value, dict) else None
+        raise EngineError(str(text or f"HTTP {response.status}"), response.status, str(code or ""))
     if not isinstance(value, dict):
         raise EngineError("The engine's answer is malformed.")
     return value

@@ -139,15 +139,15 @@ def test_malformed_oversized_and_unknown_requests_leave_the_service_serving(serv
     client.close()
 
 
-def test_a_lost_session_is_reported_then_rebuilt(service, ct_phantom):
+def test_a_lost_session_is_rebuilt_without_the_user_seeing_it(service, ct_phantom):
     client = client_of(service)
     ready(client, ct_phantom)
-    service.engine.close()  # as if the engine had restarted or the session expired
-    _, lost = answer(client, client.submit(Predict(Axis.AXIAL, 6, organ_box(ct_phantom))))
-    assert lost.kind is MessageKind.ERROR and "no longer has this session" in lost.text
+    _, before = answer(client, client.submit(Predict(Axis.AXIAL, 6, organ_box(ct_phantom))))
+    service.engine.close()  # as if the server had restarted, or the session expired
     _, preview = answer(client, client.submit(Predict(Axis.AXIAL, 6, organ_box(ct_phantom))))
-    assert preview.kind is MessageKind.RESULT, preview.text  # the model and volume were sent again
-    assert client.restarts == 1
+    assert preview.kind is MessageKind.RESULT, preview.text  # the model and volume were sent again first
+    assert (preview.value.prediction.mask == before.value.prediction.mask).all()
+    assert client.restarts == 1 and service.engine.health()["sessions"] == 1
     client.close()
 
 
@@ -229,3 +229,28 @@ def test_serving_beyond_loopback_needs_a_token(monkeypatch):
     monkeypatch.setenv(TOKEN_ENVIRONMENT, "from-the-environment")
     tokens = service_tokens(build_parser().parse_args(["serve", "--host", "0.0.0.0"]))
     assert tokens.owner("Bearer from-the-environment") is not None
+
+
+def test_a_request_that_had_started_answering_when_its_session_was_lost_ends_with_a_clear_error(service, ct_phantom):
+    client = client_of(service)
+    ready(client, ct_phantom)
+    request = PropagationRequest(Axis.AXIAL, 6, [ObjectPrompts("organ", organ_box(ct_phantom))])
+    propagation = client.submit(Propagate(request, KEEP_GOING))
+    wait_for(client, lambda ms: any(m.kind is MessageKind.SLICE for m in ms), 60)
+    service.engine.close()
+    _, lost = answer(client, propagation)
+    assert lost.kind is MessageKind.ERROR and "lost this session" in lost.text and "unchanged" in lost.text
+    _, preview = answer(client, client.submit(Predict(Axis.AXIAL, 6, organ_box(ct_phantom))))
+    assert preview.kind is MessageKind.RESULT, preview.text
+    client.close()
+
+
+def test_a_closed_session_is_freed_on_the_server(service, ct_phantom):
+    client = client_of(service)
+    ready(client, ct_phantom)
+    assert service.engine.health()["sessions"] == 1
+    client.close()  # asks the server to close it, without waiting
+    deadline = time.monotonic() + 10
+    while service.engine.health()["sessions"] and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert service.engine.health()["sessions"] == 0

@@ -11,7 +11,9 @@ Behaviours reproduced from Qt and PythonQt, because the effect depends on them:
   ``QSpinBox`` clamps its value to [minimum, maximum] (default 0..99).
 - ``QTimer`` and ``QSocketNotifier`` are driven by the host loop (host_loop.py), which idles
   holding the GIL like Slicer's event loop; ``QEventLoop.exec()`` runs it until ``quit()``.
-- ``QSettings`` lives in memory for one test.
+- ``QSettings`` lives in memory for one test; values come back as strings, as from Slicer's INI file.
+- ``QLineEdit`` emits ``editingFinished`` only from the user's Return (``type``), never from
+  ``setText``.
 """
 
 from __future__ import annotations
@@ -368,12 +370,35 @@ class QProgressBar(QWidget):
 
 
 class QLineEdit(QWidget):
+    Normal, NoEcho, Password, PasswordEchoOnEdit = 0, 1, 2, 3  # QLineEdit::EchoMode
     textChanged = Signal(str)
+    editingFinished = Signal()
 
     def __init__(self, text: str = "", parent: Any = None) -> None:
         super().__init__(parent)
-        self.text = text
+        self._text = text
         self.placeholderText = ""
+        self.echoMode = QLineEdit.Normal
+
+    @property
+    def text(self) -> str:
+        return self._text
+
+    @text.setter
+    def text(self, text: str) -> None:
+        """QLineEdit::setText emits textChanged, never editingFinished (only the user's Return or
+        leaving the field does)."""
+        if text != self._text:
+            self._text = text
+            self.textChanged.emit(text)
+
+    def setText(self, text: str) -> None:
+        self.text = text
+
+    def type(self, text: str) -> None:
+        """Test helper: what a user replacing the text and pressing Return does."""
+        self.text = text
+        self.editingFinished.emit()
 
 
 class QHeaderView(QWidget):
@@ -616,13 +641,19 @@ class QEventLoop(QObject):
 
 
 class QSettings(QObject):
+    """Slicer's application settings: an INI file (qSlicerCoreApplication.cxx calls
+    ``QSettings::setDefaultFormat(QSettings::IniFormat)``), which keeps no types: "when reading
+    settings from INI files, all values are returned as QString" (Qt's QSettings::Format
+    documentation), and PythonQt hands them to Python as ``str``. Every value comes back as it
+    would after a restart: numbers and booleans as strings ("5", "true"); lists stay lists."""
+
     _store: ClassVar[dict[str, Any]] = {}  # one store per process, as one settings file per user
 
     def value(self, key: str, default: Any = None) -> Any:
         return QSettings._store.get(key, default)
 
     def setValue(self, key: str, value: Any) -> None:
-        QSettings._store[key] = value
+        QSettings._store[key] = _asIniValue(value)
 
     def contains(self, key: str) -> bool:
         return key in QSettings._store
@@ -633,6 +664,17 @@ class QSettings(QObject):
     @classmethod
     def resetStore(cls) -> None:
         cls._store = {}
+
+
+def _asIniValue(value: Any) -> Any:
+    """What an INI file gives back for ``value`` (QSettingsPrivate::variantToString)."""
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (list, tuple)):
+        return [_asIniValue(item) for item in value]
+    return str(value)
 
 
 class QIcon:
