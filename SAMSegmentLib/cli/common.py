@@ -6,11 +6,12 @@ import argparse
 import math
 from pathlib import Path
 
-from ..backends import BACKEND_CHOICES, open_backend
+from ..backends import BACKEND_CHOICES
 from ..device import DEVICE_CHOICES, select_device
-from ..errors import ModelUnavailableError, PromptError, SAMSegmentError
+from ..errors import PromptError, SAMSegmentError
 from ..intensity import PRESETS
-from ..models import PromptableModel, load_model
+from ..model_choice import ModelChoice
+from ..models import PromptableModel
 from ..predictor import VolumePredictor
 from ..prompts import Prompts
 from ..propagation.sam2 import MemoryPolicy, SAM2VolumeSession, open_sam2_session
@@ -29,11 +30,12 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--modality", default="", help="CT, MR, ... (default: guessed from the voxel values)")
 
 
+def model_choice(args: argparse.Namespace) -> ModelChoice:
+    return ModelChoice(args.model, args.checkpoint, args.device, args.backend)
+
+
 def open_model(args: argparse.Namespace) -> PromptableModel:
-    spec = get_spec(args.model)
-    if spec.family is Family.SAM2:
-        raise ModelUnavailableError(f"{spec.name} is a SAM 2 model: use it with `samsegment segment` or in Slicer.")
-    return open_backend(load_model(spec, select_device(args.device), checkpoint=args.checkpoint), args.backend)
+    return model_choice(args).open()
 
 
 def open_segmenter(
