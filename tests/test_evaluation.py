@@ -21,8 +21,9 @@ from SAMSegmentLib.evaluation import (
     next_click,
 )
 from SAMSegmentLib.evaluation.clicks import interior_point
-from SAMSegmentLib.evaluation.runner import ERASED, RESEGMENTED, UNCHANGED
+from SAMSegmentLib.evaluation.runner import ERASED, RESEGMENTED, UNCHANGED, _widened
 from SAMSegmentLib.predictor import VolumePredictor
+from SAMSegmentLib.prompts import Prompts
 from SAMSegmentLib.registry import PromptKind
 from SAMSegmentLib.research.sitk_images import image_on_grid
 from SAMSegmentLib.volume import Axis
@@ -116,6 +117,11 @@ def test_oracle_prompts_every_slice_of_the_extent_and_names_those_it_cannot(pred
     assert report.unprompted_slices == [last]
     assert report.prompted_slices == last - first
     assert not report.mask[:first].any() and not report.mask[last:].any()
+
+
+def test_the_oracle_with_margin_widens_each_box_as_propagation_widens_its_carried_box():
+    assert _widened(Prompts(box=(10.0, 10.0, 49.0, 19.0)), (40, 60)).box == (6.0, 8.0, 53.0, 21.0)
+    assert _widened(Prompts(box=(1.0, 0.0, 59.0, 39.0)), (40, 60)).box == (0.0, 0.0, 59.0, 39.0)  # within the slice
 
 
 def test_challenge_records_a_box_step_and_each_click(predictor, ct_phantom):

@@ -113,5 +113,6 @@ def _print_case(report: CaseReport) -> None:
         if result.challenge is not None:
             steps = result.challenge.steps
             clicks = f"  clicks 0->{len(steps) - 1}: Dice {steps[0].dice:.3f}->{steps[-1].dice:.3f}"
-        print(f"  {result.name:<28} one box {box.dice_3d:.3f} (NSD {box.nsd:.3f})  oracle {result.oracle.dice_3d:.3f}  "
+        widened = f" ({result.oracle_margin.dice_3d:.3f} with margin)" if result.oracle_margin else ""
+        print(f"  {result.name:<28} one box {box.dice_3d:.3f} (NSD {box.nsd:.3f})  oracle {result.oracle.dice_3d:.3f}{widened}  "
               f"beyond {box.beyond[0]}/{box.beyond[1]}  short {box.short[0]}/{box.short[1]}{clicks}")

@@ -42,6 +42,7 @@ class StructureResult:
     reason: str = ""
     box: StructureReport | None = None
     oracle: OracleReport | None = None
+    oracle_margin: OracleReport | None = None
     challenge: ChallengeReport | None = None
     challenge_problem: str = ""  # why the challenge protocol did not run, when the rest did
 
@@ -50,6 +51,8 @@ class StructureResult:
             return {"status": self.status, "reason": self.reason}
         assert self.box is not None and self.oracle is not None
         result = {"status": self.status, "box": self.box.to_json(), "oracle": self.oracle.to_json()}
+        if self.oracle_margin is not None:
+            result["oracle_with_margin"] = self.oracle_margin.to_json()
         result["challenge"] = self.challenge.to_json() if self.challenge else {"skipped": self.challenge_problem}
         return result
 
@@ -107,7 +110,7 @@ def evaluate_case(
         results.append(result)
         if keep_masks and result.box is not None and result.box.mask is not None:
             masks[name] = result.box.mask
-        for report in (result.box, result.oracle, result.challenge):  # a dataset's masks would not fit in memory
+        for report in (result.box, result.oracle, result.oracle_margin, result.challenge):  # a dataset's masks would not fit in memory
             if report is not None:
                 report.mask = None
         if progress is not None:
@@ -141,6 +144,7 @@ def _evaluate_one(
     result = StructureResult(name, EVALUATED)
     result.box = evaluate_structure(predictor, reference, name, settings)
     result.oracle = evaluate_oracle(predictor, reference, settings)
+    result.oracle_margin = evaluate_oracle(predictor, reference, settings, margin=True)
     if click_structures is not None and name not in click_structures:
         result.challenge_problem = "not among the structures chosen for clicks"
     elif (problem := box_problem(predictor, reference, settings.axis, middle_slice(reference, settings.axis))):
@@ -163,6 +167,7 @@ def summarize(results: Sequence[StructureResult]) -> dict:
         return summary
     boxes = [r.box for r in evaluated if r.box is not None]
     oracles = [r.oracle for r in evaluated if r.oracle is not None]
+    widened = [r.oracle_margin for r in evaluated if r.oracle_margin is not None]
     summary["box"] = {
         "dice_3d": _mean(b.dice_3d for b in boxes),
         "nsd": _mean(b.nsd for b in boxes),
@@ -170,6 +175,8 @@ def summarize(results: Sequence[StructureResult]) -> dict:
         "slices_short_of_reference": {"lower": _mean(b.short[0] for b in boxes), "upper": _mean(b.short[1] for b in boxes)},
     }
     summary["oracle"] = {"dice_3d": _mean(o.dice_3d for o in oracles), "nsd": _mean(o.nsd for o in oracles)}
+    if widened:
+        summary["oracle_with_margin"] = {"dice_3d": _mean(o.dice_3d for o in widened), "nsd": _mean(o.nsd for o in widened)}
     challenges = [r.challenge for r in evaluated if r.challenge is not None]
     if challenges:
         steps = min(len(c.steps) for c in challenges)

@@ -6,7 +6,8 @@ Three protocols, all on a model without memory (each slice segmented from its ow
   largest, propagated through the volume until the stop rule ends it: what a user of the effect
   gets from one box and Propagate;
 - oracle (``evaluate_oracle``): the reference's box on every slice of the structure, each slice
-  segmented on its own: the best one-box propagation could reach with this model;
+  segmented on its own: what one-box propagation could reach with this model if it carried the
+  structure exactly (tight, and widened by propagation's box margin);
 - the CVPR 2025 interactive 3D challenge (``evaluate_challenge``): a box with the structure's
   first and last slice, then up to ``clicks`` corrective clicks, scored after each step.
 
@@ -32,13 +33,7 @@ from ..errors import PromptError
 from ..metrics import NSD_TOLERANCE_MM, dice, iou, normalized_surface_distance
 from ..predictor import VolumePredictor
 from ..prompts import Prompts
-from ..propagation import (
-    CancelToken,
-    Direction,
-    ObjectPrompts,
-    PropagationRequest,
-    Stop,
-)
+from ..propagation import CancelToken, Direction, ObjectPrompts, PropagationRequest, Stop, StopRule
 from ..registry import PromptKind
 from ..volume import Axis, put_slice
 from ..worker.propagators import make_propagator
@@ -212,8 +207,12 @@ def evaluate_structure(
     )
 
 
-def evaluate_oracle(predictor: VolumePredictor, reference: np.ndarray, settings: EvaluationSettings) -> OracleReport:
-    """Segment every slice of the reference's extent from the reference's box on it."""
+def evaluate_oracle(
+    predictor: VolumePredictor, reference: np.ndarray, settings: EvaluationSettings, margin: bool = False
+) -> OracleReport:
+    """Segment every slice of the reference's extent from the reference's box on it: tight, or with
+    ``margin`` widened as propagation widens the box it carries (the prompts propagation would
+    give every slice if each previous mask were exact; small structures do better with it)."""
     axis = settings.axis
     mask = np.zeros(reference.shape, bool)
     unprompted = []
@@ -222,7 +221,10 @@ def evaluate_oracle(predictor: VolumePredictor, reference: np.ndarray, settings:
         if box_problem(predictor, reference, axis, index) is not None:
             unprompted.append(index)
             continue
-        prompts = box_from_reference(np.take(reference, index, axis=axis.array_axis))
+        reference_slice = np.take(reference, index, axis=axis.array_axis)
+        prompts = box_from_reference(reference_slice)
+        if margin:
+            prompts = _widened(prompts, reference_slice.shape)
         put_slice(mask, axis, index, predictor.predict(axis, index, prompts).mask)
     return OracleReport(
         dice_3d=dice(mask, reference),
@@ -253,6 +255,16 @@ def evaluate_challenge(
         correction = PERFECT if click is None else _correct(predictor, reference, mask, click, slice_prompts, axis)
         steps.append(ClickStep(count, dice(mask, reference), _nsd(predictor, mask, reference, settings), click, correction))
     return ChallengeReport(seed, extent, steps, time.perf_counter() - started, mask)
+
+
+def _widened(prompts: Prompts, slice_hw: tuple[int, int]) -> Prompts:
+    """The box widened by the margin propagation adds to the box it carries, within the slice."""
+    assert prompts.box is not None
+    x0, y0, x1, y1 = prompts.box
+    margin_x, margin_y = StopRule().box_margin(x1 - x0 + 1, y1 - y0 + 1)
+    height, width = slice_hw
+    return Prompts(box=(max(0.0, x0 - margin_x), max(0.0, y0 - margin_y),
+                        min(width - 1.0, x1 + margin_x), min(height - 1.0, y1 + margin_y)))
 
 
 def _correct(
