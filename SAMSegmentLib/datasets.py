@@ -43,6 +43,12 @@ class CaseFiles:
     def load(self) -> LabelledCase:
         return load_labelled_case(self.image, self.labels, self.names_json)
 
+    def structure_names(self) -> set[str]:
+        """The names of its structures, read without loading the images when it has a names file."""
+        if self.names_json is not None:
+            return set(json.loads(Path(self.names_json).read_text()).values())
+        return set(self.load().names.values())
+
 
 # In a case folder: the label image and the names of its values; the image is the other image there.
 LABELS_STEM = "labels"

@@ -218,23 +218,28 @@ def test_labels_stored_with_flipped_rows_are_read_by_geometry(ct_phantom, tmp_pa
         load_labelled_case(tmp_path / "ct.nrrd", tmp_path / "other.nrrd")
 
 
-def test_evaluate_a_dataset_folder_writes_one_report_and_one_plot(tiny_sam_model, ct_phantom, tmp_path, monkeypatch):
+def test_evaluate_a_dataset_folder_writes_one_report_and_one_plot(tiny_sam_model, tmp_path, monkeypatch, capsys):
     from synthetic import make_ct_phantom
 
     from SAMSegmentLib.cli import main
 
     monkeypatch.setattr("SAMSegmentLib.cli.evaluate_command.open_model", lambda args: tiny_sam_model)
-    for name, seed in (("case-a", 0), ("case-b", 1)):
+    for name, seed, names in (("case-a", 0, {"1": "organ"}), ("case-b", 1, {"1": "organ", "2": "missing"})):
         volume = make_ct_phantom(shape=(6, 32, 40), seed=seed)
-        _write_case(tmp_path / "data" / name, volume, volume.array > 100, {"1": "organ", "2": "missing"})
+        _write_case(tmp_path / "data" / name, volume, volume.array > 100, names)
+    misspelt = ["evaluate", "--dataset", str(tmp_path / "data"), "--structures", "organ,orgn"]
+    assert main(misspelt) == 2 and "orgn" in capsys.readouterr().err  # refused before any work
     report, plot = tmp_path / "out" / "report.json", tmp_path / "out" / "plot.png"
-    code = main(["evaluate", "--dataset", str(tmp_path / "data"), "--clicks", "2", "--tolerance-mm", "3",
-                 "--report", str(report), "--plot", str(plot)])
+    code = main(["evaluate", "--dataset", str(tmp_path / "data"), "--structures", "organ,missing", "--clicks", "2",
+                 "--tolerance-mm", "3", "--report", str(report), "--plot", str(plot)])
     assert code == 0 and plot.stat().st_size > 0
     document = json.loads(report.read_text())
     assert set(document["cases"]) == {"case-a", "case-b"}
     assert document["settings"]["nsd_tolerance_mm"] == 3.0
     assert document["means"]["structures"] == 4 and document["means"]["absent"] == 2
+    assert "not among the structures named" in document["cases"]["case-a"]["structures"]["missing"]["reason"]
+    assert document["cases"]["case-b"]["structures"]["missing"] == {"status": "absent",
+                                                                    "reason": "no voxel of it in the reference"}
     per_case = [document["cases"][c]["structures"]["organ"]["box"]["dice_3d"] for c in ("case-a", "case-b")]
     assert document["means"]["box"]["dice_3d"] == pytest.approx(np.mean(per_case), abs=1e-4)
     assert len(document["means"]["challenge"]["dice"]) == 3

@@ -69,6 +69,10 @@ def run(args: argparse.Namespace) -> int:
     settings = EvaluationSettings(Axis(args.axis), Direction(args.direction), args.clicks, args.tolerance_mm)
     structures = _names(args.structures)
     click_structures = _names(args.click_structures)
+    named = set().union(*(case.structure_names() for case in cases))
+    unknown = sorted((set(structures or []) | set(click_structures or [])) - named)
+    if unknown:  # a misspelt name fails now, not after an hour
+        raise SAMSegmentError(f"No case has a structure named {', '.join(unknown)}; they have: {', '.join(sorted(named))}")
     model = open_model(args)  # one model for every case
     reports: list[CaseReport] = []
     for case in cases:

@@ -94,19 +94,20 @@ def evaluate_case(
 ) -> CaseReport:
     """Score one box, the oracle and the challenge protocol on each structure of ``case``
     (``structures``: default all its named ones). The challenge runs on ``click_structures``
-    (default all). A structure that cannot be prompted is recorded with the reason and the run
-    goes on. ``progress`` gets (structures done, structures in all)."""
+    (default all). A structure that is not in the case or cannot be prompted is recorded with the
+    reason and the run goes on. ``progress`` gets (structures done, structures in all)."""
     started = time.perf_counter()
     labelled = case.load()
     names = list(structures) if structures is not None else sorted(labelled.names.values())
-    for name in names:
-        labelled.mask(name)  # an unknown name fails now, not after an hour
     predictor = VolumePredictor(model.open() if isinstance(model, ModelChoice) else model)
     predictor.set_volume(labelled.volume, preset)
     results = []
     masks = {}
     for done, name in enumerate(names, start=1):
-        result = _evaluate_one(predictor, labelled.mask(name), name, settings, click_structures)
+        if name in labelled.names.values():
+            result = _evaluate_one(predictor, labelled.mask(name), name, settings, click_structures)
+        else:  # other cases of a dataset may have it
+            result = StructureResult(name, ABSENT, "not among the structures named in this case")
         results.append(result)
         if keep_masks and result.box is not None and result.box.mask is not None:
             masks[name] = result.box.mask
