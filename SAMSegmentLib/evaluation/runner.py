@@ -44,7 +44,7 @@ from .protocols import box_from_reference, largest_slice, middle_slice, referenc
 RESEGMENTED = "slice segmented again"
 ERASED = "slice erased (the structure is not on it)"
 UNCHANGED = "nothing to add (the slice already has its box; the model takes boxes only)"
-UNPROMPTABLE = "nothing to add (the slice cannot be prompted)"
+CANNOT_PROMPT = "nothing to add (the slice cannot be prompted)"
 PERFECT = "no error left"
 
 
@@ -296,7 +296,7 @@ def _correct(
     try:
         prompts.validate(reference_slice.shape, spec)
     except PromptError:
-        return UNPROMPTABLE
+        return CANNOT_PROMPT
     slice_prompts[index] = prompts
     put_slice(mask, axis, index, predictor.predict(axis, index, prompts).mask)
     return RESEGMENTED
