@@ -177,14 +177,48 @@ def _written_image_problem(path: Path, expected: sitk.Image) -> str | None:
 
 
 def read_labels(path: str | os.PathLike[str], volume: Volume) -> np.ndarray:
-    """Read a label image ``[k, j, i]`` that must lie on ``volume``'s voxel grid."""
+    """Read a label image onto ``volume``'s voxel grid, as ``[k, j, i]``.
+
+    A label image on another grid (rows or slices stored the other way, another origin or
+    spacing) is resampled by physical position, taking the nearest voxel's label: each voxel gets
+    the label of the same place in the patient, never of the same array index. It must cover the
+    whole volume.
+    """
     import SimpleITK as sitk
 
+    from .research.sitk_images import image_on_grid
+
     image = sitk.ReadImage(str(path))
-    labels = sitk.GetArrayFromImage(image)
-    if labels.shape != volume.array.shape or not np.allclose(image.GetSpacing(), volume.spacing, rtol=1e-4):
+    if image.GetDimension() != 3:
+        raise InputImageError(f"{path} is a {image.GetDimension()}D image; labels need a 3D image.")
+    grid = image_on_grid(np.zeros(volume.array.shape, np.uint8), volume)
+    if _same_grid(image, grid):
+        return sitk.GetArrayFromImage(image)
+    if not _covers(image, grid):
         raise InputImageError(
-            f"{path} (shape {labels.shape}, spacing {image.GetSpacing()}) is not on the image's grid "
-            f"(shape {volume.array.shape}, spacing {volume.spacing}); resample it first."
+            f"{path} (size {image.GetSize()}, spacing {image.GetSpacing()}, origin {image.GetOrigin()}) does not "
+            f"cover the image (size {grid.GetSize()}, spacing {grid.GetSpacing()}, origin {grid.GetOrigin()}): "
+            "they are not of the same scan."
         )
-    return labels
+    resampled = sitk.Resample(image, grid, sitk.Transform(), sitk.sitkNearestNeighbor, 0, image.GetPixelID())
+    return sitk.GetArrayFromImage(resampled)
+
+
+def _same_grid(image: sitk.Image, grid: sitk.Image) -> bool:
+    return (
+        image.GetSize() == grid.GetSize()
+        and np.allclose(image.GetSpacing(), grid.GetSpacing(), rtol=1e-4)
+        and np.allclose(image.GetDirection(), grid.GetDirection(), atol=1e-4)
+        and np.allclose(image.GetOrigin(), grid.GetOrigin(), atol=1e-3 * min(grid.GetSpacing()))
+    )
+
+
+def _covers(image: sitk.Image, grid: sitk.Image) -> bool:
+    """Whether every voxel centre of ``grid`` lies inside ``image`` (within a tenth of a voxel)."""
+    sizes = np.asarray(image.GetSize())
+    for corner in np.ndindex(2, 2, 2):
+        index = [int(c * (n - 1)) for c, n in zip(corner, grid.GetSize())]
+        inside = np.asarray(image.TransformPhysicalPointToContinuousIndex(grid.TransformIndexToPhysicalPoint(index)))
+        if np.any(inside < -0.6) or np.any(inside > sizes - 0.4):
+            return False
+    return True

@@ -76,3 +76,16 @@ def test_samsegment_segment_writes_a_segmentation_on_the_ct_grid(abdomen_ct_dir,
     written = read_labels(output, case.volume) > 0
     assert dice(written[index], reference[index]) >= 0.9
     assert not np.delete(written, index, axis=0).any()
+
+
+def test_dicom_labels_stored_with_flipped_rows_are_read_onto_the_liver(abdomen_ct_dir):
+    from SAMSegmentLib.datasets import find_case
+
+    folder = abdomen_ct_dir.parent / "abdomen-ct-dicom"
+    if not folder.is_dir():
+        pytest.skip(f"{folder} is not here")
+    case = find_case(folder).load()
+    liver = case.mask("liver")
+    assert int(liver.sum()) == 366_708
+    # By geometry the liver averages about 89 HU; by raw array index about -75 HU (its README).
+    assert 60 < float(case.volume.array[liver].mean()) < 120

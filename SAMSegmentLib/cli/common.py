@@ -6,13 +6,13 @@ import argparse
 import math
 from pathlib import Path
 
-from ..backends import BACKEND_CHOICES, open_backend
-from ..device import DEVICE_CHOICES, select_device
-from ..errors import ModelUnavailableError, PromptError
+from ..backends import BACKEND_CHOICES
+from ..device import DEVICE_CHOICES
+from ..errors import PromptError
 from ..intensity import PRESETS
-from ..models import PromptableModel, load_model
+from ..model_choice import ModelChoice
+from ..models import PromptableModel
 from ..prompts import Prompts
-from ..registry import Family, get_spec
 from ..volume import Axis, ijk_to_slice
 
 
@@ -27,11 +27,12 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--modality", default="", help="CT, MR, ... (default: guessed from the voxel values)")
 
 
+def model_choice(args: argparse.Namespace) -> ModelChoice:
+    return ModelChoice(args.model, args.checkpoint, args.device, args.backend)
+
+
 def open_model(args: argparse.Namespace) -> PromptableModel:
-    spec = get_spec(args.model)
-    if spec.family is Family.SAM2:
-        raise ModelUnavailableError(f"{spec.name} is a SAM 2 model: use it with `samsegment segment` or in Slicer.")
-    return open_backend(load_model(spec, select_device(args.device), checkpoint=args.checkpoint), args.backend)
+    return model_choice(args).open()
 
 
 def parse_numbers(text: str, count: int, what: str) -> list[float]:

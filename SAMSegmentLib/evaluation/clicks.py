@@ -1,7 +1,16 @@
-"""Simulated clicks: each at the point farthest from the boundary of the region to fix."""
+"""Simulated corrective clicks, as the CVPR 2025 interactive 3D segmentation challenge places them.
+
+Its evaluation (CVPR25_iter_eval.py in github.com/JunMa11/CVPR-MedSegFMCompetition) takes the
+largest connected component of the error (prediction != reference, 26-connected in 3D), and
+clicks at the voxel of that component farthest from its boundary (Euclidean distance transform in
+voxels): a foreground click where the reference has the structure, a background click elsewhere.
+It breaks ties between equally distant voxels at random; here the first in index order is taken,
+so a run is repeatable.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -13,44 +22,47 @@ if TYPE_CHECKING:
     from ..volume import Axis
 
 
-def interior_point(region: np.ndarray) -> tuple[float, float]:
-    """(x, y) of the pixel of ``region`` farthest from its boundary."""
-    # Pad so that pixels on the image border count as next to the boundary.
-    distance = ndimage.distance_transform_edt(np.pad(region, 1))[1:-1, 1:-1]
-    y, x = np.unravel_index(int(np.argmax(distance)), region.shape)
-    return float(x), float(y)
+@dataclass(frozen=True)
+class Click:
+    index: tuple[int, ...]  # array index of the clicked voxel ([k, j, i] in a volume)
+    positive: bool  # True: the structure is here and was missed; False: added where it is not
 
 
-def next_click(prediction: np.ndarray, reference: np.ndarray) -> tuple[float, float, bool] | None:
-    """The next corrective click: inside the largest error region, positive where the model missed
-    the structure and negative where it added to it. None when the prediction is perfect."""
-    missed = reference & ~prediction
-    extra = prediction & ~reference
-    best: tuple[int, np.ndarray, bool] | None = None
-    for errors, positive in ((missed, True), (extra, False)):
-        labels, count = ndimage.label(errors)
-        if count == 0:
-            continue
-        sizes = ndimage.sum_labels(errors, labels, index=range(1, count + 1))
-        largest = int(np.argmax(sizes))
-        if best is None or sizes[largest] > best[0]:
-            best = (int(sizes[largest]), labels == largest + 1, positive)
-    if best is None:
+def interior_point(region: np.ndarray) -> tuple[int, ...]:
+    """Array index of the voxel of ``region`` farthest from its boundary (the array's edge counts
+    as boundary)."""
+    distance = ndimage.distance_transform_edt(np.pad(region, 1))[tuple(slice(1, -1) for _ in region.shape)]
+    return tuple(int(i) for i in np.unravel_index(int(np.argmax(distance)), region.shape))
+
+
+def next_click(prediction: np.ndarray, reference: np.ndarray) -> Click | None:
+    """The next corrective click on masks of any dimension; None when the prediction is perfect."""
+    errors = prediction.astype(bool) != reference.astype(bool)
+    full_connectivity = ndimage.generate_binary_structure(errors.ndim, errors.ndim)
+    labels, count = ndimage.label(errors, structure=full_connectivity)
+    if count == 0:
         return None
-    x, y = interior_point(best[1])
-    return x, y, best[2]
+    sizes = np.bincount(labels.ravel())
+    sizes[0] = 0
+    largest = int(np.argmax(sizes))
+    box = ndimage.find_objects(labels, max_label=largest)[largest - 1]  # the distance transform runs in it
+    inside = interior_point(labels[box] == largest)
+    index = tuple(int(start + offset) for start, offset in zip((s.start for s in box), inside))
+    return Click(index, bool(reference[index]))
 
 
 def correct_with_clicks(
     predictor: VolumePredictor, axis: Axis, index: int, prompts: Prompts, reference_slice: np.ndarray, clicks: int
 ) -> Prediction:
-    """Segment from ``prompts``, then add up to ``clicks`` corrective clicks (``next_click``), each
-    decoded with the previous mask as mask prompt. ``prompts`` gains the clicks."""
+    """Segment one slice from ``prompts``, then add up to ``clicks`` corrective clicks
+    (``next_click`` on that slice), each decoded with the previous mask as mask prompt (for
+    models that take points). ``prompts`` gains the clicks."""
     prediction = predictor.predict(axis, index, prompts)
     for _ in range(clicks):
         click = next_click(prediction.mask, reference_slice)
         if click is None:
             break
-        prompts.add_point(click[0], click[1], positive=click[2])
+        row, column = click.index
+        prompts.add_point(float(column), float(row), positive=click.positive)
         prediction = predictor.predict(axis, index, prompts, mask_logits=prediction.low_res_logits)
     return prediction
