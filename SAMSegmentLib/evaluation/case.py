@@ -12,12 +12,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..cancel import Progress
 from ..datasets import CaseFiles
 from ..intensity import AUTO_PRESET
 from ..model_choice import ModelChoice
 from ..models.base import PromptableModel
 from ..predictor import VolumePredictor
-from ..cancel import Progress
 from .protocols import largest_slice, middle_slice
 from .runner import (
     ChallengeReport,
