@@ -13,13 +13,14 @@ from slicer.i18n import tr as _
 from SAMSegmentLib.checkpoints import CheckpointStore
 from SAMSegmentLib.intensity import PRESETS
 from SAMSegmentLib.registry import Family
+from SAMSegmentMRML.display_intensity import DISPLAY_PRESET
 from SAMSegmentMRML.model_choices import modelChoices, modelLabel
 
 SETTINGS_PREFIX = "SAMSegment/"
 DEFAULTS = {
     "Model": "litemedsam",
     "Device": "auto",
-    "IntensityPreset": "auto",
+    "IntensityPreset": DISPLAY_PRESET,
     "MemoryPolicy": "recent",
     "Direction": "both",
 }
@@ -51,7 +52,8 @@ def presetChoices():
         "liver": _("CT liver"),
         "percentile": _("Percentiles (MR and others)"),
     }
-    return tuple((name, labels.get(name, name)) for name in PRESETS)
+    return ((DISPLAY_PRESET, _("As displayed (window/level)")),
+            *((name, labels.get(name, name)) for name in PRESETS))
 
 
 def memoryChoices():
@@ -108,7 +110,10 @@ class EffectOptions:
         effect.addLabeledOptionsWidget(_("Device:"), self.deviceSelector)
         self.presetSelector = qt.QComboBox()
         _fillCombo(self.presetSelector, presetChoices())
-        self.presetSelector.toolTip = _("How voxel values are scaled for the model (CT windows or percentiles).")
+        self.presetSelector.toolTip = _(
+            "How voxel values are scaled for the model: as the volume is displayed (the model segments what you "
+            "see), a CT window, or percentiles. Automatic adapts to the structure you prompt."
+        )
         effect.addLabeledOptionsWidget(_("Intensity:"), self.presetSelector)
         self.memorySelector = qt.QComboBox()
         _fillCombo(self.memorySelector, memoryChoices())
