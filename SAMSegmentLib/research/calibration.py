@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import pickle
 import time
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
@@ -24,6 +25,7 @@ import torch
 
 from ..cache import EmbeddingCache
 from ..datasets import LabelledCase
+from ..errors import PromptError
 from ..imageio import read_volume
 from ..intensity import IntensityMapping, mapping_for
 from ..metrics import dice
@@ -177,8 +179,18 @@ def walk_dataset(model, data_root: Path, dataset: str, image_name: str, preset: 
     for value, name in sorted(case.names.items()):
         if structures is not None and not structures(name):
             continue
+        stored = cache_dir / f"walk_{dataset}_{preset}_{name}_{'reverse' if reverse else 'forward'}.pkl"
+        if stored.exists():
+            walks.append(pickle.loads(stored.read_bytes()))
+            continue
         started = time.perf_counter()
-        walks.append(walk_structure(predictor, case.labels == value, dataset, name, walk_rule, reverse, oracle))
+        try:
+            walk = walk_structure(predictor, case.labels == value, dataset, name, walk_rule, reverse, oracle)
+        except PromptError as error:  # e.g. a structure one pixel wide on its largest slice
+            log(f"  skipped {dataset}/{name}: {error}")
+            continue
+        stored.write_bytes(pickle.dumps(walk))
+        walks.append(walk)
         log(f"  walked {dataset}/{name} ({preset}) in {time.perf_counter() - started:.1f} s")
     return walks
 
