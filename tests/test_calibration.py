@@ -2,6 +2,7 @@
 slices beyond or short of the reference it reports, and the search's choice."""
 
 import math
+from dataclasses import replace
 
 import numpy as np
 
@@ -11,7 +12,8 @@ from SAMSegmentLib.research.calibration import StructureWalk, WalkStep, WalkTabl
 
 def step(index, area, hits, score=0.9, overlap=0.8, shift=0.5):
     evidence = {"score": score, "area_mm2": area * 9.0, "area_fraction": area / 100.0, "overlap": overlap,
-                "area_growth": 1.0, "intensity_shift": shift, "legacy_shift": shift, "reverse_overlap": None}
+                "area_growth": 1.0, "intensity_shift": shift, "intensity_change": shift * 0.05, "legacy_shift": shift,
+                "reverse_overlap": None}
     return WalkStep(index, area, hits, evidence)
 
 
@@ -19,7 +21,7 @@ def lesion_walk(dataset="set-a", name="lesion"):
     """A structure on slices 4..6 of 10 (seed 5), the walk running on past both ends with low scores."""
     return StructureWalk(
         dataset, name, "soft_tissue", slice_count=10, seed=5, seed_score=0.95, seed_area=100, seed_hits=90,
-        reference_voxels=260, reference_first=4, reference_last=6, oracle_area=0, oracle_hits=0,
+        reference_voxels=260, reference_first=4, reference_last=6, oracle_area=0, oracle_hits=0, seed_spread=0.05,
         forward=[step(6, 80, 75), step(7, 60, 0, score=0.3), step(8, 40, 0, score=0.2)],
         backward=[step(4, 80, 75), step(3, 50, 0, score=0.35, shift=5.0), WalkStep(2, 0, 0, None)],
     )
@@ -49,6 +51,9 @@ def test_the_intensity_shift_alone_stops_the_backward_direction():
     table = WalkTable.of([lesion_walk()])
     rule = StopRule(min_score=-math.inf, max_intensity_shift=2.0, min_overlap=0.0, min_area_fraction=0.0)
     assert table.measures(rule)["last"].tolist() == [[8, 4]]
+    # A floor on the seed's spread (0.05 here) twice as high halves the shift: 5 -> 2.5 still stops, at 4 not.
+    assert table.measures(replace(rule, min_intensity_spread=0.1))["last"].tolist() == [[8, 4]]
+    assert table.measures(replace(rule, min_intensity_spread=0.2))["last"].tolist() == [[8, 3]]
 
 
 def test_calibrate_prefers_the_rule_that_stops_at_the_ends_and_checks_each_set_left_out():

@@ -9,6 +9,7 @@ was tried, per structure, is in Testing/calibration/2026-11-29_stop_rule.json.
 from __future__ import annotations
 
 import copy
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -16,11 +17,6 @@ from scipy import ndimage
 
 from ..metrics import dice
 from ..prediction import Prediction
-
-# Floor of the intensity spread (on the [0, 1] scale the model sees): a uniform seed (a contrast
-# filled vessel, a saturated window) would otherwise make any small change look like another tissue.
-_MIN_SPREAD = 0.02
-
 
 @dataclass
 class ObjectTrack:
@@ -45,7 +41,8 @@ class SliceEvidence:
     area_growth: float  # of the previous accepted slice's area
     overlap: float  # Dice with the previous accepted slice's mask
     score: float  # the model's predicted quality
-    intensity_shift: float  # |median - seed median| in seed spreads
+    intensity_shift: float  # |median - seed median| in seed spreads (at least min_intensity_spread)
+    intensity_change: float  # |median - seed median| on the [0, 1] scale the model sees
     reverse_overlap: float | None  # Dice of the reverse prediction with the previous mask
 
 
@@ -53,7 +50,7 @@ def robust_stats(values: np.ndarray) -> tuple[float, float]:
     """(median, robust standard deviation) of ``values``: a few pixels of a neighbour inside the mask
     move neither, where they would move the mean and the standard deviation."""
     q1, median, q3 = np.percentile(values, (25.0, 50.0, 75.0))
-    return float(median), max(float(q3 - q1) / 1.349, _MIN_SPREAD)
+    return float(median), float(q3 - q1) / 1.349
 
 
 @dataclass
@@ -66,7 +63,9 @@ class StopRule:
     - it overlaps the previous slice's mask by less than ``min_overlap`` Dice (the model jumped to
       a neighbouring structure) or grew more than ``max_area_growth`` times (it leaked into one);
     - its median intensity is more than ``max_intensity_shift`` robust standard deviations from the
-      prompted slice's (another tissue);
+      prompted slice's (another tissue); the spread counts as at least ``min_intensity_spread`` (on the
+      [0, 1] scale the model sees), so a uniform seed (a contrast-filled vessel, a saturated window)
+      does not make a gentle change along the structure look like another tissue;
     - checked both ways (``min_reverse_overlap`` not None): the box of this slice's mask, carried
       back to the previous slice, gives a mask overlapping the accepted one there by less than
       ``min_reverse_overlap`` Dice. Past an object's end the model segments whatever the carried box
@@ -90,6 +89,7 @@ class StopRule:
     min_overlap: float = 0.4
     max_area_growth: float = float("inf")
     max_intensity_shift: float = 1.5
+    min_intensity_spread: float = 0.02
     min_reverse_overlap: float | None = None
     margin_fraction: float = 0.1
     min_margin_mm: float = 2.0
@@ -98,6 +98,14 @@ class StopRule:
     absent_edge: float = 1.1
     contrast_ring_pixels: int = 3
     edge_region_pixels: int = 6
+
+    @classmethod
+    def keep_going(cls) -> StopRule:
+        """A rule that refuses nothing: a walk ends only at an empty mask or the range's end, and
+        the prompted slice is never judged absent (timing and plumbing with random weights)."""
+        return cls(min_score=-math.inf, min_area_fraction=0.0, min_area_mm2=0.0, min_overlap=-math.inf,
+                   max_area_growth=math.inf, max_intensity_shift=math.inf, min_reverse_overlap=None,
+                   absent_score=-math.inf)
 
     @property
     def checks_both_ways(self) -> bool:
@@ -151,13 +159,15 @@ class StopRule:
         area = float(mask.sum()) * track.pixel_area_mm2
         previous_area = float(track.previous_mask.sum()) * track.pixel_area_mm2
         median, _ = robust_stats(image01[mask])
+        change = abs(median - track.seed_median)
         return SliceEvidence(
             area_mm2=area,
             area_fraction=area / track.seed_area_mm2,
             area_growth=area / max(previous_area, track.pixel_area_mm2),
             overlap=dice(mask, track.previous_mask),
             score=float(prediction.score),
-            intensity_shift=abs(median - track.seed_median) / track.seed_spread,
+            intensity_shift=change / max(track.seed_spread, self.min_intensity_spread),
+            intensity_change=change,
             reverse_overlap=None if reverse is None else dice(reverse.mask, track.previous_mask),
         )
 

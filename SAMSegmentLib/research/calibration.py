@@ -28,9 +28,7 @@ from ..datasets import LabelledCase
 from ..errors import PromptError
 from ..imageio import read_volume
 from ..intensity import IntensityMapping, mapping_for
-from ..metrics import dice
 from ..predictor import VolumePredictor
-from ..prompts import Prompts
 from ..volume import Axis, Volume
 
 AXIS = Axis.AXIAL
@@ -109,6 +107,7 @@ class StructureWalk:
     reference_last: int
     oracle_area: int
     oracle_hits: int
+    seed_spread: float | None = None  # robust std of the seed mask's pixels (ObjectTrack.seed_spread)
     forward: list[WalkStep] = field(default_factory=list)
     backward: list[WalkStep] = field(default_factory=list)
 
@@ -134,9 +133,14 @@ def walk_structure(predictor: VolumePredictor, reference: np.ndarray, dataset: s
     seed_prediction = predictor.predict(AXIS, seed, box_from_reference(reference[seed]))
     oracle_area = oracle_hits = 0
     for index in present if oracle else ():
-        oracle = predictor.predict(AXIS, int(index), box_from_reference(reference[index]))
-        oracle_area += int(oracle.mask.sum())
-        oracle_hits += int((oracle.mask & reference[index]).sum())
+        try:
+            box = box_from_reference(reference[index])
+            box.validate(reference[index].shape, predictor.model.spec)
+        except PromptError:  # a sliver too thin to box: the oracle segments nothing there
+            continue
+        found = predictor.predict(AXIS, int(index), box).mask
+        oracle_area += int(found.sum())
+        oracle_hits += int((found & reference[index]).sum())
     walk = StructureWalk(
         dataset, structure, predictor.mapping.preset, volume.slice_count(AXIS), seed, seed_prediction.score,
         int(seed_prediction.mask.sum()), int((seed_prediction.mask & reference[seed]).sum()), int(reference.sum()),
@@ -145,6 +149,7 @@ def walk_structure(predictor: VolumePredictor, reference: np.ndarray, dataset: s
     if not seed_prediction.mask.any():
         return walk
     seed_image = predictor.slice_image(AXIS, seed)
+    walk.seed_spread = walk_rule.start(seed_prediction, seed_image, spacing_xy).seed_spread
     for step, steps in ((1, walk.forward), (-1, walk.backward)):
         track = walk_rule.start(seed_prediction, seed_image, spacing_xy)
         previous = seed_prediction
@@ -169,8 +174,26 @@ def walk_structure(predictor: VolumePredictor, reference: np.ndarray, dataset: s
     return walk
 
 
+def annotate_seed_spread(model, data_root: Path, walks: list[StructureWalk], cache_dir: Path) -> None:
+    """Fill ``seed_spread`` of walks recorded before it was kept (one decoder call each)."""
+    from ..evaluation.protocols import box_from_reference
+    from ..propagation import StopRule
+
+    for dataset, image in SHARED_SETS:
+        missing = [w for w in walks if w.dataset == dataset and w.seed_spread is None]
+        if not missing:
+            continue
+        case = load_case(data_root / dataset, image)
+        for preset in sorted({w.mapping for w in missing}):
+            predictor = embedded_predictor(model, dataset, case.volume, mapping_for(case.volume, preset), cache_dir)
+            for walk in (w for w in missing if w.mapping == preset):
+                seed = predictor.predict(AXIS, walk.seed, box_from_reference(case.mask(walk.structure)[walk.seed]))
+                walk.seed_spread = (StopRule().start(seed, predictor.slice_image(AXIS, walk.seed)).seed_spread
+                                    if seed.mask.any() else 0.0)
+
+
 def walk_dataset(model, data_root: Path, dataset: str, image_name: str, preset: str, cache_dir: Path,
-                 walk_rule, reverse: bool = True, oracle: bool = True, structures=None,
+                 walk_rule, reverse: bool = True, oracle: bool = True, structures=None, tag: str = "",
                  log=print) -> list[StructureWalk]:
     """Walk every structure of one labelled set (or those ``structures`` accepts: a name -> bool)."""
     case = load_case(data_root / dataset, image_name)
@@ -179,7 +202,7 @@ def walk_dataset(model, data_root: Path, dataset: str, image_name: str, preset: 
     for value, name in sorted(case.names.items()):
         if structures is not None and not structures(name):
             continue
-        stored = cache_dir / f"walk_{dataset}_{preset}_{name}_{'reverse' if reverse else 'forward'}.pkl"
+        stored = cache_dir / f"walk{tag}_{dataset}_{preset}_{name}_{'reverse' if reverse else 'forward'}.pkl"
         if stored.exists():
             walks.append(pickle.loads(stored.read_bytes()))
             continue
@@ -197,7 +220,7 @@ def walk_dataset(model, data_root: Path, dataset: str, image_name: str, preset: 
 
 # ----- judging stop-rule variants on recorded walks -----
 
-_FEATURES = ("score", "area_mm2", "area_fraction", "overlap", "area_growth", "intensity_shift", "legacy_shift",
+_FEATURES = ("score", "area_mm2", "area_fraction", "overlap", "area_growth", "intensity_change", "legacy_shift",
              "reverse_overlap")
 
 
@@ -212,6 +235,7 @@ class WalkTable:
     index: np.ndarray  # int [D, L]: its slice index
     area: np.ndarray  # [D, L]
     hits: np.ndarray  # [D, L]
+    seed_spread: np.ndarray  # [D, 1]
 
     @classmethod
     def of(cls, walks: list[StructureWalk]) -> WalkTable:
@@ -222,22 +246,27 @@ class WalkTable:
         valid = np.zeros(shape, bool)
         index = np.full(shape, -1)
         area, hits = np.zeros(shape), np.zeros(shape)
+        spreads = np.array([[w.seed_spread if w.seed_spread is not None else np.nan] for w in walks for _ in (0, 1)])
         for row, steps in enumerate(directions):
+            walk = walks[row // 2]
             for column, step in enumerate(steps):
                 index[row, column] = step.index
                 if step.evidence is None:
                     continue
                 valid[row, column] = True
                 area[row, column], hits[row, column] = step.area, step.hits
+                if "intensity_change" not in step.evidence:  # recorded before the change was kept apart
+                    step.evidence["intensity_change"] = step.evidence["intensity_shift"] * max(walk.seed_spread, 0.02)
                 for name in _FEATURES:
                     value = step.evidence.get(name)
                     features[name][row, column] = np.nan if value is None else value
-        return cls(walks, features, valid, index, area, hits)
+        return cls(walks, features, valid, index, area, hits, spreads)
 
     def accepted_steps(self, rule, legacy_shift: bool = False) -> np.ndarray:
         """How many steps of each direction ``rule`` accepts before its first refusal."""
         f = self.features
-        shift = f["legacy_shift"] if legacy_shift else f["intensity_shift"]
+        shift = f["legacy_shift"] if legacy_shift else \
+            f["intensity_change"] / np.maximum(self.seed_spread, rule.min_intensity_spread)
         refuse = ~self.valid
         refuse |= f["score"] < rule.min_score
         refuse |= f["area_mm2"] < rule.min_area_mm2
@@ -362,12 +391,13 @@ def objective(summary: dict) -> tuple:
 
 # The stop-rule thresholds tried, each checked alone and in every combination.
 GRID = {
-    "min_score": (-np.inf, 0.3, 0.4, 0.5, 0.6, 0.7),
-    "min_overlap": (0.0, 0.2, 0.3, 0.4, 0.5, 0.6),
+    "min_score": (-np.inf, 0.4, 0.5, 0.6, 0.7),
+    "min_overlap": (0.0, 0.2, 0.4, 0.5),
     "max_intensity_shift": (np.inf, 4.0, 3.0, 2.5, 2.0, 1.5),
-    "min_area_fraction": (0.0, 0.02, 0.05, 0.1),
-    "min_area_mm2": (0.0, 5.0, 10.0, 20.0, 40.0),
-    "max_area_growth": (np.inf, 1.5, 2.0, 3.0),
+    "min_intensity_spread": (0.1, 0.05, 0.02),
+    "min_area_fraction": (0.0, 0.02, 0.05),
+    "min_area_mm2": (0.0, 10.0, 20.0),
+    "max_area_growth": (np.inf, 3.0, 2.0),
 }
 
 
@@ -452,3 +482,113 @@ def calibrate(walks: list[StructureWalk], base, grid: dict | None = None) -> dic
         "leave_one_dataset_out": left_out,
         "structures": structures,
     })
+
+
+# Ribs: 4 of the 26 in the two CTs are walked, to bound the compute on a 2-core machine.
+KEPT_RIBS = frozenset({"rib_left_7", "rib_left_10", "rib_right_9", "rib_right_12"})
+# Structures with gas or lung in their box, also walked with percentiles to judge ``auto``.
+AIR_SUSPECTS = frozenset({"lung_upper_lobe_left", "lung_lower_lobe_left", "lung_lower_lobe_right", "colon",
+                          "stomach", "duodenum", "gallbladder", "liver"})
+
+
+def calibrated_structure(name: str) -> bool:
+    return not name.startswith("rib_") or name in KEPT_RIBS
+
+
+def intensity_comparison(data_root: Path, soft: list[StructureWalk], wide: list[StructureWalk], rule) -> list[dict]:
+    """Per CT structure walked with both the soft-tissue window and percentiles: the share of its
+    box below the window, what ``auto`` picks, and the one-box Dice (and best stop) with each."""
+    from ..evaluation.protocols import box_from_reference
+    from ..intensity import ct_auto_preset
+    from ..predictor import prompted_values
+
+    by_key = {(w.dataset, w.structure): w for w in soft}
+    rows = []
+    cases = {}
+    for walk in wide:
+        partner = by_key.get((walk.dataset, walk.structure))
+        if partner is None:
+            continue
+        if walk.dataset not in cases:
+            cases[walk.dataset] = load_case(data_root / walk.dataset, dict(SHARED_SETS)[walk.dataset])
+        case = cases[walk.dataset]
+        reference = case.mask(walk.structure)[walk.seed]
+        values = prompted_values(case.volume.array[walk.seed], box_from_reference(reference), (1.0, 1.0))
+        soft_row = WalkTable.of([partner]).outcomes(rule)[0]
+        wide_row = WalkTable.of([walk]).outcomes(rule)[0]
+        rows.append({
+            "dataset": walk.dataset, "structure": walk.structure,
+            "box_share_below_soft_tissue_window": round(float(np.mean(values < -160.0)), 3),
+            "auto_picks": ct_auto_preset(values),
+            "soft_tissue": {"dice": soft_row["dice"], "best_stop_dice": soft_row["best_stop_dice"]},
+            "percentile": {"dice": wide_row["dice"], "best_stop_dice": wide_row["best_stop_dice"]},
+        })
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    from ..models import load_model
+    from ..propagation import StopRule
+    from ..registry import get_spec
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data-root", type=Path, default=Path("..") / "shared" / "data")
+    parser.add_argument("--cache", type=Path, default=Path("/tmp/samsegment-calibration"),
+                        help="embeddings and walks, reused by later runs")
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    model = load_model(get_spec("litemedsam"), torch.device("cpu"))
+    shipped = StopRule()
+    walks, soft, wide, checked = [], [], [], []
+    for dataset, image in SHARED_SETS:
+        volume = read_volume(args.data_root / dataset / image)
+        preset = "soft_tissue" if mapping_for(volume).preset == "soft_tissue" else "percentile"
+        # Walked with the margin the rule had before (2 pixels), so the rule before is judged exactly.
+        before_margin = replace(shipped, min_margin_mm=2.0 * min(volume.slice_spacing(AXIS)))
+        found = walk_dataset(model, args.data_root, dataset, image, preset, args.cache, before_margin, reverse=False,
+                             oracle=False, structures=calibrated_structure)
+        walks += found
+        if preset == "soft_tissue":
+            soft += found
+            wide += walk_dataset(model, args.data_root, dataset, image, "percentile", args.cache, before_margin,
+                                 reverse=False, oracle=False, structures=AIR_SUSPECTS.__contains__)
+        # With the shipped margin and the oracle: the propagation as it now runs, up to the stop.
+        checked += walk_dataset(model, args.data_root, dataset, image, preset, args.cache, shipped, reverse=False,
+                                oracle=True, structures=calibrated_structure, tag="-shipped")
+    record = {
+        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
+        "what": "stop rule of LiteMedSAM's mask-carrying propagation, and intensity auto, calibrated on the "
+                "shared labelled sets (one box on each structure's largest axial slice)",
+        "harness": "python -m SAMSegmentLib.research.calibration",
+        "model": "litemedsam",
+        "data_sets": {d: sorted({w.structure for w in walks if w.dataset == d}) for d, _ in SHARED_SETS},
+        "method": (
+            "Each structure's propagation is walked without stopping up to 4 slices past the reference's "
+            "ends (margin of the rule before: 2 pixels), recording on each slice the evidence a rule looks "
+            "at; every variant is judged by where it would have stopped. 'best stop' is the best place to "
+            "stop on the same walk (a perfect rule). The oracle is the reference's box on every slice."
+        ),
+        **calibrate(walks, shipped),
+    }
+    chosen = replace(shipped, **{k: float(v) for k, v in record["chosen"].items()
+                                 if k in GRID and isinstance(v, (int, float))})
+    if checked:
+        table = WalkTable.of(checked)
+        record["shipped_rule_with_its_margin"] = _json_number({
+            "thresholds": _thresholds(shipped), "min_margin_mm": shipped.min_margin_mm,
+            "summary": {"all": table.summary(shipped), **{
+                d: WalkTable.of([w for w in checked if w.dataset == d]).summary(shipped) for d, _ in SHARED_SETS}},
+            "structures": table.outcomes(shipped),
+            "chosen_equals_shipped": _thresholds(chosen) == _thresholds(shipped),
+        })
+    record["intensity_auto"] = intensity_comparison(args.data_root, soft, wide, shipped)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(record, indent=1) + "\n")
+    print(json.dumps({k: record[k] for k in ("chosen", "leave_one_dataset_out")}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
