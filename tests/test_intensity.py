@@ -86,3 +86,18 @@ def test_the_predictor_decides_auto_at_the_prompt_and_keeps_forced_presets(tiny_
 
     predictor.set_volume(volume, "lung")
     assert predictor.choose_intensity("axial", 3, Prompts(box=(4, 20, 23, 39))).preset == "lung"
+
+
+def test_a_propagation_decides_auto_at_its_seed_and_keeps_it(tiny_sam_model):
+    from SAMSegmentLib.predictor import VolumePredictor
+    from SAMSegmentLib.prompts import Prompts
+    from SAMSegmentLib.propagation import MaskCarryPropagation, ObjectPrompts, PropagationRequest, StopRule
+    from SAMSegmentLib.volume import Axis
+
+    predictor = VolumePredictor(tiny_sam_model)
+    predictor.set_volume(lung_and_abdomen_ct())
+    request = PropagationRequest(Axis.AXIAL, 3, [ObjectPrompts("nodule", Prompts(box=(40, 24, 55, 39)))])
+    MaskCarryPropagation(predictor, request, StopRule.keep_going()).run()
+    assert predictor.mapping.preset == "percentile"
+    # Every slice was embedded once, with the mapping decided at the seed.
+    assert predictor.embed_count == 6 and all(predictor.is_embedded(Axis.AXIAL, k) for k in range(6))

@@ -42,7 +42,7 @@ def test_a_similar_next_slice_is_accepted_and_becomes_the_reference(image):
     ],
 )
 def test_each_end_of_object_signal_stops(image, mask, score, expected):
-    rule = StopRule()
+    rule = StopRule(min_area_fraction=0.02)
     track = rule.start(prediction(disc(10)), image)
     assert expected in rule.check(track, prediction(mask, score), image)
 

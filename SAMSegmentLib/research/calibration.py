@@ -537,6 +537,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="embeddings and walks, reused by later runs")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--checked-sets", nargs="*", default=[name for name, _ in SHARED_SETS],
+                        help="sets walked again with the shipped rule's margin and the oracle (costly)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     model = load_model(get_spec("litemedsam"), torch.device("cpu"))
@@ -554,9 +556,12 @@ def main(argv: list[str] | None = None) -> int:
             soft += found
             wide += walk_dataset(model, args.data_root, dataset, image, "percentile", args.cache, before_margin,
                                  reverse=False, oracle=False, structures=AIR_SUSPECTS.__contains__)
+        if dataset not in args.checked_sets:
+            continue
         # With the shipped margin and the oracle: the propagation as it now runs, up to the stop.
         checked += walk_dataset(model, args.data_root, dataset, image, preset, args.cache, shipped, reverse=False,
                                 oracle=True, structures=calibrated_structure, tag="-shipped")
+    annotate_seed_spread(model, args.data_root, walks + wide + checked, args.cache)
     record = {
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
         "what": "stop rule of LiteMedSAM's mask-carrying propagation, and intensity auto, calibrated on the "
