@@ -76,10 +76,6 @@ class Volume:
         ix, iy = _IN_PLANE_IJK[axis]
         return self.spacing[ix], self.spacing[iy]
 
-    def slice_thickness(self, axis: Axis) -> float:
-        """Spacing in mm between neighbouring slices along ``axis``."""
-        return self.spacing[_SLICE_IJK[Axis(axis)]]
-
     def check_slice_index(self, axis: Axis, index: int) -> None:
         count = self.slice_count(axis)
         if not 0 <= index < count:

@@ -64,11 +64,10 @@ def test_absent_needs_low_quality_no_contrast_and_no_edges(image):
     assert "found nothing" in rule.absent_reason(prediction(np.zeros((64, 64), bool)), image)
 
 
-def test_box_margin_floor_is_slice_spacings_in_millimetres_and_grows_with_the_object():
-    rule = StopRule(margin_fraction=0.1, min_margin_slices=2.0)
-    # 2 slices of 1.5 mm = 3 mm = 6 pixels of 0.5 mm
-    assert rule.box_margin(100, 10, spacing_xy=(1.0, 0.5), slice_spacing=1.5) == (10.0, 6.0)
-    assert rule.box_margin(100, 10, spacing_xy=(3.0, 3.0), slice_spacing=3.0) == (10.0, 2.0)
+def test_box_margin_has_floors_in_mm_and_pixels_and_grows_with_the_object():
+    rule = StopRule(margin_fraction=0.1, min_margin_mm=3.0, min_margin_pixels=2.0)
+    assert rule.box_margin(100, 10, spacing_xy=(1.0, 0.5)) == (10.0, 6.0)  # 3 mm = 6 pixels of 0.5 mm
+    assert rule.box_margin(100, 10, spacing_xy=(3.0, 3.0)) == (10.0, 2.0)  # 3 mm is 1 pixel: 2 pixels
 
 
 def test_the_area_floor_is_in_square_millimetres(image):

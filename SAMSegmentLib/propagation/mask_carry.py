@@ -64,7 +64,6 @@ class MaskCarryPropagation:
         self._first, self._last = request.bounds(volume.slice_count(request.axis))
         self._planned = request.planned_slices(volume.slice_count(request.axis))
         self._spacing_xy = volume.slice_spacing(request.axis)
-        self._slice_spacing = volume.slice_thickness(request.axis)
         self._done = 0
 
     def run(self) -> PropagationResult:
@@ -157,7 +156,7 @@ class MaskCarryPropagation:
         return True
 
     def _carried_prompt(self, previous: Prediction) -> tuple[Prompts, object]:
-        return carried_prompt(self.predictor, previous, self.stop_rule, self._spacing_xy, self._slice_spacing)
+        return carried_prompt(self.predictor, previous, self.stop_rule, self._spacing_xy)
 
     def _accept(self, object_id: str, index: int, prediction: Prediction) -> None:
         outcome = self.result.objects[object_id]
@@ -173,14 +172,13 @@ def carried_prompt(
     previous: Prediction,
     stop_rule: StopRule,
     spacing_xy: tuple[float, float],
-    slice_spacing: float,
 ) -> tuple[Prompts, object]:
     """The next slice's prompt from the previous mask: a box with the stop rule's margin, and for
     models that take them an interior point and the previous logits."""
     spec = predictor.model.spec
     mask = previous.mask
     ys, xs = np.nonzero(mask)
-    margin_x, margin_y = stop_rule.box_margin(xs.max() - xs.min() + 1, ys.max() - ys.min() + 1, spacing_xy, slice_spacing)
+    margin_x, margin_y = stop_rule.box_margin(xs.max() - xs.min() + 1, ys.max() - ys.min() + 1, spacing_xy)
     height, width = mask.shape
     box = (
         max(0.0, xs.min() - margin_x),
