@@ -98,6 +98,7 @@ def registerEffect():
     importing the package first provides it, so the effect file is not loaded a second time under
     the package's name (which would break the effect's own ``from SAMSegmentEffect...`` imports)."""
     import qSlicerSegmentationsEditorEffectsPythonQt as effects
+
     import SAMSegmentEffect  # noqa: F401 - see above; never imports torch
 
     effectPath = os.path.join(os.path.dirname(__file__), "SAMSegmentEffect", "SegmentEditorEffect.py")
@@ -162,9 +163,8 @@ class SAMSegmentWidget(ScriptedLoadableModuleWidget):
         if not slicerVersionSupported():
             return
         from SAMSegmentEffect.dependencies import dependenciesSatisfied
-        from SAMSegmentMRML.model_choices import modelChoices
-
         from SAMSegmentLib.checkpoints import CheckpointStore
+        from SAMSegmentMRML.model_choices import modelChoices
 
         satisfied = dependenciesSatisfied()
         self.installButton.visible = not satisfied
@@ -227,7 +227,6 @@ class SAMSegmentLogic(ScriptedLoadableModuleLogic):
         """The engine's client, made on first use (a local engine process starts with the first request)."""
         if self._engine is None:
             from SAMSegmentEffect.settings import engineChoice
-
             from SAMSegmentLib.protocol.clients import WorkerHub
             from SAMSegmentLib.protocol.engine_client import EngineClient
 
@@ -482,9 +481,9 @@ class SAMSegmentTest(ScriptedLoadableModuleTest):
     def test_promptApplyAndPropagate(self):
         self._skipWithoutPackages()
         import numpy as np
-        from SAMSegmentMRML.slice_views import SlicePosition
 
         from SAMSegmentLib.volume import Axis
+        from SAMSegmentMRML.slice_views import SlicePosition
 
         # A bright ellipsoid in soft tissue, 12 slices.
         k, j, i = np.meshgrid(np.arange(12), np.arange(64), np.arange(64), indexing="ij")

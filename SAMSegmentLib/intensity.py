@@ -20,6 +20,12 @@ PERCENTILE_PRESET = "percentile"
 AUTO_PRESET = "auto"
 PRESETS = (AUTO_PRESET, *CT_WINDOWS, PERCENTILE_PRESET)
 
+# ``auto`` on CT: the prompted region's share of voxels below the soft-tissue window (air, lung) from
+# which the structure is seen through robust percentiles (about -1000..300 HU on CT) instead. Calibrated
+# on the shared CTs on 2026-11-29 (SAMSegmentLib.research.calibration, see
+# Testing/calibration/2026-11-29_stop_rule.json): no abdominal organ reaches it.
+AIR_SHARE_FOR_WIDE_MAPPING = 0.5
+
 # Lowest and highest percentile kept for MR and other non-CT images.
 _PERCENTILES = (0.5, 99.5)
 # Strided sampling keeps percentile estimation cheap on 512x512x300 volumes.
@@ -58,14 +64,18 @@ def looks_like_ct(volume: Volume) -> bool:
     return bool(low <= -500.0 and high >= -200.0 and volume.array.min() >= -3100)
 
 
-def mapping_for(volume: Volume, preset: str = AUTO_PRESET) -> IntensityMapping:
+def mapping_for(volume: Volume, preset: str = AUTO_PRESET, prompted: np.ndarray | None = None) -> IntensityMapping:
     """Choose the intensity mapping of ``volume``.
 
-    ``auto`` takes the soft-tissue window for CT and robust percentiles otherwise; a CT
-    window name or ``percentile`` forces that mapping.
+    ``auto`` takes robust percentiles for MR and other non-CT images. For CT it adapts to the
+    prompted structure when ``prompted`` (the voxel values under the first prompt) is given: the
+    soft-tissue window, unless at least ``AIR_SHARE_FOR_WIDE_MAPPING`` of those voxels lie below it
+    (a lesion in lung, gas-filled bowel), where that window would flatten the surroundings to black
+    and percentiles are taken instead; without ``prompted``, the soft-tissue window. A CT window name
+    or ``percentile`` forces that mapping.
     """
     if preset == AUTO_PRESET:
-        preset = "soft_tissue" if looks_like_ct(volume) else PERCENTILE_PRESET
+        preset = auto_preset(volume, prompted)
     if preset in CT_WINDOWS:
         return IntensityMapping.window(*CT_WINDOWS[preset], preset=preset)
     if preset == PERCENTILE_PRESET:
@@ -75,6 +85,20 @@ def mapping_for(volume: Volume, preset: str = AUTO_PRESET) -> IntensityMapping:
         assert found is not None, "validate_volume_array refuses constant volumes"
         return IntensityMapping(*found, preset)
     raise ValueError(f"Unknown intensity preset '{preset}'. Choose one of: {', '.join(PRESETS)}.")
+
+
+def auto_preset(volume: Volume, prompted: np.ndarray | None = None) -> str:
+    """The preset ``auto`` stands for on ``volume``, given the voxel values under the first prompt."""
+    return ct_auto_preset(prompted) if looks_like_ct(volume) else PERCENTILE_PRESET
+
+
+def ct_auto_preset(prompted: np.ndarray | None) -> str:
+    """``auto`` on a CT: the soft-tissue window unless the prompted voxels are mostly below it."""
+    if prompted is not None and np.asarray(prompted).size:
+        low = CT_WINDOWS["soft_tissue"][0] - CT_WINDOWS["soft_tissue"][1] / 2.0
+        if float(np.mean(np.asarray(prompted) < low)) >= AIR_SHARE_FOR_WIDE_MAPPING:
+            return PERCENTILE_PRESET
+    return "soft_tissue"
 
 
 def _percentile_range(values: np.ndarray) -> tuple[float, float] | None:

@@ -12,7 +12,7 @@ import torch
 from .cache import EmbeddingCache, content_fingerprint
 from .candidate_choice import candidate_qualities, choose_candidate
 from .errors import CheckpointError, InferenceOutOfMemoryError, PromptError
-from .intensity import AUTO_PRESET, IntensityMapping, mapping_for
+from .intensity import AUTO_PRESET, IntensityMapping, ct_auto_preset, looks_like_ct, mapping_for
 from .models.base import ImageEmbedding, PromptableModel
 from .prediction import Prediction
 from .prompts import Prompts
@@ -23,7 +23,9 @@ from .volume import Axis, Volume
 class VolumePredictor:
     """Segment slices of one volume with one model.
 
-    The intensity mapping is fixed when the volume is set, so every slice is scaled alike.
+    The intensity mapping is one for the whole volume, so every slice is scaled alike. With ``auto``
+    it adapts to the prompted structure: ``choose_intensity`` decides it from the prompt that starts
+    a segmentation (a propagation decides at its seed and keeps it to the end).
     Embeddings are kept in a byte-bounded cache keyed by (volume key, content, intensity mapping,
     model, axis, index).
     """
@@ -33,6 +35,8 @@ class VolumePredictor:
         self.cache: EmbeddingCache[ImageEmbedding] = cache if cache is not None else EmbeddingCache()
         self.volume: Volume | None = None
         self.mapping: IntensityMapping | None = None
+        # ``auto`` on a CT: the mappings choose_intensity picks from, by preset, filled when first chosen.
+        self._auto_mappings: dict[str, IntensityMapping] | None = None
         self.volume_key = ""
         self.content = ""  # content_fingerprint of the volume
         self.embed_count = 0
@@ -45,6 +49,8 @@ class VolumePredictor:
         reused for an edited volume or another grid never serves a stale embedding."""
         self.volume = volume
         self.mapping = intensity if isinstance(intensity, IntensityMapping) else mapping_for(volume, intensity)
+        adapts = intensity == AUTO_PRESET and looks_like_ct(volume)
+        self._auto_mappings = {self.mapping.preset: self.mapping} if adapts else None
         self.volume_key = volume_key or uuid.uuid4().hex
         self.content = content_fingerprint(volume.array)
 
@@ -52,6 +58,19 @@ class VolumePredictor:
         if self.volume is None:
             raise RuntimeError("No volume is set: call set_volume() first.")
         return self.volume
+
+    def choose_intensity(self, axis: Axis, index: int, prompts: Prompts) -> IntensityMapping:
+        """With ``auto``, decide the mapping from the voxels under ``prompts`` on slice ``index`` (see
+        ``intensity.mapping_for``); other settings keep theirs. Returns the mapping in force."""
+        volume = self.require_volume()
+        if self._auto_mappings is not None:
+            axis = Axis(axis)
+            preset = ct_auto_preset(prompted_values(volume.slice_2d(axis, index), prompts, volume.slice_spacing(axis)))
+            if preset not in self._auto_mappings:
+                self._auto_mappings[preset] = mapping_for(volume, preset)
+            self.mapping = self._auto_mappings[preset]
+        assert self.mapping is not None
+        return self.mapping
 
     def slice_image(self, axis: Axis, index: int) -> np.ndarray:
         """The slice mapped to [0, 1] with the volume's intensity mapping."""
@@ -147,6 +166,28 @@ class VolumePredictor:
                 f"{self.model.spec.name} produced NaN or infinite values in its {what}: its checkpoint is broken "
                 "(damaged or not trained weights). Download or import the checkpoint again."
             )
+
+
+# Around points (no box), the region whose voxels decide ``auto``: a disc of this radius.
+_POINT_REGION_MM = 10.0
+
+
+def prompted_values(image: np.ndarray, prompts: Prompts, spacing_xy: tuple[float, float]) -> np.ndarray:
+    """The voxel values of a slice ``[y, x]`` under ``prompts``: inside the box, or else the
+    bounding box of the positive points widened by ``_POINT_REGION_MM``."""
+    height, width = image.shape
+    if prompts.box is not None:
+        x0, y0, x1, y1 = prompts.box
+    else:
+        positive = [(x, y) for (x, y), label in zip(prompts.points, prompts.labels) if label]
+        if not positive:
+            return image.reshape(-1)[:0]
+        xs, ys = [p[0] for p in positive], [p[1] for p in positive]
+        rx, ry = _POINT_REGION_MM / spacing_xy[0], _POINT_REGION_MM / spacing_xy[1]
+        x0, y0, x1, y1 = min(xs) - rx, min(ys) - ry, max(xs) + rx, max(ys) + ry
+    left, top = max(0, int(np.floor(min(x0, x1)))), max(0, int(np.floor(min(y0, y1))))
+    right, bottom = min(width - 1, int(np.ceil(max(x0, x1)))), min(height - 1, int(np.ceil(max(y0, y1))))
+    return np.asarray(image[top:bottom + 1, left:right + 1]).reshape(-1)
 
 
 @contextmanager

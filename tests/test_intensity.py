@@ -42,3 +42,62 @@ def test_named_presets_and_bad_input():
         mapping_for(volume, "rainbow")
     with pytest.raises(ValueError, match="positive"):
         IntensityMapping.window(0, 0)
+
+
+def lung_and_abdomen_ct():
+    """A CT with soft tissue (40 HU) on the left half and lung (-850 HU) on the right, a 30 HU
+    nodule in the lung."""
+    array = np.full((6, 64, 64), 40, dtype=np.int16)
+    array[:, :, 32:] = -850
+    array[:, 28:36, 44:52] = 30
+    array[:, :2, :2] = -1024  # air outside the body
+    return Volume(array, spacing=(1.0, 1.0, 2.0), modality="CT")
+
+
+def test_auto_on_ct_adapts_to_the_prompted_region():
+    volume = lung_and_abdomen_ct()
+    from SAMSegmentLib.intensity import AIR_SHARE_FOR_WIDE_MAPPING
+
+    nodule_box = volume.array[3, 24:40, 40:56]  # mostly lung around the nodule
+    organ_box = volume.array[3, 20:40, 4:24]
+    assert np.mean(nodule_box < -160) >= AIR_SHARE_FOR_WIDE_MAPPING
+    assert mapping_for(volume, "auto", nodule_box).preset == "percentile"
+    assert mapping_for(volume, "auto", organ_box).preset == "soft_tissue"
+    assert mapping_for(volume, "auto").preset == "soft_tissue"  # before any prompt: today's choice
+    mr = Volume(np.abs(volume.array).astype(np.float32), modality="MR")
+    assert mapping_for(mr, "auto", nodule_box).preset == "percentile"
+
+
+def test_the_predictor_decides_auto_at_the_prompt_and_keeps_forced_presets(tiny_sam_model):
+    from SAMSegmentLib.predictor import VolumePredictor
+    from SAMSegmentLib.prompts import Prompts
+
+    volume = lung_and_abdomen_ct()
+    predictor = VolumePredictor(tiny_sam_model)
+    predictor.set_volume(volume)
+    assert predictor.mapping.preset == "soft_tissue"
+    assert predictor.choose_intensity("axial", 3, Prompts(box=(40, 24, 55, 39))).preset == "percentile"
+    lung_key = predictor.cache_key("axial", 3)
+    assert predictor.choose_intensity("axial", 3, Prompts(box=(4, 20, 23, 39))).preset == "soft_tissue"
+    assert predictor.cache_key("axial", 3) != lung_key  # embeddings are kept per mapping
+    points = Prompts()
+    points.add_point(48, 32)
+    assert predictor.choose_intensity("axial", 3, points).preset == "percentile"  # the region around the point
+
+    predictor.set_volume(volume, "lung")
+    assert predictor.choose_intensity("axial", 3, Prompts(box=(4, 20, 23, 39))).preset == "lung"
+
+
+def test_a_propagation_decides_auto_at_its_seed_and_keeps_it(tiny_sam_model):
+    from SAMSegmentLib.predictor import VolumePredictor
+    from SAMSegmentLib.prompts import Prompts
+    from SAMSegmentLib.propagation import MaskCarryPropagation, ObjectPrompts, PropagationRequest, StopRule
+    from SAMSegmentLib.volume import Axis
+
+    predictor = VolumePredictor(tiny_sam_model)
+    predictor.set_volume(lung_and_abdomen_ct())
+    request = PropagationRequest(Axis.AXIAL, 3, [ObjectPrompts("nodule", Prompts(box=(40, 24, 55, 39)))])
+    MaskCarryPropagation(predictor, request, StopRule.keep_going()).run()
+    assert predictor.mapping.preset == "percentile"
+    # Every slice was embedded once, with the mapping decided at the seed.
+    assert predictor.embed_count == 6 and all(predictor.is_embedded(Axis.AXIAL, k) for k in range(6))

@@ -24,8 +24,7 @@ from SAMSegmentLib.propagation import (
 )
 from SAMSegmentLib.volume import Axis
 
-KEEP_GOING = StopRule(min_score=-1e9, min_area_fraction=0, min_overlap=-1, max_intensity_shift=1e9,
-                      absent_score=-1e9)
+KEEP_GOING = StopRule.keep_going()
 
 
 @pytest.fixture

@@ -42,7 +42,7 @@ def test_a_similar_next_slice_is_accepted_and_becomes_the_reference(image):
     ],
 )
 def test_each_end_of_object_signal_stops(image, mask, score, expected):
-    rule = StopRule()
+    rule = StopRule(min_area_fraction=0.02)
     track = rule.start(prediction(disc(10)), image)
     assert expected in rule.check(track, prediction(mask, score), image)
 
@@ -64,6 +64,39 @@ def test_absent_needs_low_quality_no_contrast_and_no_edges(image):
     assert "found nothing" in rule.absent_reason(prediction(np.zeros((64, 64), bool)), image)
 
 
-def test_box_margin_grows_with_the_object_but_never_below_the_minimum():
-    rule = StopRule(margin_fraction=0.1, min_margin_pixels=2)
-    assert rule.box_margin(100, 10) == (10.0, 2.0)
+def test_box_margin_has_floors_in_mm_and_pixels_and_grows_with_the_object():
+    rule = StopRule(margin_fraction=0.1, min_margin_mm=3.0, min_margin_pixels=2.0)
+    assert rule.box_margin(100, 10, spacing_xy=(1.0, 0.5)) == (10.0, 6.0)  # 3 mm = 6 pixels of 0.5 mm
+    assert rule.box_margin(100, 10, spacing_xy=(3.0, 3.0)) == (10.0, 2.0)  # 3 mm is 1 pixel: 2 pixels
+
+
+def test_the_area_floor_is_in_square_millimetres(image):
+    rule = StopRule(min_area_mm2=20.0, min_area_fraction=0.0, min_overlap=0.0)
+    track = rule.start(prediction(disc(10)), image, spacing_xy=(0.5, 0.5))
+    assert "mm^2" in rule.check(track, prediction(disc(2)), image)  # 13 pixels of 0.25 mm^2
+    track = rule.start(prediction(disc(10)), image, spacing_xy=(3.0, 3.0))
+    assert rule.check(track, prediction(disc(2)), image) == ""  # the same pixels are 117 mm^2
+
+
+def test_a_mask_that_balloons_into_a_neighbour_stops(image):
+    rule = StopRule(max_area_growth=2.0)
+    track = rule.start(prediction(disc(10)), image)
+    assert rule.check(track, prediction(disc(12)), image) == ""
+    assert "area grew" in rule.check(track, prediction(disc(20)), image)
+
+
+def test_a_few_pixels_of_another_tissue_do_not_shift_the_robust_intensity(image):
+    rule = StopRule(max_intensity_shift=1.5)
+    track = rule.start(prediction(disc(10)), image)
+    speckled = image.copy()
+    speckled[disc(10) & (np.arange(64)[None, :] % 7 == 0)] = 0.0  # a seventh of the mask turns dark
+    assert rule.check(track, prediction(disc(10)), speckled) == ""
+
+
+def test_checked_both_ways_a_slice_whose_box_does_not_find_the_previous_mask_stops(image):
+    rule = StopRule(min_reverse_overlap=0.5)
+    track = rule.start(prediction(disc(10)), image)
+    assert rule.check(track, prediction(disc(10)), image, reverse=prediction(disc(10))) == ""
+    moved_back = prediction(disc(6, centre=(14, 14)))
+    assert "checked back" in rule.check(track, prediction(disc(10)), image, reverse=moved_back)
+    assert StopRule().checks_both_ways is False and rule.checks_both_ways

@@ -28,9 +28,7 @@ from SAMSegmentLib.worker import (
 )
 
 # Random-weight models score low and drift; this rule lets propagation run to the range ends.
-KEEP_GOING = StopRule(
-    min_score=-1.0, min_area_fraction=0.0, min_overlap=0.0, max_intensity_shift=float("inf"), absent_score=-1.0
-)
+KEEP_GOING = StopRule.keep_going()
 
 
 class SlowEncoder:

@@ -14,8 +14,6 @@ import os
 import qt
 import slicer
 import vtk
-from SAMSegmentMRML.geometry import arrayToWorldMatrix, volumeKey
-from SAMSegmentMRML.slice_views import ObliqueSliceError, OutsideVolumeError, slicePositionFromXy
 from SegmentEditorEffects import AbstractScriptedSegmentEditorEffect
 from slicer.i18n import tr as _
 
@@ -23,6 +21,9 @@ from SAMSegmentEffect.effect_editing import EffectEditing
 from SAMSegmentEffect.effect_options import EffectOptions, setMRMLDefaults
 from SAMSegmentEffect.prompt_drawing import PromptDrawing
 from SAMSegmentLib.errors import SAMSegmentError
+from SAMSegmentMRML.display_intensity import engineIntensity
+from SAMSegmentMRML.geometry import arrayToWorldMatrix, volumeKey
+from SAMSegmentMRML.slice_views import ObliqueSliceError, OutsideVolumeError, slicePositionFromXy
 
 POLL_INTERVAL_MS = 50
 DRAG_THRESHOLD_PIXELS = 5  # a shorter drag is a click
@@ -38,6 +39,7 @@ class SegmentEditorEffect(AbstractScriptedSegmentEditorEffect):
         AbstractScriptedSegmentEditorEffect.__init__(self, scriptedEffect)
         self.session = None
         self.volumeKey = None
+        self.sentIntensity = None  # what the engine was last told about intensity
         self.arrayToRas = None
         self.drawing = PromptDrawing(scriptedEffect)
         self.dragStart = None  # (slice widget, xy) of a left press
@@ -315,6 +317,8 @@ class SegmentEditorEffect(AbstractScriptedSegmentEditorEffect):
 
         if not self.session.modelReady and self.session.tracker.pending(Purpose.MODEL) is None:
             self._loadModel()  # loading failed (e.g. the server was unreachable): the prompt tries again
+        if self._engineIntensity() != self.sentIntensity:
+            self._sendVolume()  # the window/level changed since: the model sees what the user now sees
         try:
             change(self._position(sliceWidget, xy))
         except (ObliqueSliceError, OutsideVolumeError, ValueError) as error:
@@ -394,10 +398,16 @@ class SegmentEditorEffect(AbstractScriptedSegmentEditorEffect):
             self._sendVolume()
             self._drawAllPrompts()
 
+    def _engineIntensity(self):
+        parameterNode = self.scriptedEffect.parameterSetNode()
+        volumeNode = parameterNode.GetSourceVolumeNode() if parameterNode else None
+        return engineIntensity(self.scriptedEffect.parameter("IntensityPreset"), volumeNode)
+
     def _sendVolume(self):
         # The same key for the same voxels: embeddings are cached per key and intensity mapping.
+        self.sentIntensity = self._engineIntensity()
         self.session.setVolume(
-            self.scriptedEffect.parameter("IntensityPreset"),
+            self.sentIntensity,
             volumeKey=self.volumeKey,
             memoryPolicy=self.scriptedEffect.parameter("MemoryPolicy"),
         )

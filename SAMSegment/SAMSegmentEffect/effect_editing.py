@@ -3,6 +3,7 @@
 from typing import ClassVar
 
 import slicer
+
 from SAMSegmentMRML.segment_writer import Modification
 
 

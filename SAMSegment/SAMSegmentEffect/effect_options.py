@@ -7,21 +7,22 @@ Combo boxes show translated labels and keep the parameter value as item data, so
 never depend on the user's language (the convention of Slicer's own effects)."""
 
 import qt
-from SAMSegmentMRML.model_choices import modelChoices, modelLabel
 from slicer.i18n import tr as _
 
-from SAMSegmentEffect.settings import LOCAL_ENGINE, SERVER_ENGINE, SETTINGS_PREFIX, EngineChoice, engineChoice
+from SAMSegmentEffect.settings import (
+    EFFECT_CHOICES,
+    LOCAL_ENGINE,
+    SERVER_ENGINE,
+    EngineChoice,
+    engineChoice,
+    saveChoice,
+    savedChoice,
+)
 from SAMSegmentLib.checkpoints import CheckpointStore
 from SAMSegmentLib.intensity import PRESETS
 from SAMSegmentLib.registry import MODELS, Family
-
-DEFAULTS = {
-    "Model": "litemedsam",
-    "Device": "auto",
-    "IntensityPreset": "auto",
-    "MemoryPolicy": "recent",
-    "Direction": "both",
-}
+from SAMSegmentMRML.display_intensity import DISPLAY_PRESET
+from SAMSegmentMRML.model_choices import modelChoices, modelLabel
 
 
 def engineChoices():
@@ -53,7 +54,8 @@ def presetChoices():
         "liver": _("CT liver"),
         "percentile": _("Percentiles (MR and others)"),
     }
-    return tuple((name, labels.get(name, name)) for name in PRESETS)
+    return ((DISPLAY_PRESET, _("As displayed (window/level)")),
+            *((name, labels.get(name, name)) for name in PRESETS))
 
 
 def memoryChoices():
@@ -63,9 +65,8 @@ def memoryChoices():
 def setMRMLDefaults(scriptedEffect):
     """The effect's parameter defaults (the user's last choices): parameters only, no widget, since
     qMRMLSegmentEditorWidget::updateEffectList can call setMRMLDefaults() before setupOptionsFrame()."""
-    settings = qt.QSettings()
-    for name, default in DEFAULTS.items():
-        scriptedEffect.setParameterDefault(name, settings.value(SETTINGS_PREFIX + name, default))
+    for name in EFFECT_CHOICES:
+        scriptedEffect.setParameterDefault(name, savedChoice(name))
 
 
 def _fillCombo(comboBox, choices):
@@ -111,7 +112,10 @@ class EffectOptions:
         effect.addLabeledOptionsWidget(_("Device:"), self.deviceSelector)
         self.presetSelector = qt.QComboBox()
         _fillCombo(self.presetSelector, presetChoices())
-        self.presetSelector.toolTip = _("How voxel values are scaled for the model (CT windows or percentiles).")
+        self.presetSelector.toolTip = _(
+            "How voxel values are scaled for the model: as the volume is displayed (the model segments what you "
+            "see), a CT window, or percentiles. Automatic adapts to the structure you prompt."
+        )
         effect.addLabeledOptionsWidget(_("Intensity:"), self.presetSelector)
         self.memorySelector = qt.QComboBox()
         _fillCombo(self.memorySelector, memoryChoices())
@@ -236,7 +240,7 @@ class EffectOptions:
         for name, value in values.items():
             if value:
                 self.scriptedEffect.setParameter(name, value)
-                qt.QSettings().setValue(SETTINGS_PREFIX + name, value)
+                saveChoice(name, value)
 
     def fillModelSelector(self):
         """Registry models and the user's fine-tuned ones, with where their weights are. Lists the

@@ -1,9 +1,9 @@
 """The prompts drawn in the slice views: markers per view, added to the effect's renderers."""
 
 import slicer
-from SAMSegmentMRML.slice_views import SlicePosition, sliceToXy
 
 from SAMSegmentEffect.prompt_markers import PromptMarkers
+from SAMSegmentMRML.slice_views import SlicePosition, sliceToXy
 
 
 class PromptDrawing:

@@ -16,6 +16,15 @@ import qt
 
 SETTINGS_PREFIX = "SAMSegment/"
 LOCAL_ENGINE, SERVER_ENGINE = "local", "server"
+# The SAM effect's choices kept between sessions (its parameters' defaults), with their first values.
+# "display": the model sees the source volume's window/level (SAMSegmentMRML.display_intensity).
+EFFECT_CHOICES = {
+    "Model": "litemedsam",
+    "Device": "auto",
+    "IntensityPreset": "display",
+    "MemoryPolicy": "recent",
+    "Direction": "both",
+}
 _ENGINE_KEY, _URL_KEY, _TOKEN_KEY = "Engine", "ServerUrl", "ServerToken"
 
 
@@ -52,3 +61,12 @@ def saveEngineChoice(choice):
         settings.setValue(SETTINGS_PREFIX + _TOKEN_KEY, choice.token)
     else:
         settings.remove(SETTINGS_PREFIX + _TOKEN_KEY)
+
+
+def savedChoice(name):
+    """The user's last choice of the effect's ``name`` (a key of EFFECT_CHOICES)."""
+    return str(qt.QSettings().value(SETTINGS_PREFIX + name, EFFECT_CHOICES[name]))
+
+
+def saveChoice(name, value):
+    qt.QSettings().setValue(SETTINGS_PREFIX + name, value)

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import slicer
 
+from SAMSegmentLib.intensity import IntensityMapping
 from SAMSegmentLib.propagation.types import Direction, ObjectPrompts, PropagationRequest
 from SAMSegmentLib.protocol import (
     Download,
@@ -124,12 +125,13 @@ class EditorSession:
 
     def setVolume(
         self,
-        preset: str,
+        preset: str | IntensityMapping,
         volumeKey: str | None = None,
         focus: SlicePosition | None = None,
         memoryPolicy: str = "recent",
     ) -> None:
         """Send the volume (a copy) to the worker; ``focus`` starts embedding the slice in view.
+        ``preset`` is an engine preset's name or a mapping (the displayed window, see display_intensity).
         ``memoryPolicy`` ("recent" or "self-sorting") is what SAM 2 models remember; sending it
         starts their memory over. Other models ignore it."""
         focusSlice = (focus.axis, focus.index) if focus is not None else None

@@ -3,9 +3,9 @@ removing that node undoes it. (The SAM effect segments everything on the current
 
 
 import slicer
-from SAMSegmentMRML.geometry import volumeKey
 from slicer.i18n import tr as _
 
+from SAMSegmentMRML.geometry import volumeKey
 from SAMSegmentPanels.worker_job import (
     axisSelector,
     chosenPreset,
@@ -39,9 +39,8 @@ class EverythingPanel:
     def onRun(self):
         if not enginePackagesReady():
             return
-        from SAMSegmentMRML.geometry import volumeFromVolumeNode
-
         from SAMSegmentLib.protocol import SegmentEverything
+        from SAMSegmentMRML.geometry import volumeFromVolumeNode
 
         volumeNode = self.volumeSelector.currentNode()
         if volumeNode is None:

@@ -74,11 +74,10 @@ class FinetunePanel:
     def onRun(self):
         if not enginePackagesReady():
             return
-        from SAMSegmentMRML.research_inputs import labelledCase
-
         from SAMSegmentLib.errors import SAMSegmentError
         from SAMSegmentLib.protocol import FineTune
         from SAMSegmentLib.research.types import FinetuneOptions, ValidationSplit
+        from SAMSegmentMRML.research_inputs import labelledCase
 
         structures = [name.strip() for name in self.structuresEdit.text.split(",") if name.strip()]
         chosen = [(volume.currentNode(), segmentation.currentNode()) for volume, segmentation in self.cases]

@@ -6,9 +6,9 @@ from pathlib import Path
 import ctk
 import qt
 import slicer
-from SAMSegmentMRML.geometry import volumeKey
 from slicer.i18n import tr as _
 
+from SAMSegmentMRML.geometry import volumeKey
 from SAMSegmentPanels.worker_job import (
     axisSelector,
     chosenPreset,
@@ -44,9 +44,8 @@ class PriorMapsPanel:
     def onRun(self):
         if not enginePackagesReady():
             return
-        from SAMSegmentMRML.geometry import volumeFromVolumeNode
-
         from SAMSegmentLib.protocol import ComputePriorMaps
+        from SAMSegmentMRML.geometry import volumeFromVolumeNode
 
         volumeNode = self.volumeSelector.currentNode()
         if volumeNode is None:

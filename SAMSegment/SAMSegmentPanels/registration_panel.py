@@ -42,10 +42,9 @@ class RegistrationPanel:
     def onRun(self):
         if not enginePackagesReady():
             return
-        from SAMSegmentMRML.research_inputs import volumeAndMask
-
         from SAMSegmentLib.protocol import Register
         from SAMSegmentLib.research.registration import RegistrationOptions
+        from SAMSegmentMRML.research_inputs import volumeAndMask
 
         fixedNode, movingNode = self.fixedSelector.currentNode(), self.movingSelector.currentNode()
         fixedSegmentation = self.fixedSegmentSelector.currentNode()

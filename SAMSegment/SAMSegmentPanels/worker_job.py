@@ -6,24 +6,25 @@ import logging
 import ctk
 import qt
 import slicer
-from SAMSegmentEffect.settings import SETTINGS_PREFIX
 from slicer.i18n import tr as _
 
+from SAMSegmentEffect.settings import savedChoice
+from SAMSegmentLib.intensity import AUTO_PRESET
+from SAMSegmentMRML.display_intensity import DISPLAY_PRESET
+
 POLL_INTERVAL_MS = 100
-# The SAM effect's choices (SAMSegmentEffect.effect_options saves them).
-MODEL_SETTING = SETTINGS_PREFIX + "Model"
-DEVICE_SETTING = SETTINGS_PREFIX + "Device"
-PRESET_SETTING = SETTINGS_PREFIX + "IntensityPreset"
 
 
 def chosenModel():
     """The model and device last chosen in the SAM effect (the panels use the same)."""
-    settings = qt.QSettings()
-    return settings.value(MODEL_SETTING, "litemedsam"), settings.value(DEVICE_SETTING, "auto")
+    return savedChoice("Model"), savedChoice("Device")
 
 
 def chosenPreset():
-    return qt.QSettings().value(PRESET_SETTING, "auto")
+    """The effect's intensity choice as an engine preset: the panels work on volumes of their own
+    choosing, so "as displayed" becomes the engine's ``auto``."""
+    preset = savedChoice("IntensityPreset")
+    return AUTO_PRESET if preset == DISPLAY_PRESET else preset
 
 
 def enginePackagesReady():

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass
 
@@ -32,10 +31,7 @@ OBJECT_ID = "organ"
 _MIN_BOX_PIXELS = 1  # Prompts.validate refuses boxes narrower than this
 # For random weights (timing only): carry whatever mask the model makes through every slice,
 # and never judge the prompted slice absent (that needs the score below absent_score).
-TIMING_ONLY_STOP_RULE = StopRule(
-    min_score=-math.inf, min_area_fraction=0.0, min_overlap=0.0, max_intensity_shift=math.inf,
-    absent_score=-math.inf,
-)
+TIMING_ONLY_STOP_RULE = StopRule.keep_going()
 
 
 @dataclass

@@ -64,6 +64,7 @@ class MaskCarryPropagation:
                                          for o in request.objects})
         self._first, self._last = request.bounds(volume.slice_count(request.axis))
         self._planned = request.planned_slices(volume.slice_count(request.axis))
+        self._spacing_xy = volume.slice_spacing(request.axis)
         self._done = 0
 
     def run(self) -> PropagationResult:
@@ -91,6 +92,9 @@ class MaskCarryPropagation:
             return []
         seeds = []
         axis, index = self.request.axis, self.request.seed_index
+        if self.request.objects:
+            # ``auto`` intensity adapts to the structure prompted first, and stays for the whole walk.
+            self.predictor.choose_intensity(axis, index, self.request.objects[0].prompts)
         image = self.predictor.slice_image(axis, index)
         for item in self.request.objects:
             prediction = self.predictor.predict(axis, index, item.prompts)
@@ -99,7 +103,8 @@ class MaskCarryPropagation:
                 self.result.objects[item.object_id].stops.append(Stop("both", None, absent))
                 continue
             self._accept(item.object_id, index, prediction)
-            seeds.append(_Carry(item.object_id, prediction, self.stop_rule.start(prediction, image)))
+            track = self.stop_rule.start(prediction, image, self._spacing_xy)
+            seeds.append(_Carry(item.object_id, prediction, track))
             yield SliceResult(item.object_id, index, prediction.mask, prediction.score)
         self._tick()
         return seeds
@@ -123,7 +128,11 @@ class MaskCarryPropagation:
             still_live = []
             for carry in live:
                 prediction = self.predictor.predict(axis, index, *self._carried_prompt(carry.prediction))
-                reason = self.stop_rule.check(carry.track, prediction, image)
+                reverse = None
+                if self.stop_rule.checks_both_ways and prediction.mask.any():
+                    # The previous slice is embedded already: checking back costs one decoder call.
+                    reverse = self.predictor.predict(axis, index - step, *self._carried_prompt(prediction))
+                reason = self.stop_rule.check(carry.track, prediction, image, reverse)
                 if reason:
                     self._stop(carry.object_id, step, last_index[carry.object_id], reason)
                     continue
@@ -148,28 +157,7 @@ class MaskCarryPropagation:
         return True
 
     def _carried_prompt(self, previous: Prediction) -> tuple[Prompts, Any]:
-        """The next slice's prompt from the previous mask: a box with a margin, and for models
-        that take them an interior point and the previous logits (``Prediction.low_res_logits``)."""
-        spec = self.predictor.model.spec
-        mask = previous.mask
-        ys, xs = np.nonzero(mask)
-        margin_x, margin_y = self.stop_rule.box_margin(xs.max() - xs.min() + 1, ys.max() - ys.min() + 1)
-        height, width = mask.shape
-        box = (
-            max(0.0, xs.min() - margin_x),
-            max(0.0, ys.min() - margin_y),
-            min(width - 1.0, xs.max() + margin_x),
-            min(height - 1.0, ys.max() + margin_y),
-        )
-        prompts = Prompts(box=box)
-        mask_logits = None
-        if spec.accepts(PromptKind.POINT):
-            distance = ndimage.distance_transform_edt(mask)
-            y, x = np.unravel_index(int(np.argmax(distance)), mask.shape)
-            prompts.add_point(float(x), float(y))
-        if spec.accepts(PromptKind.MASK):
-            mask_logits = previous.low_res_logits
-        return prompts, mask_logits
+        return carried_prompt(self.predictor, previous, self.stop_rule, self._spacing_xy)
 
     def _accept(self, object_id: str, index: int, prediction: Prediction) -> None:
         outcome = self.result.objects[object_id]
@@ -178,3 +166,33 @@ class MaskCarryPropagation:
 
     def _stop(self, object_id: str, step: int, last_index: int, reason: str) -> None:
         self.result.objects[object_id].stops.append(Stop(step_name(step), last_index, reason))
+
+
+def carried_prompt(
+    predictor: VolumePredictor,
+    previous: Prediction,
+    stop_rule: StopRule,
+    spacing_xy: tuple[float, float],
+) -> tuple[Prompts, object]:
+    """The next slice's prompt from the previous mask: a box with the stop rule's margin, and for
+    models that take them an interior point and the previous logits."""
+    spec = predictor.model.spec
+    mask = previous.mask
+    ys, xs = np.nonzero(mask)
+    margin_x, margin_y = stop_rule.box_margin(xs.max() - xs.min() + 1, ys.max() - ys.min() + 1, spacing_xy)
+    height, width = mask.shape
+    box = (
+        max(0.0, xs.min() - margin_x),
+        max(0.0, ys.min() - margin_y),
+        min(width - 1.0, xs.max() + margin_x),
+        min(height - 1.0, ys.max() + margin_y),
+    )
+    prompts = Prompts(box=box)
+    mask_logits = None
+    if spec.accepts(PromptKind.POINT):
+        distance = ndimage.distance_transform_edt(mask)
+        y, x = np.unravel_index(int(np.argmax(distance)), mask.shape)
+        prompts.add_point(float(x), float(y))
+    if spec.accepts(PromptKind.MASK):
+        mask_logits = previous.low_res_logits
+    return prompts, mask_logits

@@ -110,6 +110,7 @@ class InferenceSession:
         if isinstance(segmenter, SAM2Sessions):
             return Preview(Axis(request.axis), request.index, segmenter.preview(request))
         logits = None if request.mask_logits is None else torch.as_tensor(request.mask_logits, dtype=torch.float32)
+        segmenter.choose_intensity(request.axis, request.index, request.prompts)  # as the propagation from them will
         prediction = segmenter.predict(
             request.axis, request.index, request.prompts, mask_logits=logits, multimask=request.multimask
         )

@@ -4,6 +4,7 @@ reference geometry, and the source volume resampled onto it when the two differ.
 from __future__ import annotations
 
 import slicer
+
 from SAMSegmentMRML.geometry import orientedImageFromVolumeNode
 
 

@@ -8,10 +8,10 @@ import SimpleITK as sitk
 import slicer
 from editor_reference import alignedSourceImage
 from mrml_fixtures import loadVolume, makeEditor, writeImage
-from SAMSegmentMRML.geometry import RAS_TO_LPS, arrayToRasMatrix, volumeFromOrientedImage, volumeFromVolumeNode
-from SAMSegmentMRML.segment_writer import EditorLogicEditing, MaskWrite, writeSegmentMasks
 
 from SAMSegmentLib.volume import Volume
+from SAMSegmentMRML.geometry import RAS_TO_LPS, arrayToRasMatrix, volumeFromOrientedImage, volumeFromVolumeNode
+from SAMSegmentMRML.segment_writer import EditorLogicEditing, MaskWrite, writeSegmentMasks
 
 pytestmark = pytest.mark.slicer
 

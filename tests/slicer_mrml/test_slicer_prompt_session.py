@@ -6,11 +6,11 @@ from dataclasses import dataclass
 from enum import Enum
 
 import pytest
+
+from SAMSegmentLib.volume import Axis
 from SAMSegmentMRML.prompt_session import PromptSession
 from SAMSegmentMRML.request_tracker import RequestTracker
 from SAMSegmentMRML.slice_views import SlicePosition
-
-from SAMSegmentLib.volume import Axis
 
 pytestmark = pytest.mark.slicer
 

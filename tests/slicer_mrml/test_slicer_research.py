@@ -8,6 +8,9 @@ import numpy as np
 import pytest
 import slicer
 from mrml_fixtures import loadVolume, makeEditor, writeImage
+
+from SAMSegmentLib.protocol import MessageKind
+from SAMSegmentLib.volume import Axis
 from SAMSegmentMRML.geometry import (
     arrayToMatrix,
     labelmapLike,
@@ -19,9 +22,6 @@ from SAMSegmentMRML.research_inputs import labelledCase, volumeAndMask
 from SAMSegmentMRML.research_outputs import addPriorMapVolumes, addRegistrationTransform
 from SAMSegmentMRML.segment_writer import EditorLogicEditing
 from SAMSegmentMRML.session import NoticeKind
-
-from SAMSegmentLib.protocol import MessageKind
-from SAMSegmentLib.volume import Axis
 
 pytestmark = pytest.mark.slicer
 torch = pytest.importorskip("torch")
@@ -369,12 +369,12 @@ def test_segments_of_a_transformed_segmentation_are_read_where_the_transform_put
 
 
 def test_fine_tuned_models_are_offered_after_the_registry_models(tmp_path):
-    from SAMSegmentMRML.model_choices import modelChoices, modelLabel
     from tiny_models import tiny_sam
 
     from SAMSegmentLib.checkpoints import CheckpointStore
     from SAMSegmentLib.registry import MODELS
     from SAMSegmentLib.research.finetune import save_finetuned
+    from SAMSegmentMRML.model_choices import modelChoices, modelLabel
 
     store = CheckpointStore(tmp_path)
     assert [spec.name for spec in modelChoices(store)] == list(MODELS)

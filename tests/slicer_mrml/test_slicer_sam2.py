@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from SAMSegmentMRML.segment_writer import EditorLogicEditing
-from SAMSegmentMRML.session import EditorSession, NoticeKind
-from SAMSegmentMRML.slice_views import SlicePosition
 from test_slicer_session import RecordingWorker, _pump, _segment, editor  # noqa: F401 - editor is a fixture
 
 from SAMSegmentLib.protocol import MessageKind
 from SAMSegmentLib.volume import Axis
+from SAMSegmentMRML.segment_writer import EditorLogicEditing
+from SAMSegmentMRML.session import EditorSession, NoticeKind
+from SAMSegmentMRML.slice_views import SlicePosition
 
 pytestmark = [pytest.mark.slicer, pytest.mark.sam2]
 pytest.importorskip("sam2")

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from SAMSegmentMRML.geometry import RAS_TO_LPS, arrayToRasMatrix
-from SAMSegmentMRML.segment_writer import segmentMaskOnGrid
 
 from SAMSegmentLib.imageio import Segment, write_segmentation
 from SAMSegmentLib.volume import Volume
+from SAMSegmentMRML.geometry import RAS_TO_LPS, arrayToRasMatrix
+from SAMSegmentMRML.segment_writer import segmentMaskOnGrid
 
 pytestmark = pytest.mark.slicer
 

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import slicer
 from mrml_fixtures import loadVolume, makeEditor, writeImage
-from SAMSegmentMRML.segment_writer import EditorLogicEditing, MaskWrite, writeSegmentMasks
 
 from SAMSegmentLib.volume import Axis, Volume
+from SAMSegmentMRML.segment_writer import EditorLogicEditing, MaskWrite, writeSegmentMasks
 
 pytestmark = pytest.mark.slicer
 

@@ -6,10 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import slicer
-from SAMSegmentMRML.session import EditorSession, NoticeKind
 from test_slicer_session import _box, _permissive, _pump, _segment, editor, session, worker  # noqa: F401 - fixtures
 
 from SAMSegmentLib.protocol import MessageKind
+from SAMSegmentMRML.session import EditorSession, NoticeKind
 
 pytestmark = pytest.mark.slicer
 
@@ -80,11 +80,11 @@ class _OutOfMemoryAfter:
 
 
 def test_running_out_of_memory_mid_propagation_leaves_no_preview_and_the_segment_as_it_was(editor, scene):
-    from SAMSegmentMRML.segment_writer import EditorLogicEditing
     from test_slicer_session import RecordingWorker
     from tiny_models import tiny_sam
 
     from SAMSegmentLib.worker import InferenceWorker, WorkerSettings
+    from SAMSegmentMRML.segment_writer import EditorLogicEditing
 
     model = _OutOfMemoryAfter(tiny_sam(), 3)
     with InferenceWorker(WorkerSettings(prefetch_slices=0), loader=lambda request: model) as worker:

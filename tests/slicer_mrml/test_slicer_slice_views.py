@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 import slicer
 from mrml_fixtures import loadVolume, writeImage
+
+from SAMSegmentLib.volume import Axis, Volume, ijk_to_slice
 from SAMSegmentMRML.geometry import arrayToMatrix, arrayToRasMatrix, orientedImageFromVolumeNode, volumeFromVolumeNode
 from SAMSegmentMRML.slice_views import (
     ObliqueSliceError,
@@ -17,8 +19,6 @@ from SAMSegmentMRML.slice_views import (
     sliceToXy,
     sliceViewAxis,
 )
-
-from SAMSegmentLib.volume import Axis, Volume, ijk_to_slice
 
 pytestmark = pytest.mark.slicer
 

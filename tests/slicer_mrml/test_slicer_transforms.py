@@ -13,6 +13,8 @@ import pytest
 import slicer
 import vtk
 from mrml_fixtures import loadVolume, makeEditor, writeImage
+
+from SAMSegmentLib.volume import Axis, Volume
 from SAMSegmentMRML.geometry import (
     arrayFromImage,
     arrayToMatrix,
@@ -26,8 +28,6 @@ from SAMSegmentMRML.preview import PREVIEW_SEGMENT_ID, PreviewSegmentation
 from SAMSegmentMRML.research_inputs import labelledCase, volumeAndMask
 from SAMSegmentMRML.segment_writer import EditorLogicEditing, MaskWrite, writeSegmentMasks
 from SAMSegmentMRML.slice_views import SlicePosition, slicePositionFromXy, sliceToXy
-
-from SAMSegmentLib.volume import Axis, Volume
 
 pytestmark = pytest.mark.slicer
 
@@ -233,9 +233,8 @@ def test_a_segmentation_under_a_non_linear_transform_is_refused(scene, editor, v
 
 def test_segment_everything_writes_on_the_transformed_segmentations_grid(editor, volumeNode):
     pytest.importorskip("torch")  # the research package imports it
-    from SAMSegmentMRML.everything_writer import addEverythingSegments
-
     from SAMSegmentLib.research.everything import EverythingObject, EverythingResult
+    from SAMSegmentMRML.everything_writer import addEverythingSegments
 
     aligned = editor.logic.GetAlignedSourceVolume()
     shape = volumeFromOrientedImage(aligned).array.shape

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import slicer
 from mrml_fixtures import loadVolume, makeEditor, writeImage
-from SAMSegmentMRML.geometry import arrayToMatrix, volumeKey
 
 from SAMSegmentLib.volume import Volume
+from SAMSegmentMRML.geometry import arrayToMatrix, volumeKey
 
 pytestmark = pytest.mark.slicer
 

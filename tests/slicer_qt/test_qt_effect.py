@@ -245,3 +245,22 @@ def test_gui_thread_steps_do_not_import_torch(samModule, editor, packages, monke
     effect.options.deviceSelector.select("cpu")
     editor.widget.click(editor.red, editor.xyOf(32, 30))
     assert type(client.submitted[-1]).__name__ == "Predict"
+
+
+def test_the_model_sees_the_window_shown_and_follows_it(stubEffect, editor):
+    from SAMSegmentLib.intensity import IntensityMapping
+
+    def sentIntensity():
+        return [r.preset for r in stubEffect.client.submitted if type(r).__name__ == "SetVolume"]
+
+    assert stubEffect.scriptedEffect.parameter("IntensityPreset") == "display"
+    display = editor.volumeNode.GetDisplayNode()
+    display.SetAutoWindowLevel(False)
+    display.SetWindowLevel(400, 40)
+    editor.widget.click(editor.red, editor.xyOf(32, 30))  # the window changed since the volume was sent
+    assert sentIntensity()[-1] == IntensityMapping(-160.0, 240.0, "display")
+    count = len(sentIntensity())
+    editor.widget.click(editor.red, editor.xyOf(30, 30))
+    assert len(sentIntensity()) == count  # unchanged window: nothing resent
+    stubEffect.options.presetSelector.select("soft_tissue")
+    assert sentIntensity()[-1] == "soft_tissue"

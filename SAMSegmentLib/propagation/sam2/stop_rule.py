@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..stop_rule import StopRule
+
 
 @dataclass(frozen=True)
 class SAM2StopRule:
@@ -17,7 +19,7 @@ class SAM2StopRule:
     """
 
     min_object_score: float = 0.0
-    min_area_fraction: float = 0.02
+    min_area_fraction: float = StopRule.min_area_fraction  # one home: the calibrated mask-carrying rule
 
     def check(self, object_score: float, area: int, start_area: int | None) -> str:
         """The reason to stop before this slice, or "" to accept it. ``start_area`` is the

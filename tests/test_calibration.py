@@ -1,0 +1,68 @@
+"""The stop-rule calibration harness on hand-made walks: where each rule stops, the Dice and the
+slices beyond or short of the reference it reports, and the search's choice."""
+
+import math
+from dataclasses import replace
+
+import numpy as np
+
+from SAMSegmentLib.propagation import StopRule
+from SAMSegmentLib.research.calibration import StructureWalk, WalkStep, WalkTable, calibrate, legacy_rule
+
+
+def step(index, area, hits, score=0.9, overlap=0.8, shift=0.5):
+    evidence = {"score": score, "area_mm2": area * 9.0, "area_fraction": area / 100.0, "overlap": overlap,
+                "area_growth": 1.0, "intensity_shift": shift, "intensity_change": shift * 0.05, "legacy_shift": shift,
+                "reverse_overlap": None}
+    return WalkStep(index, area, hits, evidence)
+
+
+def lesion_walk(dataset="set-a", name="lesion"):
+    """A structure on slices 4..6 of 10 (seed 5), the walk running on past both ends with low scores."""
+    return StructureWalk(
+        dataset, name, "soft_tissue", slice_count=10, seed=5, seed_score=0.95, seed_area=100, seed_hits=90,
+        reference_voxels=260, reference_first=4, reference_last=6, oracle_area=0, oracle_hits=0, seed_spread=0.05,
+        forward=[step(6, 80, 75), step(7, 60, 0, score=0.3), step(8, 40, 0, score=0.2)],
+        backward=[step(4, 80, 75), step(3, 50, 0, score=0.35, shift=5.0), WalkStep(2, 0, 0, None)],
+    )
+
+
+def test_a_rule_that_refuses_low_scores_stops_at_the_lesion_ends():
+    table = WalkTable.of([lesion_walk()])
+    measures = table.measures(StopRule(min_score=0.5, max_intensity_shift=math.inf, min_overlap=0.0))
+    assert measures["last"].tolist() == [[6, 4]]
+    assert measures["beyond"].tolist() == [[0, 0]] and measures["short"].tolist() == [[0, 0]]
+    assert np.isclose(measures["dice"][0], 2 * (90 + 75 + 75) / (100 + 80 + 80 + 260))
+    assert np.isclose(table.summary(StopRule(min_score=0.5))["mean_gap_to_best_stop"], 0.0)
+
+
+def test_a_lenient_rule_runs_past_the_ends_and_is_counted():
+    table = WalkTable.of([lesion_walk()])
+    lenient = StopRule(min_score=-math.inf, max_intensity_shift=math.inf, min_overlap=0.0, min_area_fraction=0.0)
+    measures = table.measures(lenient)
+    assert measures["last"].tolist() == [[8, 3]]  # the empty mask on slice 2 always stops
+    assert measures["beyond"].tolist() == [[2, 1]]
+    summary = table.summary(lenient)
+    assert summary["ends_more_than_one_beyond"] == 1 and summary["max_beyond"] == 2
+    assert summary["mean_gap_to_best_stop"] > 0.05
+
+
+def test_the_intensity_shift_alone_stops_the_backward_direction():
+    table = WalkTable.of([lesion_walk()])
+    rule = StopRule(min_score=-math.inf, max_intensity_shift=2.0, min_overlap=0.0, min_area_fraction=0.0)
+    assert table.measures(rule)["last"].tolist() == [[8, 4]]
+    # A floor on the seed's spread (0.05 here) twice as high halves the shift: 5 -> 2.5 still stops, at 4 not.
+    assert table.measures(replace(rule, min_intensity_spread=0.1))["last"].tolist() == [[8, 4]]
+    assert table.measures(replace(rule, min_intensity_spread=0.2))["last"].tolist() == [[8, 3]]
+
+
+def test_calibrate_prefers_the_rule_that_stops_at_the_ends_and_checks_each_set_left_out():
+    walks = [lesion_walk("set-a", "one"), lesion_walk("set-b", "two")]
+    grid = {"min_score": (-math.inf, 0.5), "max_intensity_shift": (math.inf, 2.0), "min_overlap": (0.0, 0.4)}
+    record = calibrate(walks, StopRule(), grid)
+    assert record["variants_tried"] == 8
+    assert record["chosen_summary"]["all"]["ends_more_than_one_beyond"] == 0
+    assert record["chosen_summary"]["all"]["mean_gap_to_best_stop"] == 0.0
+    assert set(record["leave_one_dataset_out"]) == {"set-a", "set-b"}
+    assert record["before"]["thresholds"]["min_score"] == legacy_rule().min_score
+    assert len(record["structures"]) == 2 and "before" in record["structures"][0]
