@@ -59,6 +59,12 @@ class VolumePredictor:
             raise RuntimeError("No volume is set: call set_volume() first.")
         return self.volume
 
+    def require_mapping(self) -> IntensityMapping:
+        """The intensity mapping in force: set by set_volume, changed by choose_intensity."""
+        if self.mapping is None:
+            raise RuntimeError("No volume is set: call set_volume() first.")
+        return self.mapping
+
     def choose_intensity(self, axis: Axis, index: int, prompts: Prompts) -> IntensityMapping:
         """With ``auto``, decide the mapping from the voxels under ``prompts`` on slice ``index`` (see
         ``intensity.mapping_for``); other settings keep theirs. Returns the mapping in force."""
@@ -69,19 +75,15 @@ class VolumePredictor:
             if preset not in self._auto_mappings:
                 self._auto_mappings[preset] = mapping_for(volume, preset)
             self.mapping = self._auto_mappings[preset]
-        assert self.mapping is not None
-        return self.mapping
+        return self.require_mapping()
 
     def slice_image(self, axis: Axis, index: int) -> np.ndarray:
         """The slice mapped to [0, 1] with the volume's intensity mapping."""
-        volume = self.require_volume()
-        assert self.mapping is not None
-        return self.mapping.apply(volume.slice_2d(axis, index))
+        return self.require_mapping().apply(self.require_volume().slice_2d(axis, index))
 
     def cache_key(self, axis: Axis, index: int) -> tuple[str, str, str, str, str, int]:
-        assert self.mapping is not None
         return (
-            self.volume_key, self.content, repr(self.mapping), self.model.spec.name, Axis(axis).value, int(index)
+            self.volume_key, self.content, repr(self.require_mapping()), self.model.spec.name, Axis(axis).value, int(index)
         )
 
     def is_embedded(self, axis: Axis, index: int) -> bool:

@@ -7,6 +7,8 @@ import argparse
 import json
 from pathlib import Path
 
+import numpy as np
+
 from ..atomic import (
     PlannedOutput,
     check_outputs,
@@ -14,7 +16,7 @@ from ..atomic import (
     written_together,
 )
 from ..datasets import DATA_DIR_ENV, load_labelled_case, shared_ct_dir
-from ..evaluation import EvaluationSettings, evaluate_structure
+from ..evaluation import EvaluationSettings, StructureReport, evaluate_structure
 from ..imageio import Segment, write_segmentation
 from ..predictor import VolumePredictor
 from ..volume import Axis
@@ -41,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
     case = load_labelled_case(data / "ct.nii.gz", data / "labels.nii.gz", data / "labels.json")
     predictor = VolumePredictor(open_model(args))
     predictor.set_volume(case.volume, args.preset)
-    print(f"{predictor.model.spec.name} on {data / 'ct.nii.gz'} ({predictor.mapping.preset} intensity mapping): "
+    print(f"{predictor.model.spec.name} on {data / 'ct.nii.gz'} ({predictor.require_mapping().preset} intensity mapping): "
           "one box per organ from the reference on the slice where it is largest, propagated both ways.")
     reports = []
     with progress_bar("organs", total=len(DEMO_STRUCTURES)) as bar:
@@ -55,10 +57,16 @@ def run(args: argparse.Namespace) -> int:
     segmentation, report_path, png = (args.output_dir / name for name in _FILES)
     index = reports[0].seed_index
     with written_together() as outputs:  # the three files of one run, never mixed with an earlier run's
-        write_segmentation(segmentation, case.volume, [Segment(r.name, r.mask) for r in reports], outputs)
+        masks = [_kept_mask(r) for r in reports]
+        write_segmentation(segmentation, case.volume, [Segment(r.name, m) for r, m in zip(reports, masks)], outputs)
         write_text(report_path, json.dumps({r.name: r.to_json() for r in reports}, indent=2), outputs)
-        write_overlay_png(png, predictor.slice_image(Axis.AXIAL, index), [r.mask[index] for r in reports],
+        write_overlay_png(png, predictor.slice_image(Axis.AXIAL, index), [m[index] for m in masks],
                           flips=display_flips(case.volume, Axis.AXIAL), outputs=outputs)
     print(f"embedded {predictor.embed_count} slices once each; wrote {segmentation} (open it in 3D Slicer over "
           f"the CT), {report_path} and {png}")
     return 0
+
+
+def _kept_mask(report: StructureReport) -> np.ndarray:
+    assert report.mask is not None, "evaluate_structure keeps the mask; only dataset runs drop masks"
+    return report.mask

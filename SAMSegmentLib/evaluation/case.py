@@ -117,13 +117,12 @@ def evaluate_case(
                 report.mask = None
         if progress is not None:
             progress(done, len(names))
-    assert predictor.mapping is not None
     return CaseReport(
         case=case.name,
         image=str(case.image),
         labels=str(case.labels),
         model=predictor.model.spec.name,
-        intensity=vars(predictor.mapping),
+        intensity=vars(predictor.require_mapping()),
         structures=results,
         slices_embedded=predictor.embed_count,
         seconds=time.perf_counter() - started,

@@ -173,9 +173,9 @@ def carried_prompt(
     previous: Prediction,
     stop_rule: StopRule,
     spacing_xy: tuple[float, float],
-) -> tuple[Prompts, object]:
+) -> tuple[Prompts, Any]:
     """The next slice's prompt from the previous mask: a box with the stop rule's margin, and for
-    models that take them an interior point and the previous logits."""
+    models that take them an interior point and the previous logits (``Prediction.low_res_logits``)."""
     spec = predictor.model.spec
     mask = previous.mask
     ys, xs = np.nonzero(mask)

@@ -16,9 +16,11 @@ import json
 import os
 import pickle
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -28,7 +30,9 @@ from ..datasets import LabelledCase
 from ..errors import PromptError
 from ..imageio import read_volume
 from ..intensity import IntensityMapping, mapping_for
+from ..models import PromptableModel
 from ..predictor import VolumePredictor
+from ..propagation import StopRule
 from ..volume import Axis, Volume
 
 AXIS = Axis.AXIAL
@@ -38,6 +42,8 @@ SHARED_SETS = (
     ("abdomen-mr", "mr.nii.gz"),
     ("abdomen-ct-dicom", "dicom"),
 )
+
+Log = Callable[[str], None]  # where progress lines go (print by default)
 
 
 def load_case(folder: Path, image_name: str) -> LabelledCase:
@@ -58,8 +64,8 @@ def load_case(folder: Path, image_name: str) -> LabelledCase:
     return LabelledCase(volume, labels, {v: n for v, n in names.items() if v in present})
 
 
-def embedded_predictor(model, case_name: str, volume: Volume, mapping: IntensityMapping, cache_dir: Path,
-                       log=print) -> VolumePredictor:
+def embedded_predictor(model: PromptableModel, case_name: str, volume: Volume, mapping: IntensityMapping,
+                       cache_dir: Path, log: Log = print) -> VolumePredictor:
     """A predictor on ``volume`` whose every axial slice is embedded, loading the embeddings from
     ``cache_dir`` when an earlier run stored them there (and storing them otherwise)."""
     predictor = VolumePredictor(model, EmbeddingCache(budget_bytes=8 << 30))
@@ -119,7 +125,7 @@ def _legacy_shift(image01: np.ndarray, seed_mask: np.ndarray, mask: np.ndarray) 
 
 
 def walk_structure(predictor: VolumePredictor, reference: np.ndarray, dataset: str, structure: str,
-                   walk_rule, reverse: bool = True, oracle: bool = True, past_end: int = 4) -> StructureWalk:
+                   walk_rule: StopRule, reverse: bool = True, oracle: bool = True, past_end: int = 4) -> StructureWalk:
     """Propagate one box on the reference's largest slice in both directions without stopping (up to
     ``past_end`` slices past the reference's end), recording every slice's evidence; with ``oracle``
     also the reference's box on every slice."""
@@ -142,7 +148,7 @@ def walk_structure(predictor: VolumePredictor, reference: np.ndarray, dataset: s
         oracle_area += int(found.sum())
         oracle_hits += int((found & reference[index]).sum())
     walk = StructureWalk(
-        dataset, structure, predictor.mapping.preset, volume.slice_count(AXIS), seed, seed_prediction.score,
+        dataset, structure, predictor.require_mapping().preset, volume.slice_count(AXIS), seed, seed_prediction.score,
         int(seed_prediction.mask.sum()), int((seed_prediction.mask & reference[seed]).sum()), int(reference.sum()),
         int(present.min()), int(present.max()), oracle_area, oracle_hits,
     )
@@ -153,28 +159,28 @@ def walk_structure(predictor: VolumePredictor, reference: np.ndarray, dataset: s
     for step, steps in ((1, walk.forward), (-1, walk.backward)):
         track = walk_rule.start(seed_prediction, seed_image, spacing_xy)
         previous = seed_prediction
-        index = seed + step
-        end = (present.max() + past_end) if step > 0 else (present.min() - past_end)
-        while 0 <= index < volume.slice_count(AXIS) and (index - end) * step <= 0:
-            prediction = predictor.predict(AXIS, index, *carried_prompt(predictor, previous, walk_rule, spacing_xy))
+        current = int(seed) + step
+        end = int(present.max()) + past_end if step > 0 else int(present.min()) - past_end
+        while 0 <= current < volume.slice_count(AXIS) and (current - end) * step <= 0:
+            prediction = predictor.predict(AXIS, current, *carried_prompt(predictor, previous, walk_rule, spacing_xy))
             mask = prediction.mask
             if not mask.any():
-                steps.append(WalkStep(index, 0, 0, None))
+                steps.append(WalkStep(current, 0, 0, None))
                 break
             back = None
             if reverse:
-                back = predictor.predict(AXIS, index - step, *carried_prompt(predictor, prediction, walk_rule, spacing_xy))
-            image = predictor.slice_image(AXIS, index)
+                back = predictor.predict(AXIS, current - step, *carried_prompt(predictor, prediction, walk_rule, spacing_xy))
+            image = predictor.slice_image(AXIS, current)
             evidence = asdict(walk_rule.measure(track, prediction, image, back))
             evidence["legacy_shift"] = _legacy_shift(seed_image, seed_prediction.mask, mask)
-            steps.append(WalkStep(index, int(mask.sum()), int((mask & reference[index]).sum()), evidence))
+            steps.append(WalkStep(current, int(mask.sum()), int((mask & reference[current]).sum()), evidence))
             track.previous_mask = mask
             previous = prediction
-            index += step
+            current += step
     return walk
 
 
-def annotate_seed_spread(model, data_root: Path, walks: list[StructureWalk], cache_dir: Path) -> None:
+def annotate_seed_spread(model: PromptableModel, data_root: Path, walks: list[StructureWalk], cache_dir: Path) -> None:
     """Fill ``seed_spread`` of walks recorded before it was kept (one decoder call each)."""
     from ..evaluation.protocols import box_from_reference
     from ..propagation import StopRule
@@ -192,9 +198,10 @@ def annotate_seed_spread(model, data_root: Path, walks: list[StructureWalk], cac
                                     if seed.mask.any() else 0.0)
 
 
-def walk_dataset(model, data_root: Path, dataset: str, image_name: str, preset: str, cache_dir: Path,
-                 walk_rule, reverse: bool = True, oracle: bool = True, structures=None, tag: str = "",
-                 log=print) -> list[StructureWalk]:
+def walk_dataset(model: PromptableModel, data_root: Path, dataset: str, image_name: str, preset: str, cache_dir: Path,
+                 walk_rule: StopRule, reverse: bool = True, oracle: bool = True,
+                 structures: Callable[[str], bool] | None = None, tag: str = "", log: Log = print
+                 ) -> list[StructureWalk]:
     """Walk every structure of one labelled set (or those ``structures`` accepts: a name -> bool)."""
     case = load_case(data_root / dataset, image_name)
     predictor = embedded_predictor(model, dataset, case.volume, mapping_for(case.volume, preset), cache_dir, log)
@@ -258,13 +265,14 @@ class WalkTable:
                 valid[row, column] = True
                 area[row, column], hits[row, column] = step.area, step.hits
                 if "intensity_change" not in step.evidence:  # recorded before the change was kept apart
-                    step.evidence["intensity_change"] = step.evidence["intensity_shift"] * max(walk.seed_spread, 0.02)
+                    spread = walk.seed_spread if walk.seed_spread is not None else 0.0
+                    step.evidence["intensity_change"] = step.evidence["intensity_shift"] * max(spread, 0.02)
                 for name in _FEATURES:
                     value = step.evidence.get(name)
                     features[name][row, column] = np.nan if value is None else value
         return cls(walks, features, valid, index, area, hits, spreads)
 
-    def accepted_steps(self, rule, legacy_shift: bool = False) -> np.ndarray:
+    def accepted_steps(self, rule: StopRule, legacy_shift: bool = False) -> np.ndarray:
         """How many steps of each direction ``rule`` accepts before its first refusal."""
         f = self.features
         shift = f["legacy_shift"] if legacy_shift else \
@@ -298,7 +306,7 @@ class WalkTable:
         self._oracle = np.array([2.0 * w.oracle_hits / (w.oracle_area + w.reference_voxels) if w.oracle_area
                                  else np.nan for w in walks])
 
-    def measures(self, rule, legacy_shift: bool = False) -> dict[str, np.ndarray]:
+    def measures(self, rule: StopRule, legacy_shift: bool = False) -> dict[str, np.ndarray]:
         """Per structure: one-box 3D Dice with ``rule``; per structure and end (forward, backward):
         the last slice segmented, slices beyond an end inside the volume, slices short of the end."""
         accepted = self.accepted_steps(rule, legacy_shift).reshape(-1, 2)
@@ -313,7 +321,7 @@ class WalkTable:
         short = np.where(segmented[:, None], np.maximum(-past, 0), np.abs(self._ends - self._seed[:, None]) + 1)
         return {"dice": 2.0 * hits / (area + self._reference), "last": last, "beyond": beyond, "short": short}
 
-    def outcomes(self, rule, legacy_shift: bool = False) -> list[dict]:
+    def outcomes(self, rule: StopRule, legacy_shift: bool = False) -> list[dict]:
         """``measures`` per structure, as JSON-ready records."""
         m = self.measures(rule, legacy_shift)
         results = []
@@ -335,7 +343,7 @@ class WalkTable:
             })
         return results
 
-    def summary(self, rule, legacy_shift: bool = False, tolerance: float = 0.05) -> dict:
+    def summary(self, rule: StopRule, legacy_shift: bool = False, tolerance: float = 0.05) -> dict:
         """Mean one-box Dice against the best stop on the same walk (and the oracle where measured),
         the worst gap, and overshoot at the ends that lie inside the volume."""
         m = self.measures(rule, legacy_shift)
@@ -403,7 +411,7 @@ GRID = {
 }
 
 
-def variants(base, grid: dict | None = None):
+def variants(base: StopRule, grid: dict | None = None) -> Iterator[StopRule]:
     """Every combination of ``grid`` (default ``GRID``) on top of ``base`` (a StopRule)."""
     import itertools
 
@@ -413,7 +421,7 @@ def variants(base, grid: dict | None = None):
         yield replace(base, **dict(zip(names, (float(v) for v in values))))
 
 
-def search(table: WalkTable, base, grid: dict | None = None) -> list[tuple[tuple, object]]:
+def search(table: WalkTable, base: StopRule, grid: dict | None = None) -> list[tuple[tuple, StopRule]]:
     """(objective, rule) of every variant, best first; among equals the most lenient (``GRID`` lists
     each threshold from lenient to strict), which cuts long structures least."""
     scored = [(objective(table.summary(rule)), rule) for rule in variants(base, grid)]
@@ -421,20 +429,18 @@ def search(table: WalkTable, base, grid: dict | None = None) -> list[tuple[tuple
     return scored
 
 
-def legacy_rule():
+def legacy_rule() -> StopRule:
     """The rule before 2026-11-29 (judged with its mean/std intensity shift: ``legacy_shift``)."""
-    from ..propagation import StopRule
-
     return StopRule(min_score=0.5, min_area_fraction=0.02, min_area_mm2=0.0, min_overlap=0.4,
                     max_area_growth=float("inf"), max_intensity_shift=1.5, min_reverse_overlap=None)
 
 
-def _thresholds(rule) -> dict:
+def _thresholds(rule: StopRule) -> dict:
     return {name: (None if value is None else float(value)) for name, value in
             ((name, getattr(rule, name)) for name in (*GRID, "min_reverse_overlap"))}
 
 
-def _json_number(value):
+def _json_number(value: Any) -> Any:
     if isinstance(value, float) and not np.isfinite(value):
         return "inf" if value > 0 else "-inf"
     if isinstance(value, dict):
@@ -444,7 +450,7 @@ def _json_number(value):
     return value
 
 
-def calibrate(walks: list[StructureWalk], base, grid: dict | None = None) -> dict:
+def calibrate(walks: list[StructureWalk], base: StopRule, grid: dict | None = None) -> dict:
     """Search the stop-rule variants on all walks, check the choice leaving each data set out, and
     compare with the rule before. Returns the JSON-ready record."""
     table = WalkTable.of(walks)
@@ -454,7 +460,7 @@ def calibrate(walks: list[StructureWalk], base, grid: dict | None = None) -> dic
     chosen = scored[0][1]
     before = legacy_rule()
 
-    def summaries(rule, legacy=False):
+    def summaries(rule: StopRule, legacy: bool = False) -> dict:
         return {"all": table.summary(rule, legacy), **{n: t.summary(rule, legacy) for n, t in per_set.items()}}
 
     left_out = {}
@@ -475,7 +481,7 @@ def calibrate(walks: list[StructureWalk], base, grid: dict | None = None) -> dic
     return _json_number({
         "variants_tried": len(scored),
         "grid": {name: [float(v) for v in values] for name, values in (grid or GRID).items()},
-        "objective": objective.__doc__.strip(),
+        "objective": (objective.__doc__ or "").strip(),
         "chosen": _thresholds(chosen),
         "chosen_summary": summaries(chosen),
         "before": {"thresholds": _thresholds(before), "intensity_shift": "mean difference in seed std + 0.02",
@@ -497,7 +503,9 @@ def calibrated_structure(name: str) -> bool:
     return not name.startswith("rib_") or name in KEPT_RIBS
 
 
-def intensity_comparison(data_root: Path, soft: list[StructureWalk], wide: list[StructureWalk], rule) -> list[dict]:
+def intensity_comparison(
+    data_root: Path, soft: list[StructureWalk], wide: list[StructureWalk], rule: StopRule
+) -> list[dict]:
     """Per CT structure walked with both the soft-tissue window and percentiles: the share of its
     box below the window, what ``auto`` picks, and the one-box Dice (and best stop) with each."""
     from ..evaluation.protocols import box_from_reference

@@ -85,10 +85,9 @@ def _prior_maps(
         progress=report,
         cancel=cancel,
     )
-    assert predictor.mapping is not None
     written = {}
     if request.output_folder is not None:
-        written = write_prior_maps(request.output_folder, volume, predictor.mapping.apply(volume.array), maps)
+        written = write_prior_maps(request.output_folder, volume, predictor.require_mapping().apply(volume.array), maps)
     return PriorMapsReady(maps, written)
 
 
