@@ -81,6 +81,13 @@ def mobile_sam(mobile_sam_checkpoint):
 
 
 @pytest.fixture(scope="session")
+def graph_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One ONNX graph cache for the whole session: graphs are keyed by their weights, so a model
+    exported once (the real LiteMedSAM takes the longest) serves every test that opens it."""
+    return tmp_path_factory.mktemp("onnx-graphs")
+
+
+@pytest.fixture(scope="session")
 def abdomen_ct_dir() -> Path:
     path = Path(os.environ.get(DATA_ENV, _DEFAULT_DATA))
     if not (path / "ct.nii.gz").exists():

@@ -11,10 +11,10 @@ PROPAGATION_SLICES = 6
 
 
 @pytest.fixture(scope="module")
-def report(tiny_sam_model, tmp_path_factory):
+def report(tiny_sam_model, graph_root):
     settings = BenchSettings(
         encoder_slices=2, clicks=6, prefetch_clicks=3, first_mask_slices=1, propagation_slices=PROPAGATION_SLICES,
-        stop_rule=TIMING_ONLY_STOP_RULE, graph_root=tmp_path_factory.mktemp("graphs"), service=False,
+        stop_rule=TIMING_ONLY_STOP_RULE, graph_root=graph_root, service=False,
     )
     return run_bench(tiny_sam_model, synthetic_ct(slices=12, size=64), settings, baseline_rss_mb=100.0)
 

@@ -121,11 +121,11 @@ def test_one_click_propagates_through_neighbouring_slices_like_a_box(predictor, 
     assert dice(boxed.mask, within) >= 0.85
 
 
-def test_onnx_runtime_agrees_with_torch(mobile_sam, predictor, case, tmp_path_factory):
+def test_onnx_runtime_agrees_with_torch(mobile_sam, predictor, case, graph_root):
     pytest.importorskip("onnxruntime")
     from SAMSegmentLib.backends.onnx_model import OnnxPromptableModel
 
-    onnx_predictor = VolumePredictor(OnnxPromptableModel(mobile_sam, tmp_path_factory.mktemp("onnx-graphs")))
+    onnx_predictor = VolumePredictor(OnnxPromptableModel(mobile_sam, graph_root))
     onnx_predictor.set_volume(case.volume)
     _, index, reference = _structure(case, "kidney_left")
     torch_features = predictor.embed(Axis.AXIAL, index).features["image_embeddings"]

@@ -36,11 +36,6 @@ def tiny_model(request):
     return request.getfixturevalue(request.param)
 
 
-@pytest.fixture(scope="module")
-def graph_root(tmp_path_factory):
-    return tmp_path_factory.mktemp("onnx-graphs")
-
-
 def _decode_both(torch_model, onnx_model, image, points, labels, box, multimask, mask_logits=None):
     torch_embedding, onnx_embedding = torch_model.encode(image), onnx_model.encode(image)
     expected = torch_model.decode(torch_embedding, points, labels, box, mask_logits, multimask)

@@ -78,11 +78,11 @@ def test_batched_decoding_matches_the_engine_decoder_prompt_by_prompt(phantom_pr
         decode_batch(model, embedding, points_xy=points, boxes_xyxy=boxes)
 
 
-def test_grid_segmentation_runs_on_an_onnx_runtime_model_like_on_torch(phantom_predictor, tmp_path):
+def test_grid_segmentation_runs_on_an_onnx_runtime_model_like_on_torch(phantom_predictor, graph_root):
     pytest.importorskip("onnxruntime")
     from SAMSegmentLib.backends import open_backend
 
-    onnx_model = open_backend(phantom_predictor.model, "onnxruntime", graph_root=tmp_path)
+    onnx_model = open_backend(phantom_predictor.model, "onnxruntime", graph_root=graph_root)
     predictor = VolumePredictor(onnx_model)
     predictor.set_volume(phantom_predictor.volume)
     options = dataclasses.replace(KEEP_ALL, points_per_side=3)

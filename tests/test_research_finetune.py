@@ -75,12 +75,12 @@ def test_training_changes_only_the_mask_decoder_and_raises_validation_dice(phant
     assert not any(parameter.requires_grad for parameter in model.network.parameters())
 
 
-def test_a_model_running_in_onnx_runtime_trains_its_torch_decoder(phantom_slices, tmp_path):
+def test_a_model_running_in_onnx_runtime_trains_its_torch_decoder(phantom_slices, graph_root):
     pytest.importorskip("onnxruntime")
     from SAMSegmentLib.backends import open_backend
 
     model, _, training, validation = phantom_slices
-    onnx_model = open_backend(model, "onnxruntime", graph_root=tmp_path)
+    onnx_model = open_backend(model, "onnxruntime", graph_root=graph_root)
     before = model.network.mask_decoder.iou_token.weight.clone()
     report = finetune_decoder(onnx_model, training, validation, FinetuneOptions(epochs=1, learning_rate=1e-3))
     assert not torch.equal(model.network.mask_decoder.iou_token.weight, before)
