@@ -130,10 +130,8 @@ class Segmenter:
             request.bounds(self._require_volume().slice_count(request.axis))
         except ValueError as error:
             raise PromptError(f"Slice {request.seed_index}, range {request.slice_range}: {error}") from None
-        propagator = make_propagator(self.segmenter_for(request.axis), request, None, cancel or CancelToken(), progress)
-        for _ in propagator:
-            pass
-        return propagator.result
+        segmenter = self.segmenter_for(request.axis)
+        return make_propagator(segmenter, request, None, cancel or CancelToken(), progress).run()
 
     def segmenter_for(self, axis: Axis) -> VolumePredictor | SAM2VolumeSession:
         """What segments slices along ``axis``: the volume's predictor, or a SAM 2 session on that axis."""

@@ -312,10 +312,7 @@ def _propagate(
 ) -> tuple[np.ndarray, list[int], list[Stop]]:
     """The 3D mask propagated from ``prompts`` on the seed slice."""
     request = PropagationRequest(settings.axis, seed, [ObjectPrompts(name, prompts)], settings.direction, slice_range)
-    propagator = make_propagator(predictor, request, None, CancelToken())
-    for _ in propagator:
-        pass
-    outcome = propagator.result.objects[name]
+    outcome = make_propagator(predictor, request, None, CancelToken()).run().objects[name]
     return outcome.mask, outcome.slices, outcome.stops
 
 

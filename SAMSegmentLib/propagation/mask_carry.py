@@ -18,14 +18,12 @@ from ..volume import put_slice
 from .stop_rule import ObjectTrack, StopRule
 from .types import (
     CancelToken,
-    ObjectResult,
     Progress,
     PropagationRequest,
-    PropagationResult,
     SliceResult,
     Stop,
-    step_name,
 )
+from .walk import SliceWalk
 
 
 @dataclass
@@ -37,8 +35,8 @@ class _Carry:
     track: ObjectTrack
 
 
-class MaskCarryPropagation:
-    """Iterate to get results slice by slice; ``result`` holds the whole volume afterwards.
+class MaskCarryPropagation(SliceWalk[StopRule]):
+    """Carry each slice's mask to the next as its prompt.
 
     All objects advance together, so each slice is embedded once for all of them, and the
     embedding cache makes the seed slice and every slice of the second direction free of
@@ -53,24 +51,12 @@ class MaskCarryPropagation:
         cancel: CancelToken | None = None,
         progress: Progress | None = None,
     ) -> None:
-        self.predictor = predictor
-        self.request = request
-        self.stop_rule = stop_rule or StopRule()
-        self.cancel = cancel or CancelToken()
-        self.progress = progress
         volume = predictor.require_volume()
-        shape = volume.array.shape
-        self.result = PropagationResult({o.object_id: ObjectResult(o.object_id, np.zeros(shape, bool))
-                                         for o in request.objects})
-        self._first, self._last = request.bounds(volume.slice_count(request.axis))
-        self._planned = request.planned_slices(volume.slice_count(request.axis))
+        count = volume.slice_count(request.axis)
+        objects = [o.object_id for o in request.objects]
+        super().__init__(request, objects, volume.array.shape, count, stop_rule or StopRule(), cancel, progress)
+        self.predictor = predictor
         self._spacing_xy = volume.slice_spacing(request.axis)
-        self._done = 0
-
-    def run(self) -> PropagationResult:
-        for _ in self:
-            pass
-        return self.result
 
     def __iter__(self) -> Iterator[SliceResult]:
         embeds_before = self.predictor.embed_count
@@ -80,11 +66,6 @@ class MaskCarryPropagation:
                 yield from self._walk(step, seeds)
         finally:
             self.result.embedded_slices = self.predictor.embed_count - embeds_before
-
-    def _tick(self) -> None:
-        self._done += 1
-        if self.progress is not None:
-            self.progress(self._done, self._planned)
 
     def _segment_seed(self) -> Generator[SliceResult, None, list[_Carry]]:
         if self.cancel.cancelled:
@@ -112,17 +93,15 @@ class MaskCarryPropagation:
     def _walk(self, step: int, seeds: list[_Carry]) -> Iterator[SliceResult]:
         axis = self.request.axis
         live = [_Carry(s.object_id, s.prediction, s.track.copy()) for s in seeds]
-        last_index = {c.object_id: self.request.seed_index for c in live}
+        last_index: dict[str, int | None] = {c.object_id: self.request.seed_index for c in live}
         index = self.request.seed_index + step
         while live:
             if not self._first <= index <= self._last:
-                for carry in live:
-                    self._stop(carry.object_id, step, last_index[carry.object_id], "reached the end of the range")
+                self._stop_all((c.object_id for c in live), step, last_index, "reached the end of the range")
                 return
             if not self._embed_unless_cancelled(index):
                 self.result.cancelled = True
-                for carry in live:
-                    self._stop(carry.object_id, step, last_index[carry.object_id], "cancelled")
+                self._stop_all((c.object_id for c in live), step, last_index, "cancelled")
                 return
             image = self.predictor.slice_image(axis, index)
             still_live = []
@@ -163,9 +142,6 @@ class MaskCarryPropagation:
         outcome = self.result.objects[object_id]
         put_slice(outcome.mask, self.request.axis, index, prediction.mask)
         outcome.slices.append(index)
-
-    def _stop(self, object_id: str, step: int, last_index: int, reason: str) -> None:
-        self.result.objects[object_id].stops.append(Stop(step_name(step), last_index, reason))
 
 
 def carried_prompt(

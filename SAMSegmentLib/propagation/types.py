@@ -106,3 +106,7 @@ class Propagator(Protocol):
     result: PropagationResult
 
     def __iter__(self) -> Iterator[SliceResult]: ...
+
+    def run(self) -> PropagationResult:
+        """Iterate to the end; the result."""
+        ...

@@ -16,14 +16,11 @@ import numpy as np
 from ...volume import put_slice
 from ..types import (
     CancelToken,
-    ObjectResult,
     Progress,
     PropagationRequest,
-    PropagationResult,
     SliceResult,
-    Stop,
-    step_name,
 )
+from ..walk import SliceWalk
 from .memory_bank import PREDICTED_IOU_KEY
 from .stop_rule import SAM2StopRule
 
@@ -31,8 +28,8 @@ if TYPE_CHECKING:
     from .session import SAM2VolumeSession
 
 
-class SAM2Propagation:
-    """Iterate to get results slice by slice; ``result`` holds every object's masks afterwards."""
+class SAM2Propagation(SliceWalk[SAM2StopRule]):
+    """Propagate in the session's inference state with upstream's ``propagate_in_video``."""
 
     def __init__(
         self,
@@ -42,21 +39,9 @@ class SAM2Propagation:
         cancel: CancelToken | None = None,
         progress: Progress | None = None,
     ) -> None:
+        shape, count = session.volume.array.shape, len(session.frames)
+        super().__init__(request, session.object_ids, shape, count, stop_rule or SAM2StopRule(), cancel, progress)
         self.session = session
-        self.request = request
-        self.stop_rule = stop_rule or SAM2StopRule()
-        self.cancel = cancel or CancelToken()
-        self.progress = progress
-        self._first, self._last = request.bounds(len(session.frames))
-        shape = session.volume.array.shape
-        self.result = PropagationResult({i: ObjectResult(i, np.zeros(shape, bool)) for i in session.object_ids})
-        self._planned = request.planned_slices(len(session.frames))
-        self._done = 0
-
-    def run(self) -> PropagationResult:
-        for _ in self:
-            pass
-        return self.result
 
     def __iter__(self) -> Iterator[SliceResult]:
         predictor = self.session.predictor
@@ -127,14 +112,4 @@ class SAM2Propagation:
         outcome.slices.append(result.index)
         return True
 
-    def _tick(self) -> None:
-        self._done += 1
-        if self.progress is not None:
-            self.progress(self._done, self._planned)
 
-    def _stop(self, object_id: str, step: int, last_index: int | None, reason: str) -> None:
-        self.result.objects[object_id].stops.append(Stop(step_name(step), last_index, reason))
-
-    def _stop_all(self, object_ids: list[str], step: int, last_index: dict[str, int | None], reason: str) -> None:
-        for object_id in object_ids:
-            self._stop(object_id, step, last_index.get(object_id), reason)
