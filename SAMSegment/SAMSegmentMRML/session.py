@@ -125,17 +125,17 @@ class EditorSession:
 
     def setVolume(
         self,
-        preset: str | IntensityMapping,
+        intensity: str | IntensityMapping,
         volumeKey: str | None = None,
         focus: SlicePosition | None = None,
         memoryPolicy: str = "recent",
     ) -> None:
         """Send the volume (a copy) to the worker; ``focus`` starts embedding the slice in view.
-        ``preset`` is an engine preset's name or a mapping (the displayed window, see display_intensity).
+        ``intensity`` is an engine preset's name or a mapping (the displayed window, see display_intensity).
         ``memoryPolicy`` ("recent" or "self-sorting") is what SAM 2 models remember; sending it
         starts their memory over. Other models ignore it."""
         focusSlice = (focus.axis, focus.index) if focus is not None else None
-        request = SetVolume(self.volume, preset, volumeKey, focusSlice, memoryPolicy)
+        request = SetVolume(self.volume, intensity, volumeKey, focusSlice, memoryPolicy)
         self.tracker.track(self.worker.submit(request), Purpose.VOLUME)
         self._dropPreview()
 

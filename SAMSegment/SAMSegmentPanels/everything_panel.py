@@ -51,7 +51,7 @@ class EverythingPanel:
             self.firstSpinBox.value,
             self.lastSpinBox.value,
             volume=volumeFromVolumeNode(volumeNode),
-            preset=chosenPreset(),
+            intensity=chosenPreset(),
             volume_key=volumeKey(volumeNode),
         )
         self.job.start(request, lambda result: self._addSegments(volumeNode, result))

@@ -103,7 +103,7 @@ class FinetunePanel:
             split,
             options,
             axis=self.axisSelector.currentData,
-            preset=chosenPreset(),
+            intensity=chosenPreset(),
             device=device,
             data=list(records),
         )

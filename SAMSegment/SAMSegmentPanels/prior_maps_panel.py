@@ -60,7 +60,7 @@ class PriorMapsPanel:
             self.axisSelector.currentData,
             slices,
             volume=volume,
-            preset=chosenPreset(),
+            intensity=chosenPreset(),
             volume_key=volumeKey(volumeNode),
             output_folder=Path(folder) if folder else None,  # the engine writes the files, not the GUI thread
         )

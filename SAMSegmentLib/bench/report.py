@@ -49,7 +49,7 @@ class BenchSettings:
     propagation_slices: int = 30
     cache_budget_bytes: int = DEFAULT_BUDGET_BYTES  # the worker's embedding cache
     backend: str = "auto"  # the engine's backend, as open_backend chooses it
-    preset: str = AUTO_PRESET
+    intensity: str = AUTO_PRESET
     stop_rule: StopRule = field(default_factory=StopRule)
     random_weights: bool = False  # recorded: timings only, masks meaningless
     service: bool = True  # also measure through the engine service (not with random weights)
@@ -69,7 +69,7 @@ def run_bench(torch_model: PromptableModel, case: BenchCase, settings: BenchSett
     engine_model, onnx_model, onnx_open_s = _backends(torch_model, settings.backend, settings.graph_root)
     models = {TORCH: torch_model, **({ONNXRUNTIME: onnx_model} if onnx_model is not None else {})}
     engine_name = ONNXRUNTIME if engine_model is onnx_model else TORCH
-    intensity = mapping_for(case.volume, settings.preset)
+    intensity = mapping_for(case.volume, settings.intensity)
     report: dict[str, object] = {
         "date": datetime.date.today().isoformat(),
         "machine": describe_machine(device),

@@ -39,7 +39,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--device", default="auto", choices=DEVICE_CHOICES, help="compute device (default: auto)")
     parser.add_argument("--backend", default="auto", choices=BACKEND_CHOICES,
                         help="the engine's backend; both are timed (default: auto)")
-    parser.add_argument("--preset", default="auto", choices=PRESETS, help="intensity mapping (default: auto)")
+    parser.add_argument("--intensity", default="auto", choices=PRESETS, help="intensity mapping (default: auto)")
     parser.add_argument("--clicks", type=int, default=40, help="prompts timed per backend (default: 40)")
     parser.add_argument("--encoder-slices", type=int, default=5, help="slices timed per encoder (default: 5)")
     parser.add_argument("--propagation-slices", type=int, default=30, help="slices propagated (default: 30)")
@@ -66,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
         propagation_slices=args.propagation_slices,
         cache_budget_bytes=int(args.cache_budget_mb * MB),
         backend=args.backend,
-        preset=args.preset,
+        intensity=args.intensity,
         random_weights=args.random_weights,
         service=not args.no_service,
         checkpoint=args.checkpoint,

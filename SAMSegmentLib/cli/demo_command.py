@@ -42,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
                   inputs=[data / "ct.nii.gz", data / "labels.nii.gz", data / "labels.json", args.checkpoint])
     case = load_labelled_case(data / "ct.nii.gz", data / "labels.nii.gz", data / "labels.json")
     predictor = VolumePredictor(open_model(args))
-    predictor.set_volume(case.volume, args.preset)
+    predictor.set_volume(case.volume, args.intensity)
     print(f"{predictor.model.spec.name} on {data / 'ct.nii.gz'} ({predictor.require_mapping().preset} intensity mapping): "
           "one box per organ from the reference on the slice where it is largest, propagated both ways.")
     reports = []

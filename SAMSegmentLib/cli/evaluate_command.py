@@ -77,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
     reports: list[CaseReport] = []
     for case in cases:
         with progress_bar(f"{case.name}: structures", total=None) as bar:
-            reports.append(evaluate_case(case, settings, model, args.preset, structures, click_structures,
+            reports.append(evaluate_case(case, settings, model, args.intensity, structures, click_structures,
                                          progress=bar.update_to, keep_masks=args.output is not None))
         _print_case(reports[-1])
     with written_together() as outputs:  # the report, segmentation and plot of one run, all or none
@@ -86,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
                 "command": "samsegment evaluate",
                 "settings": {"axis": args.axis, "direction": args.direction, "clicks": args.clicks,
                              "nsd_tolerance_mm": args.tolerance_mm, "model": args.model, "backend": args.backend,
-                             "preset": args.preset},
+                             "intensity": args.intensity},
                 "means": summarize([s for report in reports for s in report.structures]),
                 "cases": {report.case: report.to_json() for report in reports},
             }

@@ -54,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         slices = range(args.slice, args.slice + 1)
     predictor = VolumePredictor(open_model(args))
-    predictor.set_volume(volume, args.preset)
+    predictor.set_volume(volume, args.intensity)
     started = time.perf_counter()
     with progress_bar(f"Segmenting everything ({axis.value})", len(slices), unit="slice") as bar:
         result = segment_everything(

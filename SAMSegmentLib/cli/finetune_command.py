@@ -74,10 +74,10 @@ def run(args: argparse.Namespace) -> int:
                 shown[stage] = bars.enter_context(progress_bar(stage, total, unit="step"))
             shown[stage].update_to(done, total)
 
-        outcome = finetune_on_volumes(model, cases, structures, split, options, axis, args.preset, progress=show)
+        outcome = finetune_on_volumes(model, cases, structures, split, options, axis, args.intensity, progress=show)
     report = outcome.report
     data = [_data_record(args, number) for number in range(len(cases))]
-    provenance = finetune_provenance(outcome, data, structures, split, options, axis, args.preset)
+    provenance = finetune_provenance(outcome, data, structures, split, options, axis, args.intensity)
     spec = save_finetuned(model, args.name, provenance, store, args.overwrite)
     print(f"Validation Dice ({split.describe()}, {report.validation_masks} masks), before -> after:")
     print(f"  {'':<16} {'boxes jittered ' + format(options.box_jitter_px, 'g') + ' px':>24} {'tight boxes':>18}")

@@ -99,7 +99,7 @@ def _priors(args: argparse.Namespace, image: Path, output_dir: Path, show_progre
     count = volume.slice_count(axis)
     slices = parse_slice_range(args.slices, count, "--slices") if args.slices else range(count)
     options = grid_options(args, PRIOR_GRID_OPTIONS)
-    mapping = mapping_for(volume, args.preset)
+    mapping = mapping_for(volume, args.intensity)
     predictor = VolumePredictor(open_model(args))
     predictor.set_volume(volume, mapping)
     quality, combine = Quality(args.quality), Combine(args.combine)

@@ -64,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
     prompts.validate(volume.slice_shape(axis), get_spec(args.model))  # before the model loads
     request = _propagation_request(args, axis, prompts, volume.slice_count(axis)) if args.propagate else None
     segmenter = Segmenter(get_spec(args.model), args.device, args.checkpoint, args.backend, args.memory_policy)
-    segmenter.set_volume(volume, args.preset)
+    segmenter.set_volume(volume, args.intensity)
     if request is not None:
         mask = _propagate(segmenter, request, args.name)
     else:
@@ -77,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
         write_segmentation(args.output, volume, [Segment(args.name, mask)], outputs)
         if args.png:
             seed_mask = np.take(mask, args.slice, axis=axis.array_axis)
-            image = mapping_for(volume, args.preset).apply(volume.slice_2d(axis, args.slice))
+            image = mapping_for(volume, args.intensity).apply(volume.slice_2d(axis, args.slice))
             write_overlay_png(args.png, image, [seed_mask], prompts, flips=display_flips(volume, axis), outputs=outputs)
     print(f"wrote {args.output}" + (f" and {args.png}" if args.png else ""))
     return 0

@@ -86,7 +86,7 @@ def evaluate_case(
     case: CaseFiles,
     settings: EvaluationSettings,
     model: ModelChoice | PromptableModel,
-    preset: str = AUTO_PRESET,
+    intensity: str = AUTO_PRESET,
     structures: Sequence[str] | None = None,
     click_structures: Sequence[str] | None = None,
     progress: Progress | None = None,
@@ -100,7 +100,7 @@ def evaluate_case(
     labelled = case.load()
     names = list(structures) if structures is not None else sorted(labelled.names.values())
     predictor = VolumePredictor(model.open() if isinstance(model, ModelChoice) else model)
-    predictor.set_volume(labelled.volume, preset)
+    predictor.set_volume(labelled.volume, intensity)
     results = []
     masks = {}
     for done, name in enumerate(names, start=1):

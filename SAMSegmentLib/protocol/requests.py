@@ -43,7 +43,7 @@ class SetVolume:
     """
 
     volume: Volume
-    preset: str | IntensityMapping = AUTO_PRESET
+    intensity: str | IntensityMapping = AUTO_PRESET
     volume_key: str | None = None  # identifies the content for the embedding cache; made up if None
     focus: tuple[Axis, int] | None = None
     memory_policy: MemoryPolicy | str = MemoryPolicy.RECENT

@@ -43,7 +43,7 @@ class SegmentEverything:
     options: GridOptions = field(default_factory=GridOptions)
     link_iou: float = 0.5
     volume: Volume | None = None  # None: the current volume
-    preset: str = AUTO_PRESET  # intensity preset of ``volume`` (the current volume keeps its own)
+    intensity: str = AUTO_PRESET  # intensity preset of ``volume`` (the current volume keeps its own)
     volume_key: str | None = None  # identifies ``volume``'s content, so a second run reuses its embeddings
 
 
@@ -60,7 +60,7 @@ class ComputePriorMaps:
     quality: Quality = Quality.STABILITY
     combine: Combine = Combine.SUM
     volume: Volume | None = None  # None: the current volume
-    preset: str = AUTO_PRESET
+    intensity: str = AUTO_PRESET
     volume_key: str | None = None
     # Also write sam_prior, sam_boundary and sam_stacked (the volume as the model saw it and both
     # priors, a U-Net's input) NRRD files here: a folder on the engine's computer.
@@ -90,7 +90,7 @@ class FineTune:
     split: ValidationSplit
     options: FinetuneOptions = field(default_factory=FinetuneOptions)
     axis: Axis = Axis.AXIAL
-    preset: str = AUTO_PRESET
+    intensity: str = AUTO_PRESET
     device: str = "auto"
     overwrite: bool = False
     data: list[dict[str, str]] = field(default_factory=list)  # what each case is, for the provenance file

@@ -27,7 +27,7 @@ from .session import InferenceSession
 
 
 def _image_predictor(
-    session: InferenceSession, volume: Volume | None, preset: str, volume_key: str | None
+    session: InferenceSession, volume: Volume | None, intensity: str, volume_key: str | None
 ) -> VolumePredictor:
     """The session's predictor on its current volume, or a predictor of the session's model (sharing
     its embedding cache) on ``volume``."""
@@ -44,14 +44,14 @@ def _image_predictor(
     if session.model is None:
         raise SAMSegmentError("No model is loaded yet: choose a model first.")
     predictor = VolumePredictor(session.model, session.cache)
-    predictor.set_volume(volume, preset, volume_key)
+    predictor.set_volume(volume, intensity, volume_key)
     return predictor
 
 
 def _segment_everything(
     session: InferenceSession, request: SegmentEverything, cancel: CancelToken, report: Progress
 ) -> EverythingResult:
-    predictor = _image_predictor(session, request.volume, request.preset, request.volume_key)
+    predictor = _image_predictor(session, request.volume, request.intensity, request.volume_key)
     return segment_everything(
         predictor,
         Axis(request.axis),
@@ -67,7 +67,7 @@ def _segment_everything(
 def _prior_maps(
     session: InferenceSession, request: ComputePriorMaps, cancel: CancelToken, report: Progress
 ) -> PriorMapsReady:
-    predictor = _image_predictor(session, request.volume, request.preset, request.volume_key)
+    predictor = _image_predictor(session, request.volume, request.intensity, request.volume_key)
     volume = predictor.require_volume()
     axis = Axis(request.axis)
     slices = list(range(volume.slice_count(axis)) if request.slices is None else request.slices)
@@ -108,12 +108,12 @@ def _fine_tune(session: InferenceSession, request: FineTune, cancel: CancelToken
         request.split,
         request.options,
         Axis(request.axis),
-        request.preset,
+        request.intensity,
         progress=report,
         cancel=cancel,
     )
     provenance = finetune_provenance(
-        outcome, request.data, request.structures, request.split, request.options, request.axis, request.preset
+        outcome, request.data, request.structures, request.split, request.options, request.axis, request.intensity
     )
     spec = save_finetuned(model, request.name, provenance, session.store, request.overwrite)
     return FineTuned(spec.name, outcome.report)

@@ -92,10 +92,10 @@ class InferenceSession:
         volume = self._volume
         if isinstance(self.model, SAM2Model):
             policy = parse_memory_policy(volume.memory_policy)  # already parsed by set_volume: the enum
-            self.sam2 = SAM2Sessions(self.model, volume.volume, volume.preset, policy)
+            self.sam2 = SAM2Sessions(self.model, volume.volume, volume.intensity, policy)
             return
         predictor = VolumePredictor(self.model, self.cache)
-        predictor.set_volume(volume.volume, volume.preset, volume.volume_key)
+        predictor.set_volume(volume.volume, volume.intensity, volume.volume_key)
         self.predictor = predictor
 
     def _require_segmenter(self) -> VolumePredictor | SAM2Sessions:

@@ -80,5 +80,5 @@ def test_the_session_sends_the_displayed_window_with_the_volume(scene, volumeNod
                             EditorLogicEditing(editor.logic))
     session.setVolume(engineIntensity(DISPLAY_PRESET, volumeNode))
     (request,) = [r for r in worker.submitted if isinstance(r, SetVolume)]
-    assert request.preset == IntensityMapping(-160.0, 240.0, DISPLAY_PRESET)
+    assert request.intensity == IntensityMapping(-160.0, 240.0, DISPLAY_PRESET)
     session.close()

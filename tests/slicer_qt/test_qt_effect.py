@@ -251,7 +251,7 @@ def test_the_model_sees_the_window_shown_and_follows_it(stubEffect, editor):
     from SAMSegmentLib.intensity import IntensityMapping
 
     def sentIntensity():
-        return [r.preset for r in stubEffect.client.submitted if type(r).__name__ == "SetVolume"]
+        return [r.intensity for r in stubEffect.client.submitted if type(r).__name__ == "SetVolume"]
 
     assert stubEffect.scriptedEffect.parameter("IntensityPreset") == "display"
     display = editor.volumeNode.GetDisplayNode()

@@ -109,7 +109,7 @@ def open_sam2_session(
     volume: Volume,
     axis: Axis,
     device: torch.device,
-    preset: IntensityMapping | str = AUTO_PRESET,
+    intensity: IntensityMapping | str = AUTO_PRESET,
     memory_policy: MemoryPolicy | str = MemoryPolicy.RECENT,
     checkpoint: Path | None = None,
     bank_settings: SelfSortingSettings | None = None,
@@ -117,4 +117,4 @@ def open_sam2_session(
 ) -> SAM2VolumeSession:
     """Load ``spec`` and open a session on ``volume`` along ``axis`` (the worker's and CLI's entry)."""
     predictor = load_sam2_predictor(spec, device, store, checkpoint)
-    return SAM2VolumeSession(predictor, spec, volume, axis, preset, memory_policy, bank_settings)
+    return SAM2VolumeSession(predictor, spec, volume, axis, intensity, memory_policy, bank_settings)

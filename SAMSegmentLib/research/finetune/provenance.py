@@ -19,7 +19,7 @@ def finetune_provenance(
     split: ValidationSplit,
     options: FinetuneOptions,
     axis: Axis,
-    intensity_preset: str,
+    intensity: str,
 ) -> dict[str, Any]:
     """The record saved beside the checkpoint; ``data`` describes each labelled image (files or nodes)."""
     report = outcome.report
@@ -28,7 +28,7 @@ def finetune_provenance(
         "data": list(data),
         "structures": list(structures),
         "axis": Axis(axis).value,
-        "intensity_preset": intensity_preset,
+        "intensity": intensity,
         "options": dataclasses.asdict(options),
         "validation": {
             "split": split.describe(),
