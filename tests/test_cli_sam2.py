@@ -120,6 +120,6 @@ def test_bad_options_are_refused_before_any_model_loads(image, tmp_path, loads, 
 
 
 def test_commands_without_sam2_support_name_the_one_that_has_it():
-    args = argparse.Namespace(model="medsam2", device="cpu", checkpoint=None)
+    args = argparse.Namespace(model="medsam2", device="cpu", checkpoint=None, backend="auto")
     with pytest.raises(ModelUnavailableError, match="samsegment segment"):
         open_model(args)
