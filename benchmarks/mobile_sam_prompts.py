@@ -57,7 +57,8 @@ def one_click_choices(predictor: VolumePredictor, index: int, reference: np.ndar
     """The three candidates of one centre click, what each rule picks, and each candidate's Dice."""
     model = predictor.model
     prompts = Prompts()
-    prompts.add_point(*interior_point(reference))
+    row, column = interior_point(reference)  # array index of the deepest pixel
+    prompts.add_point(column, row)
     embedding = predictor.embed(Axis.AXIAL, index)
     decoded = model.decode(embedding, prompts.points_array(), prompts.labels_array(), None, None, multimask=True)
     logits = model.upsample_logits(decoded.low_res_logits, embedding)

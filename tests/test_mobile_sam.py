@@ -54,7 +54,8 @@ def _structure(case, name):
 
 def _centre_click(reference_slice):
     prompts = Prompts()
-    prompts.add_point(*interior_point(reference_slice))
+    row, column = interior_point(reference_slice)
+    prompts.add_point(column, row)
     return prompts
 
 
@@ -81,7 +82,8 @@ def test_positive_and_negative_points(predictor, case):
     _, index, left = _structure(case, "kidney_left")
     right = case.mask("kidney_right")[index]
     prompts = _centre_click(left)
-    prompts.add_point(*interior_point(right), positive=False)
+    row, column = interior_point(right)
+    prompts.add_point(column, row, positive=False)
     prediction = predictor.predict(Axis.AXIAL, index, prompts)
     (x, y), (nx, ny) = prompts.points
     assert prediction.mask[int(y), int(x)] and not prediction.mask[int(ny), int(nx)]
