@@ -27,9 +27,10 @@ demo: setup
 test: setup
 	$(BIN)/python -m pytest -ra
 
-# Under a minute: no real weights, shared data, slicer-core, sam2 or Ray cluster.
+# Under a minute on two cores: no real weights, shared data, slicer-core, sam2, Ray cluster or
+# process-starting tests; the tests run in two processes (pytest-xdist).
 test-fast: setup
-	$(BIN)/python -m pytest -q -m "not realweights and not realdata and not slicer and not sam2 and not ray"
+	$(BIN)/python -m pytest -q -n 2 -m "not realweights and not realdata and not slicer and not sam2 and not ray and not slow"
 
 lint: setup
 	$(BIN)/ruff check .

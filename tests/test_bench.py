@@ -7,6 +7,8 @@ from SAMSegmentLib.bench import BenchSettings, check_targets, format_table, run_
 from SAMSegmentLib.bench.propagation import TIMING_ONLY_STOP_RULE
 from SAMSegmentLib.cli import main
 
+pytestmark = pytest.mark.slow  # a whole benchmark run, even on the tiny model
+
 PROPAGATION_SLICES = 6
 
 

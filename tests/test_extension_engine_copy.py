@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -28,6 +30,7 @@ def _installed_copy(destination: Path) -> list[str]:
     return left_out
 
 
+@pytest.mark.slow  # copies the engine and starts it in a process
 def test_the_extension_leaves_out_the_benchmarks_and_still_serves(tmp_path: Path) -> None:
     left_out = _installed_copy(tmp_path)
     assert "SAMSegmentLib/bench/targets.py" in left_out

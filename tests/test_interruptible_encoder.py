@@ -58,8 +58,8 @@ def test_onnx_encoder_cancelled_before_the_call_does_not_run(tiny_sam_model, tmp
     torch.testing.assert_close(actual, expected, atol=1e-4, rtol=0)
 
 
-def test_onnx_encoder_stops_mid_call_when_cancelled_from_another_thread(litemedsam, tmp_path):
-    onnx_model = open_backend(litemedsam, "onnxruntime", tmp_path)
+def test_onnx_encoder_stops_mid_call_when_cancelled_from_another_thread(litemedsam, graph_root):
+    onnx_model = open_backend(litemedsam, "onnxruntime", graph_root)
     image = np.random.default_rng(1).random((512, 512)).astype(np.float32)
     onnx_model.encode(image)  # warm-up: the first call allocates
     token = CancelToken()

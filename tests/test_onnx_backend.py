@@ -31,6 +31,8 @@ REAL_LOGIT_TOLERANCE = 1e-4  # relative to the largest |logit|
 REAL_MASK_PIXELS_DIFFERING = 1e-4  # share of a 512 x 512 mask (26 pixels)
 
 
+pytestmark = pytest.mark.slow  # exports ONNX graphs
+
 @pytest.fixture(params=["tiny_sam_model", "tiny_hq_model"])
 def tiny_model(request):
     return request.getfixturevalue(request.param)
@@ -151,6 +153,7 @@ def test_a_crash_during_export_leaves_no_graph_behind(tiny_sam_model, tmp_path, 
     assert OnnxPromptableModel(tiny_sam_model, tmp_path).encode(np.zeros((20, 20), np.float32)).nbytes > 0
 
 
+@pytest.mark.slow  # exports the graphs twice
 def test_a_damaged_cached_graph_is_exported_again(tiny_sam_model, tmp_path, caplog):
     first = OnnxPromptableModel(tiny_sam_model, tmp_path)
     encoder = export_module.graph_path(first.graph_folder, "encoder")

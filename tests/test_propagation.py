@@ -68,6 +68,7 @@ def test_a_seed_outside_the_range_is_refused(predictor):
         MaskCarryPropagation(predictor, request(slice_range=(8, 10)), KEEP_GOING)
 
 
+@pytest.mark.slow  # propagates several objects through the volume
 def test_each_slice_is_embedded_once_for_all_objects_and_both_directions(predictor):
     propagation = MaskCarryPropagation(predictor, request(objects=("a", "b")), KEEP_GOING)
     results = list(propagation)

@@ -32,6 +32,7 @@ def tiny_cli_model(monkeypatch):
         monkeypatch.setattr(f"SAMSegmentLib.cli.{command}_command.open_model", lambda args: tiny_sam())
 
 
+@pytest.mark.slow  # trains a decoder end to end
 def test_finetune_saves_a_model_with_its_provenance(phantom_files, tiny_cli_model, tmp_path, monkeypatch, capsys):
     _, files = phantom_files
     monkeypatch.setenv("SAMSEGMENT_CACHE_DIR", str(tmp_path / "models"))

@@ -60,6 +60,7 @@ def test_slices_with_the_structure_are_embedded_once_each(phantom_slices):
     assert all(item.structures == ["organ"] and item.masks.shape == (1, 48, 64) for item in training)
 
 
+@pytest.mark.slow  # trains for several epochs
 def test_training_changes_only_the_mask_decoder_and_raises_validation_dice(phantom_slices):
     model, _, training, validation = phantom_slices
     before = {name: value.clone() for name, value in model.network.state_dict().items()}
@@ -115,6 +116,7 @@ def test_jittered_boxes_stay_near_the_mask_and_on_the_slice():
     assert corner[2] - corner[0] >= 1.0 and corner[3] - corner[1] >= 1.0
 
 
+@pytest.mark.slow  # embeds whole volumes and trains
 def test_whole_volumes_are_split_into_training_and_validation_slices():
     from synthetic import make_ct_phantom
     from tiny_models import tiny_sam
@@ -162,6 +164,7 @@ def store(tmp_path):
     return CheckpointStore(tmp_path / "checkpoints")
 
 
+@pytest.mark.slow  # trains, saves and loads a model
 def test_a_saved_model_is_listed_and_loads_with_its_weights(store):
     base = load_model(get_spec("litemedsam"), torch.device("cpu"))
     with torch.no_grad():

@@ -78,6 +78,7 @@ def results(pair):
     return run
 
 
+@pytest.mark.slow  # registers whole volumes
 # An affine fit to voxel masks may trade a little rotation for shear, hence its wider limit.
 @pytest.mark.parametrize(("affine", "max_rotation_deg"), [(False, 1.0), (True, 1.5)])
 def test_the_known_motion_is_recovered_across_modalities(pair, results, affine, max_rotation_deg):
@@ -167,6 +168,7 @@ def test_checkerboard_alternates_the_two_images():
     assert board.mean() == pytest.approx(0.5)
 
 
+@pytest.mark.slow  # the CLI in a process
 def test_register_command_writes_a_transform_slicer_can_load_and_a_png(pair, tmp_path):
     fixed, mask, synthetic = pair
     files = {}

@@ -68,6 +68,7 @@ class ServiceSession:
         self._to_client: dict[int, int] = {}  # kept after the final message: a Cancel's answer names them
         self._cancels: set[int] = set()  # worker ids of Cancel requests
         self._refused: deque[WorkerMessage] = deque()  # requests that never reached the worker
+        self._closed = False
 
     def submit(self, batch: Sequence[tuple[int, Request]]) -> None:
         """Hand ``batch`` to the worker in order; a request it refuses gets a final ERROR."""
@@ -106,6 +107,10 @@ class ServiceSession:
             if refused or delivered or time.monotonic() >= deadline:
                 break
         with self._lock:
+            if self._closed:
+                # What a closing worker says (its requests cancelled) is not the client's answer: the
+                # session is gone, and the client rebuilds it and reports what was in flight as lost.
+                raise SessionLostError("The SAM engine closed this session.")
             self.last_used = time.monotonic()
             return refused + [self._for_client(message) for message in delivered]
 
@@ -120,6 +125,8 @@ class ServiceSession:
         return WorkerMessage(client_id, message.kind, value, message.text)
 
     def close(self) -> None:
+        with self._lock:
+            self._closed = True
         self.worker.shutdown(timeout=5.0)
 
 

@@ -49,6 +49,7 @@ def temporaries(root: Path) -> list[Path]:
     return [path for path in root.glob("*/.*") if path.is_dir()]
 
 
+@pytest.mark.slow  # exports in a process and kills it
 def test_a_killed_export_leaves_no_temporary_folder_once_the_cache_is_opened_again(tiny_sam_model, tmp_path):
     """An export killed half way leaves a hidden temporary folder; the next process to open the cache
     removes it (its owner is gone) and exports the graph properly."""

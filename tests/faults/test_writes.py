@@ -26,6 +26,8 @@ from SAMSegmentLib.imageio import Segment, write_segmentation
 from SAMSegmentLib.research.registration import write_transform
 from SAMSegmentLib.research.sitk_images import image_on_grid
 
+pytestmark = pytest.mark.slow  # each runs a command end to end, several seconds on two cores
+
 REAL_WRITE_IMAGE = sitk.WriteImage
 
 

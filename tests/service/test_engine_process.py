@@ -19,7 +19,10 @@ from SAMSegmentLib.service.launcher import EngineProcess
 from SAMSegmentLib.volume import Axis
 
 ROOT = Path(__file__).resolve().parents[2]
-pytestmark = pytest.mark.skipif(os.name != "posix", reason="the host loop idles in libc's poll()")
+pytestmark = [
+    pytest.mark.skipif(os.name != "posix", reason="the host loop idles in libc's poll()"),
+    pytest.mark.slow,  # engine processes
+]
 
 
 @pytest.fixture
