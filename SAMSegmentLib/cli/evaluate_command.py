@@ -4,6 +4,7 @@ each reference structure of one case or of a folder of cases."""
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 from pathlib import Path
 
@@ -15,8 +16,9 @@ from ..evaluation.plot import PLOT_SUFFIXES, plot_evaluation
 from ..imageio import SEGMENTATION_SUFFIXES, Segment, write_segmentation
 from ..metrics import NSD_TOLERANCE_MM
 from ..propagation import Direction
+from ..service.ray_jobs import RayOptions, add_ray_arguments, run_cases
 from ..volume import Axis
-from .common import add_model_arguments, open_model
+from .common import add_model_arguments, model_choice, open_model
 from .progress import progress_bar
 
 
@@ -42,6 +44,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--report", type=Path, help="write the JSON report here")
     parser.add_argument("--plot", type=Path, help="write a figure of Dice and NSD against clicks, one box vs oracle")
     add_model_arguments(parser)
+    add_ray_arguments(parser)
     parser.set_defaults(run=run)
 
 
@@ -73,13 +76,16 @@ def run(args: argparse.Namespace) -> int:
     unknown = sorted((set(structures or []) | set(click_structures or [])) - named)
     if unknown:  # a misspelt name fails now, not after an hour
         raise SAMSegmentError(f"No case has a structure named {', '.join(unknown)}; they have: {', '.join(sorted(named))}")
-    model = open_model(args)  # one model for every case
-    reports: list[CaseReport] = []
-    for case in cases:
-        with progress_bar(f"{case.name}: structures", total=None) as bar:
-            reports.append(evaluate_case(case, settings, model, args.intensity, structures, click_structures,
-                                         progress=bar.update_to, keep_masks=args.output is not None))
-        _print_case(reports[-1])
+    # Here one model serves every case; a Ray task opens its own from the choice (models do not travel).
+    model = model_choice(args) if args.ray else open_model(args)
+    work = functools.partial(
+        evaluate_case, settings=settings, model=model, intensity=args.intensity, structures=structures,
+        click_structures=click_structures, keep_masks=args.output is not None,
+    )
+    with progress_bar("cases", total=len(cases)) as bar:
+        reports: list[CaseReport] = run_cases(work, cases, RayOptions.from_args(args), bar.update_to)
+    for report in reports:
+        _print_case(report)
     with written_together() as outputs:  # the report, segmentation and plot of one run, all or none
         if args.report:
             document = {

@@ -19,7 +19,7 @@ import argparse
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from ..errors import SAMSegmentError
 
@@ -75,8 +75,9 @@ def _run_on_ray(work: Callable[[Case], Result], cases: Sequence[Case], options: 
     if started_here:
         ray.init(address=options.address, include_dashboard=False, logging_level=logging.WARNING)
     try:
-        task = ray.remote(num_cpus=options.cpus_per_case, num_gpus=options.gpus_per_case)(work)
-        references = [task.remote(case) for case in cases]
+        # Ray takes functions and classes only: ``work`` (a partial, say) travels as an argument.
+        task: Any = ray.remote(num_cpus=options.cpus_per_case, num_gpus=options.gpus_per_case)(_call)
+        references = [task.remote(work, case) for case in cases]
         waiting, done = list(references), 0
         report(0, len(cases))
         while waiting:
@@ -90,3 +91,7 @@ def _run_on_ray(work: Callable[[Case], Result], cases: Sequence[Case], options: 
     finally:
         if started_here:
             ray.shutdown()
+
+
+def _call(work: Callable[[Case], Result], case: Case) -> Result:
+    return work(case)

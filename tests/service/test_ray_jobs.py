@@ -71,3 +71,32 @@ def test_priors_over_a_folder_write_each_case_and_one_report(tmp_path, monkeypat
         assert report["cases"][case]["slices"] == 1
         assert (output / case / "sam_prior.nrrd").exists()
     assert np.isfinite(sitk.GetArrayFromImage(sitk.ReadImage(str(output / "a" / "sam_prior.nrrd")))).all()
+
+
+@pytest.mark.ray
+@pytest.mark.realweights
+def test_evaluate_a_dataset_as_ray_tasks_gives_the_same_report(tmp_path):
+    """``samsegment evaluate --dataset --ray``: each case a Ray task opening the real LiteMedSAM
+    itself; the scores are those of the same run on this machine."""
+    ray = pytest.importorskip("ray")
+    for name, seed in (("case-a", 0), ("case-b", 1)):
+        volume = make_ct_phantom(shape=(6, 48, 64), seed=seed)
+        folder = tmp_path / "data" / name
+        folder.mkdir(parents=True)
+        sitk.WriteImage(image_on_grid(volume.array, volume), str(folder / "ct.nrrd"))
+        sitk.WriteImage(image_on_grid((volume.array > 100).astype(np.uint8), volume), str(folder / "labels.nrrd"))
+        (folder / "labels.json").write_text(json.dumps({"1": "organ"}))
+    command = ["evaluate", "--dataset", str(tmp_path / "data"), "--clicks", "0", "--backend", "torch"]
+    assert main([*command, "--report", str(tmp_path / "here.json")]) == 0
+    path = os.pathsep.join([str(ROOT), str(ROOT / "tests"), os.environ.get("PYTHONPATH", "")])
+    ray.init(num_cpus=2, include_dashboard=False, runtime_env={"env_vars": {"PYTHONPATH": path}})
+    try:
+        assert main([*command, "--ray", "--report", str(tmp_path / "ray.json")]) == 0
+    finally:
+        ray.shutdown()
+    here, on_ray = (json.loads((tmp_path / f"{name}.json").read_text())["cases"] for name in ("here", "ray"))
+    assert list(on_ray) == list(here) == ["case-a", "case-b"]
+    for case in here:
+        box_here = here[case]["structures"]["organ"]["box"]
+        assert box_here["dice_3d"] > 0.5
+        assert on_ray[case]["structures"]["organ"]["box"]["dice_3d"] == pytest.approx(box_here["dice_3d"], abs=1e-6)
