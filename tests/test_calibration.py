@@ -7,7 +7,8 @@ from dataclasses import replace
 import numpy as np
 
 from SAMSegmentLib.propagation import StopRule
-from SAMSegmentLib.research.calibration import StructureWalk, WalkStep, WalkTable, calibrate, legacy_rule
+from SAMSegmentLib.research.calibration import WalkTable, calibrate, legacy_rule
+from SAMSegmentLib.research.calibration_walks import StructureWalk, WalkStep
 
 
 def step(index, area, hits, score=0.9, overlap=0.8, shift=0.5):

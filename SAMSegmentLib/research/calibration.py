@@ -13,11 +13,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import pickle
-import time
-from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field, replace
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -25,205 +23,16 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..cache import EmbeddingCache
-from ..datasets import LabelledCase
-from ..errors import PromptError
 from ..imageio import read_volume
-from ..intensity import IntensityMapping, mapping_for
-from ..models import PromptableModel
-from ..predictor import VolumePredictor
+from ..intensity import mapping_for
 from ..propagation import StopRule
-from ..volume import Axis, Volume
-
-AXIS = Axis.AXIAL
-# The shared labelled sets: (name, image inside the set's folder, labels, names).
-SHARED_SETS = (
-    ("abdomen-ct", "ct.nii.gz"),
-    ("abdomen-mr", "mr.nii.gz"),
-    ("abdomen-ct-dicom", "dicom"),
+from .calibration_walks import (
+    SHARED_SETS,
+    StructureWalk,
+    annotate_seed_spread,
+    load_case,
+    walk_dataset,
 )
-
-Log = Callable[[str], None]  # where progress lines go (print by default)
-
-
-def load_case(folder: Path, image_name: str) -> LabelledCase:
-    """A labelled case whose labels are resampled onto the image by physical position (nearest
-    neighbour), so label files stored with another direction or origin land where they belong."""
-    import SimpleITK as sitk
-
-    volume = read_volume(folder / image_name)
-    labels_image = sitk.ReadImage(str(folder / "labels.nii.gz"))
-    reference = sitk.Image(*volume.shape_ijk, sitk.sitkUInt8)
-    reference.SetSpacing(volume.spacing)
-    reference.SetOrigin(volume.origin)
-    reference.SetDirection(tuple(np.asarray(volume.direction).reshape(-1)))
-    resampled = sitk.Resample(labels_image, reference, sitk.Transform(), sitk.sitkNearestNeighbor, 0)
-    labels = sitk.GetArrayFromImage(resampled)
-    names = {int(v): n for v, n in json.loads((folder / "labels.json").read_text()).items()}
-    present = set(np.unique(labels).tolist())
-    return LabelledCase(volume, labels, {v: n for v, n in names.items() if v in present})
-
-
-def embedded_predictor(model: PromptableModel, case_name: str, volume: Volume, mapping: IntensityMapping,
-                       cache_dir: Path, log: Log = print) -> VolumePredictor:
-    """A predictor on ``volume`` whose every axial slice is embedded, loading the embeddings from
-    ``cache_dir`` when an earlier run stored them there (and storing them otherwise)."""
-    predictor = VolumePredictor(model, EmbeddingCache(budget_bytes=8 << 30))
-    predictor.set_volume(volume, mapping, volume_key=case_name)
-    path = cache_dir / f"{case_name}_{mapping.preset}_{mapping.low:g}_{mapping.high:g}.pt"
-    count = volume.slice_count(AXIS)
-    if path.exists():
-        stored = torch.load(path, weights_only=False)
-        for index, embedding in stored.items():
-            predictor.cache.put(predictor.cache_key(AXIS, index), embedding)
-        return predictor
-    started = time.perf_counter()
-    embeddings = {index: predictor.embed(AXIS, index) for index in range(count)}
-    log(f"  embedded {case_name} ({mapping.preset}) {count} slices in {time.perf_counter() - started:.0f} s")
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    torch.save(embeddings, path.with_suffix(".tmp"))
-    os.replace(path.with_suffix(".tmp"), path)
-    return predictor
-
-
-@dataclass
-class WalkStep:
-    """One slice of a walk that never stops (until the mask is empty)."""
-
-    index: int
-    area: int  # pixels of the mask
-    hits: int  # pixels of the mask inside the reference
-    evidence: dict | None  # asdict(SliceEvidence) plus "legacy_shift"; None when the mask is empty
-
-
-@dataclass
-class StructureWalk:
-    """A structure's one-box propagation walked to the volume's ends, and its oracle."""
-
-    dataset: str
-    structure: str
-    mapping: str
-    slice_count: int
-    seed: int
-    seed_score: float
-    seed_area: int
-    seed_hits: int
-    reference_voxels: int
-    reference_first: int
-    reference_last: int
-    oracle_area: int
-    oracle_hits: int
-    seed_spread: float | None = None  # robust std of the seed mask's pixels (ObjectTrack.seed_spread)
-    forward: list[WalkStep] = field(default_factory=list)
-    backward: list[WalkStep] = field(default_factory=list)
-
-
-def _legacy_shift(image01: np.ndarray, seed_mask: np.ndarray, mask: np.ndarray) -> float:
-    """The intensity shift the rule used before 2026-11-29: mean difference in seed std + 0.02."""
-    seed_values = image01[seed_mask]
-    return abs(float(image01[mask].mean()) - float(seed_values.mean())) / (float(seed_values.std()) + 0.02)
-
-
-def walk_structure(predictor: VolumePredictor, reference: np.ndarray, dataset: str, structure: str,
-                   walk_rule: StopRule, reverse: bool = True, oracle: bool = True, past_end: int = 4) -> StructureWalk:
-    """Propagate one box on the reference's largest slice in both directions without stopping (up to
-    ``past_end`` slices past the reference's end), recording every slice's evidence; with ``oracle``
-    also the reference's box on every slice."""
-    from ..evaluation.protocols import box_from_reference, largest_slice
-    from ..propagation.mask_carry import carried_prompt
-
-    volume = predictor.require_volume()
-    spacing_xy = volume.slice_spacing(AXIS)
-    present = np.nonzero(reference.any(axis=(1, 2)))[0]
-    seed = largest_slice(reference, AXIS)
-    seed_prediction = predictor.predict(AXIS, seed, box_from_reference(reference[seed]))
-    oracle_area = oracle_hits = 0
-    for index in present if oracle else ():
-        try:
-            box = box_from_reference(reference[index])
-            box.validate(reference[index].shape, predictor.model.spec)
-        except PromptError:  # a sliver too thin to box: the oracle segments nothing there
-            continue
-        found = predictor.predict(AXIS, int(index), box).mask
-        oracle_area += int(found.sum())
-        oracle_hits += int((found & reference[index]).sum())
-    walk = StructureWalk(
-        dataset, structure, predictor.require_mapping().preset, volume.slice_count(AXIS), seed, seed_prediction.score,
-        int(seed_prediction.mask.sum()), int((seed_prediction.mask & reference[seed]).sum()), int(reference.sum()),
-        int(present.min()), int(present.max()), oracle_area, oracle_hits,
-    )
-    if not seed_prediction.mask.any():
-        return walk
-    seed_image = predictor.slice_image(AXIS, seed)
-    walk.seed_spread = walk_rule.start(seed_prediction, seed_image, spacing_xy).seed_spread
-    for step, steps in ((1, walk.forward), (-1, walk.backward)):
-        track = walk_rule.start(seed_prediction, seed_image, spacing_xy)
-        previous = seed_prediction
-        current = int(seed) + step
-        end = int(present.max()) + past_end if step > 0 else int(present.min()) - past_end
-        while 0 <= current < volume.slice_count(AXIS) and (current - end) * step <= 0:
-            prediction = predictor.predict(AXIS, current, *carried_prompt(predictor, previous, walk_rule, spacing_xy))
-            mask = prediction.mask
-            if not mask.any():
-                steps.append(WalkStep(current, 0, 0, None))
-                break
-            back = None
-            if reverse:
-                back = predictor.predict(AXIS, current - step, *carried_prompt(predictor, prediction, walk_rule, spacing_xy))
-            image = predictor.slice_image(AXIS, current)
-            evidence = asdict(walk_rule.measure(track, prediction, image, back))
-            evidence["legacy_shift"] = _legacy_shift(seed_image, seed_prediction.mask, mask)
-            steps.append(WalkStep(current, int(mask.sum()), int((mask & reference[current]).sum()), evidence))
-            track.previous_mask = mask
-            previous = prediction
-            current += step
-    return walk
-
-
-def annotate_seed_spread(model: PromptableModel, data_root: Path, walks: list[StructureWalk], cache_dir: Path) -> None:
-    """Fill ``seed_spread`` of walks recorded before it was kept (one decoder call each)."""
-    from ..evaluation.protocols import box_from_reference
-    from ..propagation import StopRule
-
-    for dataset, image in SHARED_SETS:
-        missing = [w for w in walks if w.dataset == dataset and w.seed_spread is None]
-        if not missing:
-            continue
-        case = load_case(data_root / dataset, image)
-        for preset in sorted({w.mapping for w in missing}):
-            predictor = embedded_predictor(model, dataset, case.volume, mapping_for(case.volume, preset), cache_dir)
-            for walk in (w for w in missing if w.mapping == preset):
-                seed = predictor.predict(AXIS, walk.seed, box_from_reference(case.mask(walk.structure)[walk.seed]))
-                walk.seed_spread = (StopRule().start(seed, predictor.slice_image(AXIS, walk.seed)).seed_spread
-                                    if seed.mask.any() else 0.0)
-
-
-def walk_dataset(model: PromptableModel, data_root: Path, dataset: str, image_name: str, preset: str, cache_dir: Path,
-                 walk_rule: StopRule, reverse: bool = True, oracle: bool = True,
-                 structures: Callable[[str], bool] | None = None, tag: str = "", log: Log = print
-                 ) -> list[StructureWalk]:
-    """Walk every structure of one labelled set (or those ``structures`` accepts: a name -> bool)."""
-    case = load_case(data_root / dataset, image_name)
-    predictor = embedded_predictor(model, dataset, case.volume, mapping_for(case.volume, preset), cache_dir, log)
-    walks = []
-    for value, name in sorted(case.names.items()):
-        if structures is not None and not structures(name):
-            continue
-        stored = cache_dir / f"walk{tag}_{dataset}_{preset}_{name}_{'reverse' if reverse else 'forward'}.pkl"
-        if stored.exists():
-            walks.append(pickle.loads(stored.read_bytes()))
-            continue
-        started = time.perf_counter()
-        try:
-            walk = walk_structure(predictor, case.labels == value, dataset, name, walk_rule, reverse, oracle)
-        except PromptError as error:  # e.g. a structure one pixel wide on its largest slice
-            log(f"  skipped {dataset}/{name}: {error}")
-            continue
-        stored.write_bytes(pickle.dumps(walk))
-        walks.append(walk)
-        log(f"  walked {dataset}/{name} ({preset}) in {time.perf_counter() - started:.1f} s")
-    return walks
-
 
 # ----- judging stop-rule variants on recorded walks -----
 
