@@ -4,7 +4,7 @@ recorded (see ``calibration``, which judges rule variants on these records)."""
 
 from __future__ import annotations
 
-import json
+import dataclasses
 import os
 import pickle
 import time
@@ -16,9 +16,8 @@ import numpy as np
 import torch
 
 from ..cache import EmbeddingCache
-from ..datasets import LabelledCase
+from ..datasets import LabelledCase, load_labelled_case
 from ..errors import PromptError
-from ..imageio import read_volume
 from ..intensity import IntensityMapping, mapping_for
 from ..models import PromptableModel
 from ..predictor import VolumePredictor
@@ -37,21 +36,11 @@ Log = Callable[[str], None]  # where progress lines go (print by default)
 
 
 def load_case(folder: Path, image_name: str) -> LabelledCase:
-    """A labelled case whose labels are resampled onto the image by physical position (nearest
-    neighbour), so label files stored with another direction or origin land where they belong."""
-    import SimpleITK as sitk
-
-    volume = read_volume(folder / image_name)
-    labels_image = sitk.ReadImage(str(folder / "labels.nii.gz"))
-    reference = sitk.Image(*volume.shape_ijk, sitk.sitkUInt8)
-    reference.SetSpacing(volume.spacing)
-    reference.SetOrigin(volume.origin)
-    reference.SetDirection(tuple(np.asarray(volume.direction).reshape(-1)))
-    resampled = sitk.Resample(labels_image, reference, sitk.Transform(), sitk.sitkNearestNeighbor, 0)
-    labels = sitk.GetArrayFromImage(resampled)
-    names = {int(v): n for v, n in json.loads((folder / "labels.json").read_text()).items()}
-    present = set(np.unique(labels).tolist())
-    return LabelledCase(volume, labels, {v: n for v, n in names.items() if v in present})
+    """A shared labelled set (labels read onto the image by geometry), naming only the structures
+    its labels hold."""
+    case = load_labelled_case(folder / image_name, folder / "labels.nii.gz", folder / "labels.json")
+    present = set(np.unique(case.labels).tolist())
+    return dataclasses.replace(case, names={v: n for v, n in case.names.items() if v in present})
 
 
 def embedded_predictor(model: PromptableModel, case_name: str, volume: Volume, mapping: IntensityMapping,
