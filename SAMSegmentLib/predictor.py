@@ -13,7 +13,7 @@ from .cache import EmbeddingCache, content_fingerprint
 from .candidate_choice import candidate_qualities, choose_candidate
 from .errors import CheckpointError, InferenceOutOfMemoryError, PromptError
 from .intensity import AUTO_PRESET, IntensityMapping, ct_auto_preset, looks_like_ct, mapping_for
-from .models.base import ImageEmbedding, PromptableModel
+from .models.base import Decoded, ImageEmbedding, PromptableModel
 from .prediction import Prediction
 from .prompts import Prompts
 from .registry import PromptKind
@@ -111,13 +111,16 @@ class VolumePredictor:
         prompts: Prompts,
         mask_logits: torch.Tensor | None = None,
         multimask: bool | None = None,
+        carried: bool = False,
     ) -> Prediction:
         """Segment slice ``index`` along ``axis`` from ``prompts``.
 
         ``mask_logits`` (the ``low_res_logits`` of an earlier prediction) refines that mask
         with models that take mask prompts. ``multimask`` defaults to the models' advice:
         several candidates for a single point, one otherwise; of several, the one
-        ``candidate_choice`` picks is returned.
+        ``candidate_choice`` picks is returned. A box alone is taken as drawn by a person and
+        decoded at the model's ``drawn_box_widenings`` (logits averaged), unless ``carried``:
+        a box carried from a neighbouring slice's mask, widened by propagation already.
         """
         axis = Axis(axis)
         volume = self.require_volume()
@@ -131,14 +134,13 @@ class VolumePredictor:
         multimask = multimask and self.model.spec.multimask
         embedding = self.embed(axis, index)
         with _out_of_memory_as_error(self.model.device):
-            decoded = self.model.decode(
-                embedding,
-                prompts.points_array(),
-                prompts.labels_array(),
-                prompts.clipped_box(slice_hw),
-                mask_logits,
-                multimask,
-            )
+            if carried or prompts.points or mask_logits is not None or multimask:
+                decoded = self.model.decode(
+                    embedding, prompts.points_array(), prompts.labels_array(), prompts.clipped_box(slice_hw),
+                    mask_logits, multimask,
+                )
+            else:
+                decoded = self._decode_drawn_box(embedding, prompts, slice_hw)
             self._require_finite("mask scores and logits", decoded.scores, decoded.low_res_logits)
             if len(decoded.scores) > 1:
                 candidates = self.model.upsample_logits(decoded.low_res_logits, embedding)
@@ -158,6 +160,24 @@ class VolumePredictor:
             score=float(decoded.scores[best]),
             scores=decoded.scores.float().cpu().numpy(),
             low_res_logits=logits,
+        )
+
+    def _decode_drawn_box(self, embedding: ImageEmbedding, prompts: Prompts, slice_hw: tuple[int, int]) -> Decoded:
+        """A box alone, decoded as drawn and at each of the model's ``drawn_box_widenings``, the
+        candidates' logits and scores averaged: one decoder call per width."""
+        widenings = self.model.spec.drawn_box_widenings or (0.0,)
+        # Model input pixels per slice pixel, along y and x (the longest side was scaled to the input).
+        scale_y = embedding.resized_hw[0] / embedding.original_hw[0]
+        scale_x = embedding.resized_hw[1] / embedding.original_hw[1]
+        decoded = [
+            self.model.decode(embedding, None, None, prompts.widened_box((w / scale_x, w / scale_y), slice_hw), None, False)
+            for w in widenings
+        ]
+        if len(decoded) == 1:
+            return decoded[0]
+        return Decoded(
+            torch.stack([d.low_res_logits for d in decoded]).mean(0),
+            torch.stack([d.scores for d in decoded]).mean(0),
         )
 
     def _require_finite(self, what: str, *tensors: torch.Tensor) -> None:

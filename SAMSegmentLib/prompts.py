@@ -74,6 +74,14 @@ class Prompts:
             if x1 - x0 < 1 or y1 - y0 < 1:
                 raise PromptError("The box is too small: drag over the structure to draw a box at least 2 pixels wide.")
 
+    def widened_box(self, margin_xy: tuple[float, float], slice_hw: tuple[int, int]) -> np.ndarray | None:
+        """The box widened by ``margin_xy`` pixels on each side, cut to the slice."""
+        box = self.box_array()
+        if box is None:
+            return None
+        mx, my = margin_xy
+        return Prompts(box=tuple(box + np.array([-mx, -my, mx, my]))).clipped_box(slice_hw)
+
     def clipped_box(self, slice_hw: tuple[int, int]) -> np.ndarray | None:
         """The box with a part hanging over the slice edge cut off."""
         box = self.box_array()

@@ -1,3 +1,6 @@
+import dataclasses
+
+import numpy as np
 import pytest
 import torch
 
@@ -139,3 +142,62 @@ def test_litemedsam_refuses_points_with_advice(litemedsam, ct_phantom):
     prompts.add_point(30, 20)
     with pytest.raises(PromptError, match="only box prompts"):
         predictor.predict(Axis.AXIAL, 3, prompts)
+
+
+class _RecordingDecoder:
+    """Wraps a model's decode, recording the box of every call."""
+
+    def __init__(self, model, monkeypatch):
+        self.boxes = []
+        self._decode = model.decode
+        monkeypatch.setattr(model, "decode", self)
+
+    def __call__(self, embedding, points, labels, box, mask_logits, multimask):
+        self.boxes.append(None if box is None else tuple(float(v) for v in box))
+        return self._decode(embedding, points, labels, box, mask_logits, multimask)
+
+
+def test_a_drawn_box_is_decoded_at_each_widening_and_the_logits_averaged(tiny_sam_model, ct_phantom, monkeypatch):
+    monkeypatch.setattr(tiny_sam_model, "spec", dataclasses.replace(tiny_sam_model.spec, drawn_box_widenings=(0.0, 4.0)))
+    recorder = _RecordingDecoder(tiny_sam_model, monkeypatch)
+    predictor = VolumePredictor(tiny_sam_model)
+    predictor.set_volume(ct_phantom)
+    height, width = ct_phantom.slice_shape(Axis.AXIAL)
+    drawn = predictor.predict(Axis.AXIAL, 5, Prompts(box=(2, 10, 30, 20)))
+    # Slice pixels per model input pixel: the longest side was scaled to the model's input.
+    per_model_pixel = max(height, width) / tiny_sam_model.input_size
+    widened = (2 - 4 * per_model_pixel, 10 - 4 * per_model_pixel, 30 + 4 * per_model_pixel, 20 + 4 * per_model_pixel)
+    assert recorder.boxes[0] == (2, 10, 30, 20)
+    assert recorder.boxes[1] == pytest.approx((max(0.0, widened[0]), *widened[1:]), abs=0.02)  # cut at the slice edge
+    embedding = predictor.embed(Axis.AXIAL, 5)
+    as_drawn = recorder._decode
+    expected = torch.stack([
+        as_drawn(embedding, None, None, np.array(box), None, False).low_res_logits for box in recorder.boxes
+    ]).mean(0)
+    assert torch.allclose(drawn.low_res_logits, expected[0], atol=1e-5)
+
+    recorder.boxes.clear()
+    predictor.predict(Axis.AXIAL, 5, Prompts(box=(2, 10, 30, 20)), carried=True)
+    with_point = Prompts(box=(2, 10, 30, 20))
+    with_point.add_point(15, 15)
+    predictor.predict(Axis.AXIAL, 5, with_point)
+    assert recorder.boxes == [(2, 10, 30, 20)] * 2  # a carried box, or a box with points: decoded as given
+
+
+def test_widened_box_is_cut_at_the_slice_edges():
+    assert Prompts(box=(1, 2, 8, 9)).widened_box((2, 3), (10, 12)).tolist() == [0, 0, 10, 9]
+    assert Prompts().widened_box((2, 3), (10, 12)) is None
+
+
+def test_propagation_widens_the_drawn_seed_box_only(tiny_sam_model, ct_phantom, monkeypatch):
+    """The boxes carried from slice to slice have propagation's margin already: decoded as given."""
+    from SAMSegmentLib.propagation import Direction, MaskCarryPropagation, ObjectPrompts, PropagationRequest, StopRule
+
+    monkeypatch.setattr(tiny_sam_model, "spec", dataclasses.replace(tiny_sam_model.spec, drawn_box_widenings=(0.0, 2.0, 4.0)))
+    recorder = _RecordingDecoder(tiny_sam_model, monkeypatch)
+    predictor = VolumePredictor(tiny_sam_model)
+    predictor.set_volume(ct_phantom)
+    request = PropagationRequest(Axis.AXIAL, 6, [ObjectPrompts("organ", Prompts(box=(20.0, 15.0, 44.0, 33.0)))],
+                                 Direction.FORWARD, (6, 9))
+    MaskCarryPropagation(predictor, request, StopRule.keep_going()).run()
+    assert len(recorder.boxes) == 3 + 3  # the seed at three widths, then slices 7, 8 and 9 once each

@@ -225,7 +225,8 @@ def evaluate_oracle(
         prompts = box_from_reference(reference_slice)
         if margin:
             prompts = _widened(prompts, reference_slice.shape)
-        put_slice(mask, axis, index, predictor.predict(axis, index, prompts).mask)
+        # With the margin, the box stands for one propagation carries (decoded as given).
+        put_slice(mask, axis, index, predictor.predict(axis, index, prompts, carried=margin).mask)
     return OracleReport(
         dice_3d=dice(mask, reference),
         iou_3d=iou(mask, reference),

@@ -106,11 +106,11 @@ class MaskCarryPropagation(SliceWalk[StopRule]):
             image = self.predictor.slice_image(axis, index)
             still_live = []
             for carry in live:
-                prediction = self.predictor.predict(axis, index, *self._carried_prompt(carry.prediction))
+                prediction = self.predictor.predict(axis, index, *self._carried_prompt(carry.prediction), carried=True)
                 reverse = None
                 if self.stop_rule.checks_both_ways and prediction.mask.any():
                     # The previous slice is embedded already: checking back costs one decoder call.
-                    reverse = self.predictor.predict(axis, index - step, *self._carried_prompt(prediction))
+                    reverse = self.predictor.predict(axis, index - step, *self._carried_prompt(prediction), carried=True)
                 reason = self.stop_rule.check(carry.track, prediction, image, reverse)
                 if reason:
                     self._stop(carry.object_id, step, last_index[carry.object_id], reason)

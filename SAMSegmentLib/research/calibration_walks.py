@@ -141,14 +141,16 @@ def walk_structure(predictor: VolumePredictor, reference: np.ndarray, dataset: s
         current = int(seed) + step
         end = int(present.max()) + past_end if step > 0 else int(present.min()) - past_end
         while 0 <= current < volume.slice_count(AXIS) and (current - end) * step <= 0:
-            prediction = predictor.predict(AXIS, current, *carried_prompt(predictor, previous, walk_rule, spacing_xy))
+            carried = carried_prompt(predictor, previous, walk_rule, spacing_xy)
+            prediction = predictor.predict(AXIS, current, *carried, carried=True)
             mask = prediction.mask
             if not mask.any():
                 steps.append(WalkStep(current, 0, 0, None))
                 break
             back = None
             if reverse:
-                back = predictor.predict(AXIS, current - step, *carried_prompt(predictor, prediction, walk_rule, spacing_xy))
+                carried_back = carried_prompt(predictor, prediction, walk_rule, spacing_xy)
+                back = predictor.predict(AXIS, current - step, *carried_back, carried=True)
             image = predictor.slice_image(AXIS, current)
             evidence = asdict(walk_rule.measure(track, prediction, image, back))
             evidence["legacy_shift"] = _legacy_shift(seed_image, seed_prediction.mask, mask)
