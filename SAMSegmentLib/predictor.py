@@ -111,7 +111,7 @@ class VolumePredictor:
         prompts: Prompts,
         mask_logits: torch.Tensor | None = None,
         multimask: bool | None = None,
-        carried: bool = False,
+        as_given: bool = False,
     ) -> Prediction:
         """Segment slice ``index`` along ``axis`` from ``prompts``.
 
@@ -119,8 +119,9 @@ class VolumePredictor:
         with models that take mask prompts. ``multimask`` defaults to the models' advice:
         several candidates for a single point, one otherwise; of several, the one
         ``candidate_choice`` picks is returned. A box alone is taken as drawn by a person and
-        decoded at the model's ``drawn_box_widenings`` (logits averaged), unless ``carried``:
-        a box carried from a neighbouring slice's mask, widened by propagation already.
+        decoded at the model's ``drawn_box_widenings`` (logits averaged), unless ``as_given``: a
+        box carried from a neighbouring slice's mask (widened by propagation already), or one
+        judged as drawn (the absent check at a seed).
         """
         axis = Axis(axis)
         volume = self.require_volume()
@@ -134,7 +135,7 @@ class VolumePredictor:
         multimask = multimask and self.model.spec.multimask
         embedding = self.embed(axis, index)
         with _out_of_memory_as_error(self.model.device):
-            if carried or prompts.points or mask_logits is not None or multimask:
+            if as_given or prompts.points or mask_logits is not None or multimask:
                 decoded = self.model.decode(
                     embedding, prompts.points_array(), prompts.labels_array(), prompts.clipped_box(slice_hw),
                     mask_logits, multimask,

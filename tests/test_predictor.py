@@ -177,7 +177,7 @@ def test_a_drawn_box_is_decoded_at_each_widening_and_the_logits_averaged(tiny_sa
     assert torch.allclose(drawn.low_res_logits, expected[0], atol=1e-5)
 
     recorder.boxes.clear()
-    predictor.predict(Axis.AXIAL, 5, Prompts(box=(2, 10, 30, 20)), carried=True)
+    predictor.predict(Axis.AXIAL, 5, Prompts(box=(2, 10, 30, 20)), as_given=True)
     with_point = Prompts(box=(2, 10, 30, 20))
     with_point.add_point(15, 15)
     predictor.predict(Axis.AXIAL, 5, with_point)
@@ -200,4 +200,7 @@ def test_propagation_widens_the_drawn_seed_box_only(tiny_sam_model, ct_phantom, 
     request = PropagationRequest(Axis.AXIAL, 6, [ObjectPrompts("organ", Prompts(box=(20.0, 15.0, 44.0, 33.0)))],
                                  Direction.FORWARD, (6, 9))
     MaskCarryPropagation(predictor, request, StopRule.keep_going()).run()
-    assert len(recorder.boxes) == 3 + 3  # the seed at three widths, then slices 7, 8 and 9 once each
+    seed_box = (20.0, 15.0, 44.0, 33.0)
+    # The seed at three widths, once more as drawn (the absent check), then slices 7, 8 and 9 once each.
+    assert len(recorder.boxes) == 3 + 1 + 3
+    assert recorder.boxes[3] == seed_box and seed_box not in recorder.boxes[4:]

@@ -226,7 +226,7 @@ def evaluate_oracle(
         if margin:
             prompts = _widened(prompts, reference_slice.shape)
         # With the margin, the box stands for one propagation carries (decoded as given).
-        put_slice(mask, axis, index, predictor.predict(axis, index, prompts, carried=margin).mask)
+        put_slice(mask, axis, index, predictor.predict(axis, index, prompts, as_given=margin).mask)
     return OracleReport(
         dice_3d=dice(mask, reference),
         iou_3d=iou(mask, reference),

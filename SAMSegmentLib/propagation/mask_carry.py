@@ -79,7 +79,11 @@ class MaskCarryPropagation(SliceWalk[StopRule]):
         image = self.predictor.slice_image(axis, index)
         for item in self.request.objects:
             prediction = self.predictor.predict(axis, index, item.prompts)
-            absent = self.stop_rule.absent_reason(prediction, image)
+            # Absence is judged on the box decoded as drawn, as the rule was calibrated: averaged over
+            # widths, a blob on plain tissue gets outline gradients just above the rule's edge floor.
+            as_drawn = (self.predictor.predict(axis, index, item.prompts, as_given=True)
+                        if self.predictor.model.spec.drawn_box_widenings else prediction)
+            absent = self.stop_rule.absent_reason(as_drawn, image)
             if absent:
                 self.result.objects[item.object_id].stops.append(Stop("both", None, absent))
                 continue
@@ -106,11 +110,11 @@ class MaskCarryPropagation(SliceWalk[StopRule]):
             image = self.predictor.slice_image(axis, index)
             still_live = []
             for carry in live:
-                prediction = self.predictor.predict(axis, index, *self._carried_prompt(carry.prediction), carried=True)
+                prediction = self.predictor.predict(axis, index, *self._carried_prompt(carry.prediction), as_given=True)
                 reverse = None
                 if self.stop_rule.checks_both_ways and prediction.mask.any():
                     # The previous slice is embedded already: checking back costs one decoder call.
-                    reverse = self.predictor.predict(axis, index - step, *self._carried_prompt(prediction), carried=True)
+                    reverse = self.predictor.predict(axis, index - step, *self._carried_prompt(prediction), as_given=True)
                 reason = self.stop_rule.check(carry.track, prediction, image, reverse)
                 if reason:
                     self._stop(carry.object_id, step, last_index[carry.object_id], reason)

@@ -142,7 +142,7 @@ def walk_structure(predictor: VolumePredictor, reference: np.ndarray, dataset: s
         end = int(present.max()) + past_end if step > 0 else int(present.min()) - past_end
         while 0 <= current < volume.slice_count(AXIS) and (current - end) * step <= 0:
             carried = carried_prompt(predictor, previous, walk_rule, spacing_xy)
-            prediction = predictor.predict(AXIS, current, *carried, carried=True)
+            prediction = predictor.predict(AXIS, current, *carried, as_given=True)
             mask = prediction.mask
             if not mask.any():
                 steps.append(WalkStep(current, 0, 0, None))
@@ -150,7 +150,7 @@ def walk_structure(predictor: VolumePredictor, reference: np.ndarray, dataset: s
             back = None
             if reverse:
                 carried_back = carried_prompt(predictor, prediction, walk_rule, spacing_xy)
-                back = predictor.predict(AXIS, current - step, *carried_back, carried=True)
+                back = predictor.predict(AXIS, current - step, *carried_back, as_given=True)
             image = predictor.slice_image(AXIS, current)
             evidence = asdict(walk_rule.measure(track, prediction, image, back))
             evidence["legacy_shift"] = _legacy_shift(seed_image, seed_prediction.mask, mask)
