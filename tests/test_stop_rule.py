@@ -64,6 +64,20 @@ def test_absent_needs_low_quality_no_contrast_and_no_edges(image):
     assert "found nothing" in rule.absent_reason(prediction(np.zeros((64, 64), bool)), image)
 
 
+def test_a_box_read_as_drawn_is_absent_only_when_its_own_mask_does_not_stand_out_either(image):
+    rule = StopRule()
+    flat = np.full((64, 64), 0.5) + np.random.default_rng(1).normal(0, 0.01, (64, 64))
+    unsure_on_flat = prediction(disc(6), 0.6)
+    # The box as drawn found nothing standing out: the averaged mask decides whether it does.
+    assert rule.absent_reason(prediction(disc(7), 0.7), flat, as_drawn=unsure_on_flat).startswith("absent")
+    bright_object = flat.copy()
+    bright_object[disc(10)] = 0.9
+    assert rule.absent_reason(prediction(disc(10), 0.7), bright_object, as_drawn=prediction(disc(3) ^ disc(2), 0.5)) == ""
+    # As drawn it is present: the signals are read on it, as calibrated.
+    assert rule.absent_reason(prediction(disc(7), 0.6), flat, as_drawn=prediction(disc(6), 0.9)) == ""
+    assert "found nothing" in rule.absent_reason(prediction(np.zeros((64, 64), bool)), flat, as_drawn=unsure_on_flat)
+
+
 def test_box_margin_has_floors_in_mm_and_pixels_and_grows_with_the_object():
     rule = StopRule(margin_fraction=0.1, min_margin_mm=3.0, min_margin_pixels=2.0)
     assert rule.box_margin(100, 10, spacing_xy=(1.0, 0.5)) == (10.0, 6.0)  # 3 mm = 6 pixels of 0.5 mm

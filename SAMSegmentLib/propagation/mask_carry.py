@@ -79,11 +79,10 @@ class MaskCarryPropagation(SliceWalk[StopRule]):
         image = self.predictor.slice_image(axis, index)
         for item in self.request.objects:
             prediction = self.predictor.predict(axis, index, item.prompts)
-            # Absence is judged on the box decoded as drawn, as the rule was calibrated: averaged over
-            # widths, a blob on plain tissue gets outline gradients just above the rule's edge floor.
+            # A box read as drawn (averaged over widths) is judged absent with the box decoded as given too.
             as_drawn = (self.predictor.predict(axis, index, item.prompts, as_given=True)
-                        if self.predictor.model.spec.drawn_box_widenings else prediction)
-            absent = self.stop_rule.absent_reason(as_drawn, image)
+                        if self.predictor.model.spec.drawn_box_widenings else None)
+            absent = self.stop_rule.absent_reason(prediction, image, as_drawn)
             if absent:
                 self.result.objects[item.object_id].stops.append(Stop("both", None, absent))
                 continue

@@ -125,10 +125,22 @@ class StopRule:
         return (max(self.min_margin_mm / spacing_xy[0], self.min_margin_pixels, self.margin_fraction * width),
                 max(self.min_margin_mm / spacing_xy[1], self.min_margin_pixels, self.margin_fraction * height))
 
-    def absent_reason(self, seed: Prediction, image01: np.ndarray) -> str:
-        """Why the prompted slice shows no object, or "" when it shows one."""
+    def absent_reason(self, seed: Prediction, image01: np.ndarray, as_drawn: Prediction | None = None) -> str:
+        """Why the prompted slice shows no object, or "" when it shows one.
+
+        ``as_drawn``: the box decoded as drawn, where ``seed`` averages it over widths
+        (``ModelSpec.drawn_box_widenings``). The three signals are then read on it, as the
+        thresholds were calibrated on boxes decoded as drawn, and the seed is absent only if its
+        own mask does not stand out either (contrast below ``absent_contrast``): averaged, a blob on
+        plain tissue can pass the edge check by a hair, and a structure the box as drawn misses
+        (the shared MR's lung tip) can stand out."""
         if not seed.mask.any():
             return "absent: the model found nothing at the prompts"
+        if as_drawn is not None:
+            reason = self.absent_reason(as_drawn, image01)
+            if reason and self.boundary_contrast(seed.mask, image01) >= self.absent_contrast:
+                return ""
+            return reason
         if seed.score >= self.absent_score:
             return ""
         contrast = self.boundary_contrast(seed.mask, image01)
