@@ -109,6 +109,13 @@ def main(argv: list[str] | None = None) -> int:
             "the same widening also on the box carried from slice to slice": "one-box 3D Dice 0.405 against 0.413 "
                 "(seed only) and 0.369 (as drawn), 22 ends more than one slice past against 18 and 17: not taken",
             "picking by predicted IoU": "rejected: which width scores best varies from run to run of widths",
+            "the seed's absence judged on the averaged mask alone": "rejected: a box on plain tissue "
+                "(tests/test_stop_rule_real.py) passed the edge check by 0.01 (1.11 against 1.1) and ran "
+                "through the whole volume",
+            "the seed's absence judged on the box as drawn alone": "rejected: abdomen-mr one box 0.407 -> 0.387 "
+                "(the lung tip, 0.86 with the averaged mask, judged absent as drawn)",
+            "chosen": "absent when the box as drawn shows nothing standing out (the calibrated three signals) "
+                "and the averaged mask does not stand out either (contrast below the rule's floor)",
         },
         "summary": {"all": summarise(rows), **{d: summarise([r for r in rows if r["dataset"] == d]) for d, _ in SHARED_SETS}},
         "structures": rows,
