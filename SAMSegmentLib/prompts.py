@@ -74,13 +74,19 @@ class Prompts:
             if x1 - x0 < 1 or y1 - y0 < 1:
                 raise PromptError("The box is too small: drag over the structure to draw a box at least 2 pixels wide.")
 
-    def widened_box(self, margin_xy: tuple[float, float], slice_hw: tuple[int, int]) -> np.ndarray | None:
-        """The box widened by ``margin_xy`` pixels on each side, cut to the slice."""
+    def widened(self, margin_xy: tuple[float, float], slice_hw: tuple[int, int]) -> Prompts:
+        """The box alone, widened by ``margin_xy`` pixels on each side and cut to the slice."""
         box = self.box_array()
         if box is None:
-            return None
+            raise ValueError("Only a box can be widened.")
         mx, my = margin_xy
-        return Prompts(box=tuple(box + np.array([-mx, -my, mx, my]))).clipped_box(slice_hw)
+        x0, y0, x1, y1 = (float(v) for v in np.clip(box + np.array([-mx, -my, mx, my]), 0, [
+            slice_hw[1] - 1, slice_hw[0] - 1, slice_hw[1] - 1, slice_hw[0] - 1]))
+        return Prompts(box=(x0, y0, x1, y1))
+
+    def widened_box(self, margin_xy: tuple[float, float], slice_hw: tuple[int, int]) -> np.ndarray | None:
+        """The box widened by ``margin_xy`` pixels on each side, cut to the slice."""
+        return None if self.box is None else self.widened(margin_xy, slice_hw).box_array()
 
     def clipped_box(self, slice_hw: tuple[int, int]) -> np.ndarray | None:
         """The box with a part hanging over the slice edge cut off."""

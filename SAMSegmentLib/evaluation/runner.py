@@ -262,10 +262,8 @@ def _widened(prompts: Prompts, slice_hw: tuple[int, int]) -> Prompts:
     """The box widened by the margin propagation adds to the box it carries, within the slice."""
     assert prompts.box is not None
     x0, y0, x1, y1 = prompts.box
-    margin_x, margin_y = StopRule().box_margin(x1 - x0 + 1, y1 - y0 + 1)
-    height, width = slice_hw
-    return Prompts(box=(max(0.0, x0 - margin_x), max(0.0, y0 - margin_y),
-                        min(width - 1.0, x1 + margin_x), min(height - 1.0, y1 + margin_y)))
+    margins = StopRule().box_margin(x1 - x0 + 1, y1 - y0 + 1)
+    return prompts.widened(margins, slice_hw)
 
 
 def _correct(

@@ -158,15 +158,9 @@ def carried_prompt(
     spec = predictor.model.spec
     mask = previous.mask
     ys, xs = np.nonzero(mask)
-    margin_x, margin_y = stop_rule.box_margin(xs.max() - xs.min() + 1, ys.max() - ys.min() + 1, spacing_xy)
-    height, width = mask.shape
-    box = (
-        max(0.0, xs.min() - margin_x),
-        max(0.0, ys.min() - margin_y),
-        min(width - 1.0, xs.max() + margin_x),
-        min(height - 1.0, ys.max() + margin_y),
-    )
-    prompts = Prompts(box=box)
+    margins = stop_rule.box_margin(xs.max() - xs.min() + 1, ys.max() - ys.min() + 1, spacing_xy)
+    tight = Prompts(box=(float(xs.min()), float(ys.min()), float(xs.max()), float(ys.max())))
+    prompts = tight.widened(margins, mask.shape)
     mask_logits = None
     if spec.accepts(PromptKind.POINT):
         distance = ndimage.distance_transform_edt(mask)
