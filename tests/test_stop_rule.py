@@ -114,3 +114,38 @@ def test_checked_both_ways_a_slice_whose_box_does_not_find_the_previous_mask_sto
     moved_back = prediction(disc(6, centre=(14, 14)))
     assert "checked back" in rule.check(track, prediction(disc(10)), image, reverse=moved_back)
     assert StopRule().checks_both_ways is False and rule.checks_both_ways
+
+
+def _scene(pixel_mm):
+    """A disc of 15 mm radius on a ramp, darker beyond 24 mm, sampled at ``pixel_mm``: the same
+    anatomy at two resolutions."""
+    size = round(96 / pixel_mm)
+    y, x = (np.mgrid[:size, :size] + 0.5) * pixel_mm
+    inside = (y - 48) ** 2 + (x - 48) ** 2 <= 15**2
+    picture = 0.3 + 0.4 * x / 96 + 0.15 * inside - 0.2 * (((y - 48) ** 2 + (x - 48) ** 2) > 24**2)
+    return picture, inside
+
+
+def test_the_absence_signals_are_read_at_a_physical_scale():
+    rule = StopRule()
+    fine, fine_mask = _scene(1.0)
+    coarse, coarse_mask = _scene(3.0)
+    fine_evidence = rule.seed_evidence(prediction(fine_mask), fine, (1.0, 1.0))
+    coarse_evidence = rule.seed_evidence(prediction(coarse_mask), coarse, (3.0, 3.0))
+    assert coarse_evidence.contrast == pytest.approx(fine_evidence.contrast, rel=0.15)
+    assert coarse_evidence.edge == pytest.approx(fine_evidence.edge, rel=0.25)
+    # The ring is 6 mm: 2 pixels at 3 mm stay inside an object reaching 4 pixels past the mask,
+    # 6 pixels at 1 mm reach the background beyond it.
+    flat_object = np.full((64, 64), 0.3)
+    flat_object[disc(10)] = 0.7
+    assert rule.boundary_contrast(disc(6), flat_object, (3.0, 3.0)) < 0.1
+    assert rule.boundary_contrast(disc(6), flat_object, (1.0, 1.0)) > 1.0
+
+
+def test_judging_absence_from_evidence_matches_reading_it_from_the_slice(image):
+    rule = StopRule()
+    flat = np.full((64, 64), 0.5) + np.random.default_rng(1).normal(0, 0.01, (64, 64))
+    seed, as_drawn = prediction(disc(7), 0.7), prediction(disc(6), 0.6)
+    assert rule.judge_absence(rule.seed_evidence(seed, flat, (0.8, 0.8)), rule.seed_evidence(as_drawn, flat, (0.8, 0.8))) == \
+        rule.absent_reason(seed, flat, as_drawn, (0.8, 0.8))
+    assert not rule.seed_evidence(prediction(np.zeros((64, 64), bool)), flat).found

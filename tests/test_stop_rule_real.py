@@ -3,18 +3,18 @@ propagation from one box must end where the lesion ends, and a box on plain tiss
 produce a structure."""
 
 import pytest
-from synthetic import make_lesion_volume
 
 from SAMSegmentLib.evaluation import EvaluationSettings, evaluate_structure
 from SAMSegmentLib.predictor import VolumePredictor
 from SAMSegmentLib.prompts import Prompts
 from SAMSegmentLib.propagation import MaskCarryPropagation, ObjectPrompts, PropagationRequest
+from SAMSegmentLib.research.phantoms import lesion_volume
 from SAMSegmentLib.volume import Axis
 
 
 @pytest.mark.parametrize("radius, contrast", [(5, 60), (5, -50), (12, 80)])
 def test_propagation_stops_within_one_slice_of_a_lesion_end(litemedsam, radius, contrast):
-    volume, lesion = make_lesion_volume(radius, contrast, shape=(24, 64, 64))
+    volume, lesion = lesion_volume(radius, contrast, shape=(24, 64, 64))
     predictor = VolumePredictor(litemedsam)
     predictor.set_volume(volume)
     report = evaluate_structure(predictor, lesion, "lesion", EvaluationSettings())
@@ -25,8 +25,10 @@ def test_propagation_stops_within_one_slice_of_a_lesion_end(litemedsam, radius, 
     assert all(stop.reason.startswith("object ended") for stop in report.stops)
 
 
-def test_a_box_on_plain_tissue_is_reported_absent_not_propagated(litemedsam):
-    volume, _ = make_lesion_volume(5, 0.0, shape=(24, 64, 64))
+@pytest.mark.parametrize("pixel_mm", [0.8, 3.0])
+def test_a_box_on_plain_tissue_is_reported_absent_not_propagated(litemedsam, pixel_mm):
+    # The absence signals are read in mm: the same tissue at 3 mm pixels is judged alike.
+    volume, _ = lesion_volume(5, 0.0, shape=(24, 64, 64), spacing=(pixel_mm, pixel_mm, 2.5))
     predictor = VolumePredictor(litemedsam)
     predictor.set_volume(volume)
     request = PropagationRequest(Axis.AXIAL, 12, [ObjectPrompts("nothing", Prompts(box=(24, 24, 39, 39)))])

@@ -82,7 +82,7 @@ class MaskCarryPropagation(SliceWalk[StopRule]):
             # A box read as drawn (averaged over widths) is judged absent with the box decoded as given too.
             as_drawn = (self.predictor.predict(axis, index, item.prompts, as_given=True)
                         if self.predictor.model.spec.drawn_box_widenings else None)
-            absent = self.stop_rule.absent_reason(prediction, image, as_drawn)
+            absent = self.stop_rule.absent_reason(prediction, image, as_drawn, self._spacing_xy)
             if absent:
                 self.result.objects[item.object_id].stops.append(Stop("both", None, absent))
                 continue

@@ -47,6 +47,16 @@ class SliceEvidence:
     reverse_overlap: float | None  # Dice of the reverse prediction with the previous mask
 
 
+@dataclass(frozen=True)
+class SeedEvidence:
+    """What the absence check reads on the prompted slice's mask."""
+
+    found: bool  # the mask is not empty
+    score: float  # the model's predicted quality
+    contrast: float  # StopRule.boundary_contrast (0 when nothing was found)
+    edge: float  # StopRule.edge_alignment (0 when nothing was found)
+
+
 def robust_stats(values: np.ndarray) -> tuple[float, float]:
     """(median, robust standard deviation) of ``values``: a few pixels of a neighbour inside the mask
     move neither, where they would move the mean and the standard deviation."""
@@ -73,12 +83,14 @@ class StopRule:
       holds; carried back, that box no longer finds the object.
 
     The prompted slice itself is judged absent when three signals agree: the model is unsure
-    (score below ``absent_score``), the mask does not stand out from a ring around it (contrast
-    below ``absent_contrast``) and its outline does not follow image edges (gradient on the
-    outline below ``absent_edge`` times the gradient around it). A box on plain tissue then
-    yields nothing instead of a blob carried through the volume. No single signal is enough:
-    on real CT, vessels and bowel have low contrast, faint lesions weak edges, and LiteMedSAM
-    scores a blob on plain tissue up to about 0.77.
+    (score below ``absent_score``), the mask does not stand out from a ring ``contrast_ring_mm``
+    wide around it (contrast below ``absent_contrast``) and its outline does not follow image
+    edges (gradient, at ``gradient_sigma_mm``, on the outline below ``absent_edge`` times the
+    gradient within ``edge_region_mm`` around it). A box on plain tissue then yields nothing
+    instead of a blob carried through the volume. No single signal is enough: on real CT,
+    vessels and bowel have low contrast, faint lesions weak edges, and LiteMedSAM scores a blob
+    on plain tissue up to about 0.85. The ring and the gradient are in mm so a 1 mm CT and a
+    3 mm MR are judged at the same physical scale.
 
     The carried box is the previous mask's box widened by ``margin_fraction`` of its size on each
     side, by at least ``min_margin_mm`` and at least ``min_margin_pixels`` (the model needs a little
@@ -102,11 +114,18 @@ class StopRule:
     margin_fraction: float = 0.1
     min_margin_mm: float = 2.0
     min_margin_pixels: float = 2.0
-    absent_score: float = 0.8
-    absent_contrast: float = 0.5
-    absent_edge: float = 1.1
-    contrast_ring_pixels: int = 3
-    edge_region_pixels: int = 6
+    # The absence thresholds and scales: calibrated 2026-11-29 with
+    # ``SAMSegmentLib.research.seed_absence`` on the shared sets' reference boxes (structures that
+    # must be kept) and boxes on synthetic plain tissue at 0.8 and 3 mm pixels (which must not):
+    # Testing/calibration/2026-11-29_seed_absence.json. The earlier pixel-scale settings (ring 3,
+    # gradient 1, region 6 pixels; 0.8/0.5/1.1) dropped both humeri and an autochthon of the
+    # 1 mm CT and let 14 of the 24 plain-tissue boxes through.
+    absent_score: float = 0.85
+    absent_contrast: float = 0.2
+    absent_edge: float = 1.3
+    contrast_ring_mm: float = 6.0
+    gradient_sigma_mm: float = 2.0
+    edge_region_mm: float = 12.0
 
     @classmethod
     def keep_going(cls) -> StopRule:
@@ -125,42 +144,55 @@ class StopRule:
         return (max(self.min_margin_mm / spacing_xy[0], self.min_margin_pixels, self.margin_fraction * width),
                 max(self.min_margin_mm / spacing_xy[1], self.min_margin_pixels, self.margin_fraction * height))
 
-    def absent_reason(self, seed: Prediction, image01: np.ndarray, as_drawn: Prediction | None = None) -> str:
+    def absent_reason(self, seed: Prediction, image01: np.ndarray, as_drawn: Prediction | None = None,
+                      spacing_xy: tuple[float, float] = (1.0, 1.0)) -> str:
         """Why the prompted slice shows no object, or "" when it shows one.
 
         ``as_drawn``: the box decoded as drawn, where ``seed`` averages it over widths
-        (``ModelSpec.drawn_box_widenings``). The three signals are then read on it, as the
-        thresholds were calibrated on boxes decoded as drawn, and the seed is absent only if its
-        own mask does not stand out either (contrast below ``absent_contrast``): averaged, a blob on
-        plain tissue can pass the edge check by a hair, and a structure the box as drawn misses
-        (the shared MR's lung tip) can stand out."""
+        (``ModelSpec.drawn_box_widenings``); see ``judge_absence``. ``spacing_xy``: the slice's
+        pixel size in mm (x, y), which sets the ring's width and the gradient's scale."""
+        return self.judge_absence(self.seed_evidence(seed, image01, spacing_xy),
+                                  None if as_drawn is None else self.seed_evidence(as_drawn, image01, spacing_xy))
+
+    def seed_evidence(self, seed: Prediction, image01: np.ndarray, spacing_xy: tuple[float, float] = (1.0, 1.0)) -> SeedEvidence:
+        """The signals the absence check reads on a prompted slice's prediction."""
         if not seed.mask.any():
+            return SeedEvidence(False, seed.score, 0.0, 0.0)
+        return SeedEvidence(True, seed.score, self.boundary_contrast(seed.mask, image01, spacing_xy),
+                            self.edge_alignment(seed.mask, image01, spacing_xy))
+
+    def judge_absence(self, seed: SeedEvidence, as_drawn: SeedEvidence | None = None) -> str:
+        """Why the prompted slice shows no object ("" when it shows one), from its evidence.
+
+        With ``as_drawn`` (the box decoded as drawn, where ``seed`` averages it over widths), the
+        three signals are read on it, and the seed is absent only if its own mask does not stand out
+        either (contrast below ``absent_contrast``): averaged, a blob on plain tissue can pass the
+        edge check by a hair, and a structure the box as drawn misses (the shared MR's lung tip) can
+        stand out."""
+        if not seed.found:
             return "absent: the model found nothing at the prompts"
         if as_drawn is not None:
-            reason = self.absent_reason(as_drawn, image01)
-            if reason and self.boundary_contrast(seed.mask, image01) >= self.absent_contrast:
-                return ""
-            return reason
-        if seed.score >= self.absent_score:
-            return ""
-        contrast = self.boundary_contrast(seed.mask, image01)
-        edge = self.edge_alignment(seed.mask, image01)
-        if contrast < self.absent_contrast and edge < self.absent_edge:
+            reason = self.judge_absence(as_drawn)
+            return "" if reason and seed.contrast >= self.absent_contrast else reason
+        if seed.score < self.absent_score and seed.contrast < self.absent_contrast and seed.edge < self.absent_edge:
             return (f"absent: nothing stands out at the prompts (predicted quality {seed.score:.2f}, "
-                    f"contrast with the surroundings {contrast:.2f}, edge alignment {edge:.2f})")
+                    f"contrast with the surroundings {seed.contrast:.2f}, edge alignment {seed.edge:.2f})")
         return ""
 
-    def edge_alignment(self, mask: np.ndarray, image01: np.ndarray) -> float:
-        """Mean gradient magnitude on the mask's outline relative to the mean around the mask."""
-        gradient = ndimage.gaussian_gradient_magnitude(image01.astype(np.float32), 1.0)
+    def edge_alignment(self, mask: np.ndarray, image01: np.ndarray, spacing_xy: tuple[float, float] = (1.0, 1.0)) -> float:
+        """Mean gradient magnitude on the mask's outline relative to the mean within
+        ``edge_region_mm`` around the mask."""
+        pixel_mm = _mean_pixel_mm(spacing_xy)
+        gradient = ndimage.gaussian_gradient_magnitude(image01.astype(np.float32), self.gradient_sigma_mm / pixel_mm)
         outline = mask & ~ndimage.binary_erosion(mask)
-        around = ndimage.binary_dilation(mask, iterations=self.edge_region_pixels)
+        around = ndimage.binary_dilation(mask, iterations=_pixels(self.edge_region_mm, pixel_mm))
         return float(gradient[outline].mean()) / (float(gradient[around].mean()) + 1e-6)
 
-    def boundary_contrast(self, mask: np.ndarray, image01: np.ndarray) -> float:
-        """Difference of mean intensity inside the mask and in a ring just outside it, in units of
-        their average standard deviation."""
-        ring = ndimage.binary_dilation(mask, iterations=self.contrast_ring_pixels) & ~mask
+    def boundary_contrast(self, mask: np.ndarray, image01: np.ndarray, spacing_xy: tuple[float, float] = (1.0, 1.0)) -> float:
+        """Difference of mean intensity inside the mask and in a ring ``contrast_ring_mm`` wide just
+        outside it, in units of their average standard deviation."""
+        ring_pixels = _pixels(self.contrast_ring_mm, _mean_pixel_mm(spacing_xy))
+        ring = ndimage.binary_dilation(mask, iterations=ring_pixels) & ~mask
         if not ring.any():
             return float("inf")
         inside, outside = image01[mask], image01[ring]
@@ -221,3 +253,12 @@ class StopRule:
         if not reason:
             track.previous_mask = prediction.mask
         return reason
+
+
+def _mean_pixel_mm(spacing_xy: tuple[float, float]) -> float:
+    return 0.5 * (float(spacing_xy[0]) + float(spacing_xy[1]))
+
+
+def _pixels(length_mm: float, pixel_mm: float) -> int:
+    """A length in mm as a whole number of pixels, at least one."""
+    return max(1, round(length_mm / pixel_mm))

@@ -28,14 +28,14 @@ from ..registry import get_spec
 from .calibration_walks import SHARED_SETS, embedded_predictor, load_case
 
 # What each set is mapped with: ``auto``'s choice for every structure of these sets but the CT's lung lobes.
-_PRESETS = {"abdomen-ct": "soft_tissue", "abdomen-mr": "percentile", "abdomen-ct-dicom": "soft_tissue"}
+PRESETS = {"abdomen-ct": "soft_tissue", "abdomen-mr": "percentile", "abdomen-ct-dicom": "soft_tissue"}
 _VARIANTS = ("as_drawn", "widened")
 
 
 def measure_set(model: PromptableModel, data_root: Path, dataset: str, image_name: str, cache_dir: Path) -> list[dict]:
     """Per structure of one set: one box propagated and the oracle, as drawn and widened."""
     case = load_case(data_root / dataset, image_name)
-    predictor = embedded_predictor(model, dataset, case.volume, mapping_for(case.volume, _PRESETS[dataset]), cache_dir)
+    predictor = embedded_predictor(model, dataset, case.volume, mapping_for(case.volume, PRESETS[dataset]), cache_dir)
     widened_spec = model.spec
     rows = []
     for value, name in sorted(case.names.items()):
@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
         "harness": "python -m SAMSegmentLib.research.drawn_box",
         "model": args.model,
         "widenings_model_pixels": list(model.spec.drawn_box_widenings),
-        "intensity": _PRESETS,
+        "intensity": PRESETS,
         "tried": {
             "seed slice 2D Dice, mean over the shared structures (tight 0.607)": {
                 "one width: 1.5 / 2 / 3 / 4 / 6 px": [0.644, 0.645, 0.633, 0.631, 0.644],
