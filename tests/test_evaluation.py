@@ -82,7 +82,7 @@ def test_next_click_in_3d_joins_errors_that_touch_at_a_corner():
     reference[6:9, 10:15, 10:14] = True  # now 60 missed voxels: the larger error
     click = next_click(prediction, reference)
     # Voxels 2 from the boundary tie (k 7, j 11-13, i 11-12): the first in index order is taken.
-    assert click.positive and click.index == (7, 11, 11)
+    assert click.positive and click.index == (7, 12, 11)
 
 
 @pytest.fixture
@@ -243,3 +243,9 @@ def test_evaluate_a_dataset_folder_writes_one_report_and_one_plot(tiny_sam_model
     per_case = [document["cases"][c]["structures"]["organ"]["box"]["dice_3d"] for c in ("case-a", "case-b")]
     assert document["means"]["box"]["dice_3d"] == pytest.approx(np.mean(per_case), abs=1e-4)
     assert len(document["means"]["challenge"]["dice"]) == 3
+
+
+def test_of_equally_far_voxels_the_click_takes_the_one_nearest_the_centre():
+    rim = np.zeros((20, 20), bool)
+    rim[5, 3:18] = True  # a one-pixel band: every voxel is one from the boundary
+    assert interior_point(rim) == (5, 10)

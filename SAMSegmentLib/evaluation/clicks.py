@@ -4,8 +4,10 @@ Its evaluation (CVPR25_iter_eval.py in github.com/JunMa11/CVPR-MedSegFMCompetiti
 largest connected component of the error (prediction != reference, 26-connected in 3D), and
 clicks at the voxel of that component farthest from its boundary (Euclidean distance transform in
 voxels): a foreground click where the reference has the structure, a background click elsewhere.
-It breaks ties between equally distant voxels at random; here the first in index order is taken,
-so a run is repeatable.
+It breaks ties between equally distant voxels at random; here the tied voxel nearest the
+component's centre of mass is taken, so a run is repeatable without favouring one corner. (Taking
+the first in index order, as before, put every click on a one-pixel rim at the rim's top-left
+pixel, again and again: on the shared MR's spleen three clicks hit the same pixel.)
 """
 
 from __future__ import annotations
@@ -30,9 +32,11 @@ class Click:
 
 def interior_point(region: np.ndarray) -> tuple[int, ...]:
     """Array index of the voxel of ``region`` farthest from its boundary (the array's edge counts
-    as boundary)."""
+    as boundary); of several equally far, the one nearest the region's centre of mass."""
     distance = ndimage.distance_transform_edt(np.pad(region, 1))[tuple(slice(1, -1) for _ in region.shape)]
-    return tuple(int(i) for i in np.unravel_index(int(np.argmax(distance)), region.shape))
+    farthest = np.argwhere(distance == distance.max())
+    centre = np.argwhere(region).mean(axis=0)
+    return tuple(int(i) for i in farthest[int(np.argmin(((farthest - centre) ** 2).sum(axis=1)))])
 
 
 def next_click(prediction: np.ndarray, reference: np.ndarray) -> Click | None:
