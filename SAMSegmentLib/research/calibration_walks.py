@@ -49,7 +49,7 @@ def embedded_predictor(model: PromptableModel, case_name: str, volume: Volume, m
     ``cache_dir`` when an earlier run stored them there (and storing them otherwise)."""
     predictor = VolumePredictor(model, EmbeddingCache(budget_bytes=8 << 30))
     predictor.set_volume(volume, mapping, volume_key=case_name)
-    path = cache_dir / f"{case_name}_{mapping.preset}_{mapping.low:g}_{mapping.high:g}.pt"
+    path = cache_dir / f"{model.spec.name}_{case_name}_{mapping.preset}_{mapping.low:g}_{mapping.high:g}.pt"
     count = volume.slice_count(AXIS)
     if path.exists():
         stored = torch.load(path, weights_only=False)
@@ -190,7 +190,7 @@ def walk_dataset(model: PromptableModel, data_root: Path, dataset: str, image_na
     for value, name in sorted(case.names.items()):
         if structures is not None and not structures(name):
             continue
-        stored = cache_dir / f"walk{tag}_{dataset}_{preset}_{name}_{'reverse' if reverse else 'forward'}.pkl"
+        stored = cache_dir / f"walk{tag}_{model.spec.name}_{dataset}_{preset}_{name}_{'reverse' if reverse else 'forward'}.pkl"
         if stored.exists():
             walks.append(pickle.loads(stored.read_bytes()))
             continue
