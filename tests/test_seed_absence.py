@@ -18,7 +18,7 @@ def _disc(radius):
 
 def _example(kind, image, score, dice_2d=None):
     prediction = Prediction(mask=_disc(8), score=score, scores=np.array([score]), low_res_logits=torch.zeros(4, 4))
-    return Example(kind, "hand-made", kind, image, (1.0, 1.0), prediction, prediction, dice_2d)
+    return Example("a model", kind, "hand-made", kind, image, (1.0, 1.0), prediction, prediction, dice_2d)
 
 
 def _examples():
@@ -38,7 +38,7 @@ def test_outcome_counts_kept_structures_lost_and_plain_boxes_dropped():
     lenient = outcome(StopRule(absent_score=0.0), examples, table)
     assert lenient["kept_judged_absent"] == [] and lenient["plain_judged_absent"] == 0
     strict = outcome(StopRule(absent_contrast=math.inf, absent_edge=math.inf), examples, table)
-    assert strict["kept_judged_absent"] == ["hand-made: kept", "hand-made: kept"]
+    assert strict["kept_judged_absent"] == ["a model, hand-made: kept", "a model, hand-made: kept"]
     assert strict["plain_judged_absent"] == 1
     assert strict["seed_dice_lost"] == 1.8  # the kept structure the model missed (Dice 0.1) counts, but is not "lost"
 

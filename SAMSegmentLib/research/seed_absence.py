@@ -64,24 +64,27 @@ _GRID = {
 
 @dataclass
 class Example:
+    model: str
     kind: str  # "kept", "plain" or "inside"
     dataset: str
     name: str
     image01: np.ndarray
     spacing_xy: tuple[float, float]
-    averaged: Prediction  # the box read as drawn (widths averaged)
-    as_drawn: Prediction  # the box decoded as given
+    averaged: Prediction  # the box read as drawn (widths averaged where the model has drawn_box_widenings)
+    as_drawn: Prediction | None  # the box decoded as given, where the model has drawn_box_widenings
     dice_2d: float | None
 
 
 def _example(kind: str, dataset: str, name: str, predictor: VolumePredictor, index: int, prompts: Prompts,
              reference: np.ndarray | None = None) -> Example:
     averaged = predictor.predict(AXIS, index, prompts)
-    as_drawn = predictor.predict(AXIS, index, prompts, as_given=True)
+    widened = bool(predictor.model.spec.drawn_box_widenings)
+    as_drawn = predictor.predict(AXIS, index, prompts, as_given=True) if widened else None
     assert predictor.volume is not None
     spacing = predictor.volume.slice_spacing(AXIS)
-    return Example(kind, dataset, name, predictor.slice_image(AXIS, index), (float(spacing[0]), float(spacing[1])),
-                   averaged, as_drawn, None if reference is None else dice(averaged.mask, reference))
+    return Example(predictor.model.spec.name, kind, dataset, name, predictor.slice_image(AXIS, index),
+                   (float(spacing[0]), float(spacing[1])), averaged, as_drawn,
+                   None if reference is None else dice(averaged.mask, reference))
 
 
 def shared_examples(model: PromptableModel, data_root: Path, cache_dir: Path) -> list[Example]:
@@ -128,19 +131,27 @@ def _scaled(rule: StopRule, scale_mm: float | None) -> StopRule:
                                edge_region_mm=6 * reference)
 
 
-def evidence(rule: StopRule, examples: list[Example], in_pixels: bool = False) -> list[tuple[SeedEvidence, SeedEvidence]]:
-    """(averaged, as drawn) evidence per example; ``in_pixels``: the rule's lengths read as pixels (as before)."""
-    return [(rule.seed_evidence(e.averaged, e.image01, (1.0, 1.0) if in_pixels else e.spacing_xy),
-             rule.seed_evidence(e.as_drawn, e.image01, (1.0, 1.0) if in_pixels else e.spacing_xy)) for e in examples]
+Evidence = tuple[SeedEvidence, SeedEvidence | None]  # (averaged, as drawn) as MaskCarryPropagation reads them
 
 
-def outcome(rule: StopRule, examples: list[Example], table: list[tuple[SeedEvidence, SeedEvidence]]) -> dict:
+def evidence(rule: StopRule, examples: list[Example], in_pixels: bool = False) -> list[Evidence]:
+    """The evidence per example; ``in_pixels``: the rule's lengths read as pixels (as before)."""
+    def read(example: Example, prediction: Prediction | None) -> SeedEvidence | None:
+        spacing = (1.0, 1.0) if in_pixels else example.spacing_xy
+        return None if prediction is None else rule.seed_evidence(prediction, example.image01, spacing)
+    return [(rule.seed_evidence(e.averaged, e.image01, (1.0, 1.0) if in_pixels else e.spacing_xy), read(e, e.as_drawn))
+            for e in examples]
+
+
+def outcome(rule: StopRule, examples: list[Example], table: list[Evidence]) -> dict:
     absent = [bool(rule.judge_absence(averaged, as_drawn)) for averaged, as_drawn in table]
     kept_lost = [e for e, a in zip(examples, absent) if a and e.kind == "kept" and (e.dice_2d or 0.0) > _KEPT_DICE]
     return {
-        "kept_judged_absent": [f"{e.dataset}: {e.name}" for e in kept_lost],
+        "kept_judged_absent": [f"{e.model}, {e.dataset}: {e.name}" for e in kept_lost],
         "seed_dice_lost": round(sum(e.dice_2d or 0.0 for e, a in zip(examples, absent) if a and e.kind == "kept"), 3),
         "plain_judged_absent": sum(a for e, a in zip(examples, absent) if e.kind == "plain"),
+        "plain_judged_absent_by_model": {m: sum(a for e, a in zip(examples, absent) if e.kind == "plain" and e.model == m)
+                                         for m in sorted({e.model for e in examples})},
         "plain_boxes": sum(e.kind == "plain" for e in examples),
         "inside_judged_absent": sum(a for e, a in zip(examples, absent) if e.kind == "inside"),
         "inside_boxes": sum(e.kind == "inside" for e in examples),
@@ -160,12 +171,13 @@ def search(examples: list[Example]) -> list[dict]:
     return rows
 
 
-def _evidence_row(example: Example, pair: tuple[SeedEvidence, SeedEvidence]) -> dict:
-    row: dict = {"kind": example.kind, "dataset": example.dataset, "name": example.name}
+def _evidence_row(example: Example, pair: Evidence) -> dict:
+    row: dict = {"model": example.model, "kind": example.kind, "dataset": example.dataset, "name": example.name}
     if example.dice_2d is not None:
         row["seed_dice_2d"] = round(example.dice_2d, 3)
     for label, item in zip(("averaged", "as_drawn"), pair):
-        row[label] = {"score": round(item.score, 3), "contrast": round(item.contrast, 3), "edge": round(item.edge, 3)}
+        if item is not None:
+            row[label] = {"score": round(item.score, 3), "contrast": round(item.contrast, 3), "edge": round(item.edge, 3)}
     return row
 
 
@@ -174,12 +186,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-root", type=Path, default=Path("..") / "shared" / "data")
     parser.add_argument("--cache", type=Path, default=Path("/tmp/samsegment-calibration"),
                         help="embeddings kept between runs (shared with the stop-rule calibration)")
-    parser.add_argument("--model", default="litemedsam")
+    parser.add_argument("--model", action="append", help="a model to calibrate on (repeatable; default litemedsam)")
+    parser.add_argument("--checkpoint", action="append", default=[], metavar="MODEL=PATH",
+                        help="a model's weights outside the checkpoint store, e.g. mobile_sam=../shared/models/...")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
     torch.set_grad_enabled(False)
-    model = load_model(get_spec(args.model), torch.device("cpu"))
-    examples = shared_examples(model, args.data_root, args.cache) + plain_examples(model)
+    checkpoints = dict(item.split("=", 1) for item in args.checkpoint)
+    examples = []
+    for name in args.model or ["litemedsam"]:
+        model = load_model(get_spec(name), torch.device("cpu"),
+                           checkpoint=Path(checkpoints[name]) if name in checkpoints else None)
+        examples += shared_examples(model, args.data_root, args.cache) + plain_examples(model)
     ranked = search(examples)
     shipped = StopRule()
     before = dataclasses.replace(_scaled(shipped, None), absent_score=0.8, absent_contrast=0.5, absent_edge=1.1)
@@ -188,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
         "what": "when the prompted slice is judged absent: kept structures (reference boxes, seed 2D Dice above "
                 f"{_KEPT_DICE}) must not be, boxes on synthetic plain tissue should be",
         "harness": "python -m SAMSegmentLib.research.seed_absence",
-        "model": args.model,
+        "models": args.model or ["litemedsam"],
         "intensity": PRESETS,
         "scales": "ring, gradient sigma and edge region = 3, 1 and 6 times scale_mm (null: 3, 1 and 6 pixels)",
         "before": {"scale_mm": None, "absent_score": 0.8, "absent_contrast": 0.5, "absent_edge": 1.1,
