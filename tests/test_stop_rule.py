@@ -128,16 +128,17 @@ def _scene(pixel_mm):
 
 def test_the_absence_signals_are_read_at_a_physical_scale():
     rule = StopRule()
-    fine, fine_mask = _scene(1.0)
-    coarse, coarse_mask = _scene(3.0)
-    fine_evidence = rule.seed_evidence(prediction(fine_mask), fine, (1.0, 1.0))
-    coarse_evidence = rule.seed_evidence(prediction(coarse_mask), coarse, (3.0, 3.0))
+    # The same scene at 0.5 and 1 mm pixels (both finer than the rule's 1 mm gradient scale).
+    fine, fine_mask = _scene(0.5)
+    coarse, coarse_mask = _scene(1.0)
+    fine_evidence = rule.seed_evidence(prediction(fine_mask), fine, (0.5, 0.5))
+    coarse_evidence = rule.seed_evidence(prediction(coarse_mask), coarse, (1.0, 1.0))
     assert coarse_evidence.contrast == pytest.approx(fine_evidence.contrast, rel=0.15)
     assert coarse_evidence.edge == pytest.approx(fine_evidence.edge, rel=0.25)
-    # The ring is 6 mm: 2 pixels at 3 mm stay inside an object reaching 4 pixels past the mask,
-    # 6 pixels at 1 mm reach the background beyond it.
+    # The ring is 3 mm: 1 pixel at 3 mm stays inside an object reaching 2 pixels past the mask,
+    # 3 pixels at 1 mm reach the background beyond it.
     flat_object = np.full((64, 64), 0.3)
-    flat_object[disc(10)] = 0.7
+    flat_object[disc(8)] = 0.7
     assert rule.boundary_contrast(disc(6), flat_object, (3.0, 3.0)) < 0.1
     assert rule.boundary_contrast(disc(6), flat_object, (1.0, 1.0)) > 1.0
 

@@ -114,18 +114,19 @@ class StopRule:
     margin_fraction: float = 0.1
     min_margin_mm: float = 2.0
     min_margin_pixels: float = 2.0
-    # The absence thresholds and scales: calibrated 2026-11-29 with
+    # The absence thresholds and scales: calibrated 2026-11-30 with
     # ``SAMSegmentLib.research.seed_absence`` on the shared sets' reference boxes (structures that
-    # must be kept) and boxes on synthetic plain tissue at 0.8 and 3 mm pixels (which must not):
-    # Testing/calibration/2026-11-29_seed_absence.json. The earlier pixel-scale settings (ring 3,
-    # gradient 1, region 6 pixels; 0.8/0.5/1.1) dropped both humeri and an autochthon of the
-    # 1 mm CT and let 14 of the 24 plain-tissue boxes through.
-    absent_score: float = 0.85
-    absent_contrast: float = 0.2
+    # must be kept) and boxes on synthetic plain tissue at 0.8 and 3 mm pixels (which must not), with
+    # LiteMedSAM and MobileSAM: Testing/calibration/2026-11-30_seed_absence.json. The earlier
+    # pixel-scale settings (ring 3, gradient 1, region 6 pixels; 0.8/0.5/1.1) dropped both humeri and
+    # an autochthon of the 1 mm CT with LiteMedSAM, four structures with MobileSAM, and let 20 of
+    # the 48 plain-tissue boxes through.
+    absent_score: float = 0.8
+    absent_contrast: float = 0.25
     absent_edge: float = 1.3
-    contrast_ring_mm: float = 6.0
-    gradient_sigma_mm: float = 2.0
-    edge_region_mm: float = 12.0
+    contrast_ring_mm: float = 3.0
+    gradient_sigma_mm: float = 1.0
+    edge_region_mm: float = 6.0
 
     @classmethod
     def keep_going(cls) -> StopRule:
