@@ -80,8 +80,9 @@ class Prompts:
         if box is None:
             raise ValueError("Only a box can be widened.")
         mx, my = margin_xy
-        x0, y0, x1, y1 = (float(v) for v in np.clip(box + np.array([-mx, -my, mx, my]), 0, [
-            slice_hw[1] - 1, slice_hw[0] - 1, slice_hw[1] - 1, slice_hw[0] - 1]))
+        wide = Prompts(box=tuple(box + np.array([-mx, -my, mx, my]))).clipped_box(slice_hw)
+        assert wide is not None
+        x0, y0, x1, y1 = (float(v) for v in wide)
         return Prompts(box=(x0, y0, x1, y1))
 
     def widened_box(self, margin_xy: tuple[float, float], slice_hw: tuple[int, int]) -> np.ndarray | None:

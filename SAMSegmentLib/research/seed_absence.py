@@ -136,11 +136,12 @@ Evidence = tuple[SeedEvidence, SeedEvidence | None]  # (averaged, as drawn) as M
 
 def evidence(rule: StopRule, examples: list[Example], in_pixels: bool = False) -> list[Evidence]:
     """The evidence per example; ``in_pixels``: the rule's lengths read as pixels (as before)."""
-    def read(example: Example, prediction: Prediction | None) -> SeedEvidence | None:
-        spacing = (1.0, 1.0) if in_pixels else example.spacing_xy
-        return None if prediction is None else rule.seed_evidence(prediction, example.image01, spacing)
-    return [(rule.seed_evidence(e.averaged, e.image01, (1.0, 1.0) if in_pixels else e.spacing_xy), read(e, e.as_drawn))
-            for e in examples]
+    table: list[Evidence] = []
+    for e in examples:
+        spacing = (1.0, 1.0) if in_pixels else e.spacing_xy
+        as_drawn = None if e.as_drawn is None else rule.seed_evidence(e.as_drawn, e.image01, spacing)
+        table.append((rule.seed_evidence(e.averaged, e.image01, spacing), as_drawn))
+    return table
 
 
 def outcome(rule: StopRule, examples: list[Example], table: list[Evidence]) -> dict:
@@ -200,6 +201,7 @@ def main(argv: list[str] | None = None) -> int:
         examples += shared_examples(model, args.data_root, args.cache) + plain_examples(model)
     ranked = search(examples)
     shipped = StopRule()
+    shipped_evidence = evidence(shipped, examples)
     before = dataclasses.replace(_scaled(shipped, None), absent_score=0.8, absent_contrast=0.5, absent_edge=1.1)
     record = {
         "date": datetime.now(timezone.utc).date().isoformat(),
@@ -214,14 +216,13 @@ def main(argv: list[str] | None = None) -> int:
         "shipped": {"contrast_ring_mm": shipped.contrast_ring_mm, "gradient_sigma_mm": shipped.gradient_sigma_mm,
                     "edge_region_mm": shipped.edge_region_mm, "absent_score": shipped.absent_score,
                     "absent_contrast": shipped.absent_contrast, "absent_edge": shipped.absent_edge,
-                    **outcome(shipped, examples, evidence(shipped, examples))},
+                    **outcome(shipped, examples, shipped_evidence)},
         "chosen": "the search's first: the scale and thresholds that lose no kept structure of either model and "
                   "judge the most plain-tissue boxes absent. Calibrated on LiteMedSAM alone, a 2 mm scale with "
                   "0.85 / 0.2 / 1.3 judged 22 of its 24 plain boxes absent, but dropped MobileSAM's CT aorta and "
                   "duodenum and MR lung tip: the models' predicted qualities differ, so both calibrate one rule",
         "best_tried": ranked[:20],
-        "examples_at_shipped_scale": [_evidence_row(e, pair) for e, pair in
-                                      zip(examples, evidence(shipped, examples))],
+        "examples_at_shipped_scale": [_evidence_row(e, pair) for e, pair in zip(examples, shipped_evidence)],
     }
     write_text(args.out, json.dumps(record, indent=1) + "\n")
     print(json.dumps({k: record[k] for k in ("before", "shipped")}, indent=1))
