@@ -28,6 +28,7 @@ import contextvars
 import dataclasses
 import json
 import logging
+import os
 import signal
 import socket
 import sys
@@ -62,6 +63,11 @@ _ROUTING_RETRY_S = 0.1
 # Each client holds a message poll open almost all the time: a replica takes many requests at
 # once (Serve would otherwise send a busy session's requests to a replica that lacks it).
 _MAX_ONGOING_REQUESTS = 1000
+# Ray Serve restarts its HTTP proxy when the proxy is not ready within 5 s of starting (its
+# RAY_SERVE_PROXY_READY_CHECK_TIMEOUT_S), and serve.start then fails: seen on a busy 2-core machine
+# (2026-11-30, tests/service/test_ray_cli.py). A cluster this process starts allows this long; an
+# administrator's own setting wins.
+_PROXY_READY_TIMEOUT_S = 60.0
 # What a session load is for, in the request's context: the id being opened, and who opens it.
 _opening: contextvars.ContextVar[str | None] = contextvars.ContextVar("opening", default=None)
 _owner: contextvars.ContextVar[str] = contextvars.ContextVar("owner", default="")
@@ -238,15 +244,23 @@ def start(
     app: Any, host: str = "127.0.0.1", port: int = 8470, address: str | None = None, num_cpus: int | None = None
 ) -> int:
     """Connect to (``address``) or start a Ray cluster, and serve ``app`` on ``host:port``; the port."""
-    import ray
     from ray import serve
 
-    if not ray.is_initialized():
-        ray.init(address=address, num_cpus=num_cpus, include_dashboard=False, logging_level=logging.WARNING)
+    _init_ray(address, num_cpus)
     port = port or _free_port(host)
     serve.start(http_options={"host": host, "port": port})
     serve.run(app, name=APP_NAME, route_prefix="/")
     return port
+
+
+def _init_ray(address: str | None, num_cpus: int | None = None) -> None:
+    """Connect to (``address``) or start a Ray cluster, unless this process has one already."""
+    import ray
+
+    if not ray.is_initialized():
+        # Ray's processes read it from the environment they are started with.
+        os.environ.setdefault("RAY_SERVE_PROXY_READY_CHECK_TIMEOUT_S", f"{_PROXY_READY_TIMEOUT_S:g}")
+        ray.init(address=address, num_cpus=num_cpus, include_dashboard=False, logging_level=logging.WARNING)
 
 
 def stop() -> None:
@@ -284,8 +298,7 @@ def serve_on_ray(args: argparse.Namespace, settings: ServiceSettings, tokens: To
 def _start_for_cli(args: argparse.Namespace, settings: ServiceSettings, tokens: Tokens) -> int:
     import ray
 
-    if not ray.is_initialized():
-        ray.init(address=args.address, include_dashboard=False, logging_level=logging.WARNING)
+    _init_ray(args.address)
     gpus = args.gpus_per_replica
     if gpus is None:  # a whole GPU each where there are GPUs
         gpus = 1.0 if ray.cluster_resources().get("GPU", 0) > 0 else 0.0

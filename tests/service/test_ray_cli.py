@@ -65,3 +65,28 @@ def test_serve_ray_answers_with_file_tokens_and_stops_on_sigterm(tmp_path):
             server.kill()
     with pytest.raises(OSError):  # nothing listens any more
         socket.create_connection(("127.0.0.1", port), timeout=5).close()
+
+
+@pytest.mark.parametrize(("administrators", "expected"), [(None, 60.0), ("7", 7.0)])
+def test_a_started_cluster_gives_serves_proxy_time_to_start(administrators, expected):
+    """Ray Serve gives its HTTP proxy 5 s to be ready, too little on a busy machine; a cluster the
+    server starts allows 60 s in Ray's own processes, unless the administrator set it."""
+    probe = (
+        "import ray\n"
+        "from SAMSegmentLib.service.ray_server import _init_ray\n"
+        "_init_ray(None, 1)\n"
+        "@ray.remote\n"
+        "def allowed():\n"
+        "    from ray.serve._private.constants import PROXY_READY_CHECK_TIMEOUT_S\n"
+        "    return PROXY_READY_CHECK_TIMEOUT_S\n"
+        "print('allowed', ray.get(allowed.remote()))\n"
+        "ray.shutdown()\n"
+    )
+    environment = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    environment.pop("RAY_SERVE_PROXY_READY_CHECK_TIMEOUT_S", None)
+    if administrators is not None:
+        environment["RAY_SERVE_PROXY_READY_CHECK_TIMEOUT_S"] = administrators
+    done = subprocess.run([sys.executable, "-c", probe], env=environment, capture_output=True, text=True,
+                          timeout=START_TIMEOUT_S)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert f"allowed {expected}" in done.stdout
