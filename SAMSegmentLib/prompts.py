@@ -80,9 +80,7 @@ class Prompts:
         if box is None:
             raise ValueError("Only a box can be widened.")
         mx, my = margin_xy
-        wide = Prompts(box=tuple(box + np.array([-mx, -my, mx, my]))).clipped_box(slice_hw)
-        assert wide is not None
-        x0, y0, x1, y1 = (float(v) for v in wide)
+        x0, y0, x1, y1 = (float(v) for v in _cut_to_slice(box + np.array([-mx, -my, mx, my]), slice_hw))
         return Prompts(box=(x0, y0, x1, y1))
 
     def widened_box(self, margin_xy: tuple[float, float], slice_hw: tuple[int, int]) -> np.ndarray | None:
@@ -92,7 +90,10 @@ class Prompts:
     def clipped_box(self, slice_hw: tuple[int, int]) -> np.ndarray | None:
         """The box with a part hanging over the slice edge cut off."""
         box = self.box_array()
-        if box is None:
-            return None
-        height, width = slice_hw
-        return np.clip(box, 0, [width - 1, height - 1, width - 1, height - 1])
+        return None if box is None else _cut_to_slice(box, slice_hw)
+
+
+def _cut_to_slice(box: np.ndarray, slice_hw: tuple[int, int]) -> np.ndarray:
+    """``box`` (x0, y0, x1, y1) with a part hanging over the slice edge cut off."""
+    height, width = slice_hw
+    return np.clip(box, 0, [width - 1, height - 1, width - 1, height - 1])
