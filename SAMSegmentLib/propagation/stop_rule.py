@@ -111,9 +111,10 @@ class StopRule:
     max_intensity_shift: float = 2.0
     min_intensity_spread: float = 0.05
     min_reverse_overlap: float | None = None
-    # The share of the mask's size keeps a moving organ from shrinking inside its box (3 mm CT spleen:
-    # 0.96 with it, 0.85 with the floors alone) but feeds the 3 mm MR liver's leak (0.51 with it, 0.86
-    # without); no margin rule tried served both: Testing/calibration/2026-11-30_carry_variants.json.
+    # The share of the mask's size keeps an organ from shrinking inside its box slice by slice (3 mm CT
+    # spleen: 0.96 with it, 0.85 with the floors alone, or with a margin that follows each side's
+    # motion) but feeds the 3 mm MR liver's leak (0.51 with it, 0.86 without); no margin rule tried
+    # served both: Testing/calibration/2026-11-30_carry_variants.json.
     margin_fraction: float = 0.1
     min_margin_mm: float = 2.0
     min_margin_pixels: float = 2.0
