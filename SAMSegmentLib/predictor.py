@@ -17,6 +17,7 @@ from .models.base import Decoded, ImageEmbedding, PromptableModel
 from .prediction import Prediction
 from .prompts import Prompts
 from .registry import PromptKind
+from .slice_window import SliceWindow, prompt_window
 from .volume import Axis, Volume
 
 
@@ -27,7 +28,8 @@ class VolumePredictor:
     it adapts to the prompted structure: ``choose_intensity`` decides it from the prompt that starts
     a segmentation (a propagation decides at its seed and keeps it to the end).
     Embeddings are kept in a byte-bounded cache keyed by (volume key, content, intensity mapping,
-    model, axis, index).
+    model, axis, index, window): a model that zooms to the prompt (``ModelSpec.zoom_context``)
+    also embeds the window of the slice around them.
     """
 
     def __init__(self, model: PromptableModel, cache: EmbeddingCache[ImageEmbedding] | None = None) -> None:
@@ -81,22 +83,37 @@ class VolumePredictor:
         """The slice mapped to [0, 1] with the volume's intensity mapping."""
         return self.require_mapping().apply(self.require_volume().slice_2d(axis, index))
 
-    def cache_key(self, axis: Axis, index: int) -> tuple[str, str, str, str, str, int]:
+    def cache_key(
+        self, axis: Axis, index: int, window: SliceWindow | None = None
+    ) -> tuple[str, str, str, str, str, int, SliceWindow | None]:
         return (
-            self.volume_key, self.content, repr(self.require_mapping()), self.model.spec.name, Axis(axis).value, int(index)
+            self.volume_key, self.content, repr(self.require_mapping()), self.model.spec.name, Axis(axis).value,
+            int(index), window,
         )
 
-    def is_embedded(self, axis: Axis, index: int) -> bool:
-        return self.cache_key(axis, index) in self.cache
+    def is_embedded(self, axis: Axis, index: int, window: SliceWindow | None = None) -> bool:
+        return self.cache_key(axis, index, window) in self.cache
 
-    def embed(self, axis: Axis, index: int) -> ImageEmbedding:
-        """The slice's embedding, computed once and then served from the cache."""
+    def views(self, axis: Axis, prompts: Prompts | None = None) -> list[SliceWindow | None]:
+        """What the model sees of a slice along ``axis`` for ``prompts``: the whole slice (None), and
+        for a model that zooms to the prompt (``ModelSpec.zoom_context``) on a slice larger than its
+        input, first the window around them (see ``slice_window``)."""
+        spec = self.model.spec
+        if not spec.zoom_context or prompts is None:
+            return [None]
+        window = prompt_window(prompts, self.require_volume().slice_shape(axis), self.model.input_size, spec.zoom_context)
+        return [None] if window is None else [window, None]
+
+    def embed(self, axis: Axis, index: int, window: SliceWindow | None = None) -> ImageEmbedding:
+        """The embedding of the slice (or of its ``window``), computed once and then served from the cache."""
         axis = Axis(axis)
         self.require_volume()
-        key = self.cache_key(axis, index)
+        key = self.cache_key(axis, index, window)
         embedding = self.cache.get(key)
         if embedding is None:
             image = self.slice_image(axis, index)
+            if window is not None:
+                image = window.crop(image)
             with _out_of_memory_as_error(self.model.device):
                 embedding = self.model.encode(image)
             self._require_finite("image embedding", *embedding.features.values())  # before it is cached
@@ -121,7 +138,8 @@ class VolumePredictor:
         ``candidate_choice`` picks is returned. A box alone is taken as drawn by a person and
         decoded at the model's ``drawn_box_widenings`` (logits averaged), unless ``as_given``: a
         box carried from a neighbouring slice's mask (widened by propagation already), or one
-        judged as drawn (the absent check at a seed).
+        judged as drawn (the absent check at a seed). A model that zooms to the prompt segments
+        each of the ``views`` and the mask it scores higher is returned, on the whole slice.
         """
         axis = Axis(axis)
         volume = self.require_volume()
@@ -133,20 +151,34 @@ class VolumePredictor:
         if multimask is None:
             multimask = len(prompts.points) == 1 and prompts.box is None
         multimask = multimask and self.model.spec.multimask
-        embedding = self.embed(axis, index)
+        seen = [self._predict_in(axis, index, view, prompts, mask_logits, multimask, as_given)
+                for view in self.views(axis, prompts)]
+        return max(seen, key=lambda prediction: prediction.score)  # the first of equals: the window
+
+    def _predict_in(
+        self, axis: Axis, index: int, window: SliceWindow | None, prompts: Prompts, mask_logits: torch.Tensor | None,
+        multimask: bool, as_given: bool,
+    ) -> Prediction:
+        """``predict`` on the slice's ``window`` (None: the whole slice), the mask placed on the whole slice."""
+        slice_hw = self.require_volume().slice_shape(axis)
+        embedding = self.embed(axis, index, window)
+        if window is not None:
+            prompts = window.to_window(prompts)  # in the window's pixels
+        seen_hw = slice_hw if window is None else window.shape
         with _out_of_memory_as_error(self.model.device):
             if as_given or prompts.points or mask_logits is not None or multimask:
                 decoded = self.model.decode(
-                    embedding, prompts.points_array(), prompts.labels_array(), prompts.clipped_box(slice_hw),
+                    embedding, prompts.points_array(), prompts.labels_array(), prompts.clipped_box(seen_hw),
                     mask_logits, multimask,
                 )
             else:
-                decoded = self._decode_drawn_box(embedding, prompts, slice_hw)
+                decoded = self._decode_drawn_box(embedding, prompts, seen_hw)
             self._require_finite("mask scores and logits", decoded.scores, decoded.low_res_logits)
             if len(decoded.scores) > 1:
                 candidates = self.model.upsample_logits(decoded.low_res_logits, embedding)
+                image = self.slice_image(axis, index)
                 qualities = candidate_qualities(
-                    candidates, decoded.scores, self.slice_image(axis, index),
+                    candidates, decoded.scores, image if window is None else window.crop(image),
                     prompts.points_array(), prompts.labels_array(),
                 )
                 best = choose_candidate(qualities)
@@ -157,7 +189,7 @@ class VolumePredictor:
             logits = decoded.low_res_logits[best]
         mask = (full > 0).cpu().numpy()
         return Prediction(
-            mask=mask,
+            mask=mask if window is None else window.paste(mask, slice_hw),
             score=float(decoded.scores[best]),
             scores=decoded.scores.float().cpu().numpy(),
             low_res_logits=logits,

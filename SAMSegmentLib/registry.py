@@ -48,6 +48,12 @@ class ModelSpec:
     # margins, in pixels of the model's input grid, and the logits are averaged; empty: decoded as
     # drawn. See ``VolumePredictor.predict``.
     drawn_box_widenings: tuple[float, ...] = ()
+    # 0: the model sees the whole slice, resized to its input. Otherwise, on a slice larger than
+    # its input, it also sees a window around the prompts at the slice's own resolution, this many
+    # times the prompts' extent a side (see ``slice_window``), and the mask it scores higher is
+    # kept. Only for models without mask prompts: their logits would be over a window the next
+    # prompt may not share.
+    zoom_context: float = 0.0
     extra: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -89,6 +95,11 @@ MODELS: dict[str, ModelSpec] = {
             # 3D Dice 0.369 -> 0.423 over 94 shared structures (MR 0.275 -> 0.424; CT 0.479 -> 0.499;
             # DICOM CT 0.296 -> 0.323). Testing/calibration/2026-11-29_drawn_box.json.
             drawn_box_widenings=(0.0, 1.5, 3.0, 6.0),
+            # On a 512 px CT slice LiteMedSAM's 256 grid halves thin structures. Seen in a window
+            # three times the box a side (at least 256 slice pixels), the reference box on every
+            # slice of the shared 1 mm CT gives ribs 0.00-0.71 -> 0.57-0.88 and the humeri
+            # 0.75-0.79 -> 0.91-0.93. Testing/calibration/2026-11-30_prompt_window.json.
+            zoom_context=3.0,
         ),
         # The official weights in the MobileSAM repository (ChaoningZhang/MobileSAM, weights/);
         # independent pinned registries agree on this digest and size. The encoder is TinyViT at

@@ -38,6 +38,13 @@ def tiny_sam_model():
 
 
 @pytest.fixture(scope="session")
+def zooming_tiny_model(tiny_sam_model):
+    from tiny_models import zooming
+
+    return zooming(tiny_sam_model)
+
+
+@pytest.fixture(scope="session")
 def tiny_hq_model():
     pytest.importorskip("segment_anything_hq")
     from tiny_models import tiny_hq_sam

@@ -10,6 +10,7 @@ import time
 
 import numpy as np
 import pytest
+from synthetic import make_ct_phantom
 from test_worker_doubles import SlowEncoder
 
 from SAMSegmentLib.predictor import VolumePredictor
@@ -131,6 +132,23 @@ def test_cancel_interrupts_the_encoder_call_of_the_next_slice(tiny_sam_model, ct
     outcome = propagation.result.objects["organ"]
     assert outcome.stops[-1].reason == "cancelled" and outcome.stops[-1].last_index == 6
     assert outcome.slices == [6] and not outcome.mask[7].any()
+
+
+def test_a_zooming_model_embeds_each_objects_window_of_a_large_slice(zooming_tiny_model):
+    """The seed slice is embedded whole once for all objects, and in the window around each
+    object's box; two objects far apart need a window each."""
+    volume = make_ct_phantom((12, 300, 400))
+    predictor = VolumePredictor(zooming_tiny_model)
+    predictor.set_volume(volume)
+    near, far = Prompts(box=(190.0, 140.0, 210.0, 160.0)), Prompts(box=(20.0, 20.0, 40.0, 40.0))
+    objects = [ObjectPrompts("near", near), ObjectPrompts("far", far)]
+    propagation = MaskCarryPropagation(predictor, PropagationRequest(Axis.AXIAL, 6, objects, Direction.FORWARD), KEEP_GOING)
+    assert {r.index for r in propagation if r.object_id == "near"} == set(range(6, 12))
+    near_window, far_window = predictor.views(Axis.AXIAL, near)[0], predictor.views(Axis.AXIAL, far)[0]
+    assert near_window is not None and far_window is not None and near_window != far_window
+    assert all(predictor.is_embedded(Axis.AXIAL, 6, view) for view in (near_window, far_window, None))
+    assert all(predictor.is_embedded(Axis.AXIAL, index) for index in range(6, 12))
+    assert propagation.result.embedded_slices == predictor.embed_count
 
 
 def _cancel_once_encoding(model, cancel):

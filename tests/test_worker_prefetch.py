@@ -5,8 +5,10 @@ from __future__ import annotations
 import time
 
 import pytest
+from synthetic import make_ct_phantom
 from test_worker_doubles import KEEP_GOING, SlowEncoder, answer_to, organ_box, ready_worker
 
+from SAMSegmentLib.prompts import Prompts
 from SAMSegmentLib.propagation import Direction, ObjectPrompts, PropagationRequest
 from SAMSegmentLib.volume import Axis
 from SAMSegmentLib.worker import MessageKind, Predict, Propagate, SetVolume, neighbour_order
@@ -69,6 +71,17 @@ def test_prefetch_can_be_turned_off(tiny_sam_model, ct_phantom):
         answer_to(worker, Predict(Axis.AXIAL, SEED, organ_box(ct_phantom)))
         assert worker.wait_idle(TIMEOUT)
         assert embedded(worker) == {SEED}
+
+
+def test_a_zooming_model_prefetches_the_neighbours_whole_and_in_the_prompted_window(zooming_tiny_model):
+    volume = make_ct_phantom((12, 300, 400))
+    box = Prompts(box=(190.0, 140.0, 210.0, 160.0))
+    with ready_worker(zooming_tiny_model, volume, prefetch_slices=4) as worker:
+        answer_to(worker, Predict(Axis.AXIAL, SEED, box))
+        assert worker.wait_idle(TIMEOUT)
+        window = worker.predictor.views(Axis.AXIAL, box)[0]
+        assert window is not None and embedded(worker) == {SEED, 7, 5, 8, 4}
+        assert {i for i in range(12) if worker.predictor.is_embedded(Axis.AXIAL, i, window)} == {SEED, 7, 5, 8, 4}
 
 
 def _wait_for_encoder_calls(model: SlowEncoder, count: int) -> None:

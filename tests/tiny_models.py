@@ -11,7 +11,7 @@ from functools import partial
 import torch
 
 from SAMSegmentLib.models import PromptableModel, wrap_network
-from SAMSegmentLib.registry import get_spec
+from SAMSegmentLib.registry import PromptKind, get_spec
 
 TINY_INPUT = 128
 _PATCH = 16
@@ -63,3 +63,12 @@ def tiny_hq_sam() -> PromptableModel:
     )
     spec = dataclasses.replace(get_spec("hq_sam_vit_b"), input_size=TINY_INPUT)
     return wrap_network(spec, _tiny(modeling, decoder), torch.device("cpu"))
+
+
+def zooming(model: PromptableModel) -> PromptableModel:
+    """``model`` as a box-only model that zooms to the box (``ModelSpec.zoom_context``), as
+    LiteMedSAM does, sharing its network."""
+    spec = dataclasses.replace(
+        model.spec, zoom_context=3.0, prompts=frozenset({PromptKind.BOX}), multimask=False, drawn_box_widenings=()
+    )
+    return wrap_network(spec, model.network, torch.device("cpu"))

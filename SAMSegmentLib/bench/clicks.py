@@ -43,9 +43,11 @@ def click_seconds(
     predictors: Mapping[str, VolumePredictor], axis: Axis, index: int, prompts_list: Sequence[Prompts]
 ) -> dict[str, list[float]]:
     """Seconds per click from prompts to a full-resolution boolean mask, the slice embedded
-    beforehand, for each predictor; interleaved click by click so load changes hit all alike."""
+    beforehand (each prompt's window of it, for a model that zooms to the prompt), for each
+    predictor; interleaved click by click so load changes hit all alike."""
     for predictor in predictors.values():
-        predictor.embed(axis, index)
+        for window in dict.fromkeys(view for prompts in prompts_list for view in predictor.views(axis, prompts)):
+            predictor.embed(axis, index, window)
         predictor.predict(axis, index, prompts_list[0])  # warm-up: the first decoder run allocates
     seconds: dict[str, list[float]] = {name: [] for name in predictors}
     for prompts in prompts_list:
@@ -59,9 +61,9 @@ def first_mask_seconds(predictor: VolumePredictor, axis: Axis, indices: Sequence
     """Seconds from a box on a slice never embedded to its mask (encoder, decoder, upsampling)."""
     seconds = []
     for index in indices:
-        if predictor.is_embedded(axis, index):
-            raise ValueError(f"Slice {index} is already embedded; first-mask timing needs fresh slices.")
         prompts = Prompts(box=box)
+        if any(predictor.is_embedded(axis, index, view) for view in predictor.views(axis, prompts)):
+            raise ValueError(f"Slice {index} is already embedded; first-mask timing needs fresh slices.")
         seconds.append(timed(functools.partial(predictor.predict, axis, index, prompts), predictor.model.device)[0])
     return seconds
 

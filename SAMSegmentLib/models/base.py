@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from scipy import ndimage
 
 from ..cancel import CancelToken
 from ..errors import CancelledError
@@ -74,11 +75,17 @@ class PromptableModel(ABC):
         return self.spec.input_size
 
     # ----- image side -----
+    # Gaussian sigma, in input pixels, applied to an image that already has the input's size (so
+    # is not resampled, which smooths): 0 for none. See LiteMedSAMModel.
+    native_size_smoothing = 0.0
+
     def prepare_image(self, image01: np.ndarray) -> tuple[torch.Tensor, tuple[int, int]]:
         """Resize a [0, 1] slice ``[y, x]`` to the model input: longest side to ``input_size``,
         three channels, normalised, zero padded bottom-right. Returns (1x3xSxS tensor, resized size)."""
         original_hw = (int(image01.shape[0]), int(image01.shape[1]))
         resized_hw = resized_size(original_hw, self.input_size)
+        if resized_hw == original_hw and self.native_size_smoothing:
+            image01 = ndimage.gaussian_filter(np.asarray(image01, dtype=np.float32), self.native_size_smoothing)
         tensor = torch.as_tensor(np.ascontiguousarray(image01), dtype=torch.float32, device=self.device)
         tensor = F.interpolate(tensor[None, None], size=resized_hw, mode="bilinear", align_corners=False, antialias=True)
         tensor = self.normalise(tensor.clamp_(0.0, 1.0)).expand(-1, 3, -1, -1)

@@ -102,17 +102,19 @@ class MaskCarryPropagation(SliceWalk[StopRule]):
             if not self._first <= index <= self._last:
                 self._stop_all((c.object_id for c in live), step, last_index, "reached the end of the range")
                 return
-            if not self._embed_unless_cancelled(index):
+            carried = [self._carried_prompt(carry.prediction) for carry in live]
+            if not self._embed_unless_cancelled(index, [prompts for prompts, _ in carried]):
                 self.result.cancelled = True
                 self._stop_all((c.object_id for c in live), step, last_index, "cancelled")
                 return
             image = self.predictor.slice_image(axis, index)
             still_live = []
-            for carry in live:
-                prediction = self.predictor.predict(axis, index, *self._carried_prompt(carry.prediction), as_given=True)
+            for carry, (prompts, mask_logits) in zip(live, carried):
+                prediction = self.predictor.predict(axis, index, prompts, mask_logits, as_given=True)
                 reverse = None
                 if self.stop_rule.checks_both_ways and prediction.mask.any():
-                    # The previous slice is embedded already: checking back costs one decoder call.
+                    # The previous slice is embedded already (its window too, unless the model
+                    # zooms to a box that moved): checking back costs a decoder call.
                     reverse = self.predictor.predict(axis, index - step, *self._carried_prompt(prediction), as_given=True)
                 reason = self.stop_rule.check(carry.track, prediction, image, reverse)
                 if reason:
@@ -126,14 +128,17 @@ class MaskCarryPropagation(SliceWalk[StopRule]):
             self._tick()
             index += step
 
-    def _embed_unless_cancelled(self, index: int) -> bool:
-        """Embed the next slice for every object at once; False when cancelled before or during
-        the encoder call (which a cancel interrupts, so Cancel answers within an operator)."""
+    def _embed_unless_cancelled(self, index: int, prompts: list[Prompts]) -> bool:
+        """Embed the next slice for every object at once (and each object's window of it, for a model
+        that zooms to the box); False when cancelled before or during an encoder call (which a
+        cancel interrupts, so Cancel answers within an operator)."""
         if self.cancel.cancelled:
             return False
+        axis = self.request.axis
         try:
             with self.predictor.model.interruptible(self.cancel):
-                self.predictor.embed(self.request.axis, index)
+                for window in dict.fromkeys(view for p in prompts for view in self.predictor.views(axis, p)):
+                    self.predictor.embed(axis, index, window)
         except CancelledError:
             return False
         return True

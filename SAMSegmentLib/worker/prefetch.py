@@ -12,6 +12,8 @@ from collections.abc import Iterator
 
 from ..cancel import CancelToken
 from ..predictor import VolumePredictor
+from ..prompts import Prompts
+from ..slice_window import SliceWindow
 from ..volume import Axis
 
 
@@ -33,38 +35,44 @@ class Prefetch:
     """Embeds the seed slice, then up to ``count`` neighbours, one encoder call per ``step``.
 
     Goes through ``predictor.embed``, so propagation finds every prefetched slice under its
-    own cache key. Stops short of the cache budget so that prefetching never evicts the
-    seed or the slices it has just embedded. ``cancel`` and ``embedding`` may be used from
-    any thread.
+    own cache key; for a model that zooms to the prompt, each slice's window around ``prompts``
+    too (the seed's; propagation's first carried boxes mostly fall in the same window). Stops short
+    of the cache budget so that prefetching never evicts the seed or the slices it has just
+    embedded. ``cancel`` and ``embedding`` may be used from any thread.
     """
 
-    def __init__(self, predictor: VolumePredictor, axis: Axis, seed: int, count: int) -> None:
+    def __init__(
+        self, predictor: VolumePredictor, axis: Axis, seed: int, count: int, prompts: Prompts | None = None
+    ) -> None:
         self.predictor = predictor
         self.axis = Axis(axis)
+        self.views = predictor.views(self.axis, prompts)
         self.cancel = CancelToken()
         self.embedding: int | None = None  # the slice whose encoder call is running
         self._plan = self._slices(seed, count)
 
     def step(self) -> bool:
-        """Embed the next slice of the plan that is not cached yet; False once none is left.
+        """Embed the next slice (or window of one) of the plan that is not cached yet; False once none is left.
 
         Raises ``CancelledError`` when ``cancel`` interrupted the encoder call.
         """
-        for index in self._plan:
-            if self.predictor.is_embedded(self.axis, index):
+        for index, view in self._plan:
+            if self.predictor.is_embedded(self.axis, index, view):
                 continue
             self.embedding = index
             try:
                 with self.predictor.model.interruptible(self.cancel):
-                    self.predictor.embed(self.axis, index)
+                    self.predictor.embed(self.axis, index, view)
             finally:
                 self.embedding = None
             return True
         return False
 
-    def _slices(self, seed: int, count: int) -> Iterator[int]:
-        yield seed
-        slice_bytes = max(1, self.predictor.embed(self.axis, seed).nbytes)  # cached by the step before
+    def _slices(self, seed: int, count: int) -> Iterator[tuple[int, SliceWindow | None]]:
+        """(slice, view) in the order they are embedded: the seed's views, then its neighbours'."""
+        yield from ((seed, view) for view in self.views)
+        # cached by the steps before
+        slice_bytes = max(1, sum(self.predictor.embed(self.axis, seed, view).nbytes for view in self.views))
         fits = self.predictor.cache.budget_bytes // slice_bytes - 1
         slice_count = self.predictor.require_volume().slice_count(self.axis)
-        yield from neighbour_order(seed, min(count, fits), slice_count)
+        yield from ((index, view) for index in neighbour_order(seed, min(count, fits), slice_count) for view in self.views)

@@ -23,6 +23,7 @@ from ..device import select_device
 from ..errors import SAMSegmentError
 from ..models import ImageEmbedding, PromptableModel, load_model
 from ..predictor import VolumePredictor
+from ..prompts import Prompts
 from ..propagation import PropagationResult, SliceResult
 from ..propagation.factory import make_propagator
 from ..propagation.sam2 import load_sam2_predictor
@@ -143,9 +144,10 @@ class InferenceSession:
 
         return self.store.download(get_spec(request.model), progress=report_whole_percents, cancel=cancel)
 
-    def prefetch(self, axis: Axis, index: int) -> Prefetch | None:
-        """A plan embedding slice ``index`` and its neighbours, or None when there is nothing to do
-        (also with SAM 2 models: see ``sam2_sessions``)."""
+    def prefetch(self, axis: Axis, index: int, prompts: Prompts | None = None) -> Prefetch | None:
+        """A plan embedding slice ``index`` and its neighbours (for a model that zooms to the prompt,
+        their windows around ``prompts`` too), or None when there is nothing to do (also with SAM 2
+        models: see ``sam2_sessions``)."""
         if self.predictor is None or self.settings.prefetch_slices <= 0:
             return None
-        return Prefetch(self.predictor, Axis(axis), index, self.settings.prefetch_slices)
+        return Prefetch(self.predictor, Axis(axis), index, self.settings.prefetch_slices, prompts)

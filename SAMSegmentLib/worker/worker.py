@@ -343,7 +343,7 @@ class InferenceWorker:
         request = ticket.request
         assert isinstance(request, Predict)
         preview = self._session.predict(request)
-        self._prefetch = self._session.prefetch(request.axis, request.index)
+        self._prefetch = self._session.prefetch(request.axis, request.index, request.prompts)
         return MessageKind.RESULT, preview
 
     def _propagate(self, ticket: _Ticket) -> tuple[MessageKind, object]:
