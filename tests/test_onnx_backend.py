@@ -116,6 +116,20 @@ def test_real_litemedsam_matches_torch_on_a_synthetic_ct_slice(litemedsam, graph
     assert np.mean(actual.mask != expected.mask) <= REAL_MASK_PIXELS_DIFFERING
 
 
+def test_onnx_runtime_sees_litemedsams_window_around_a_small_box_as_torch_does(litemedsam, graph_root):
+    """A 256 px window fills LiteMedSAM's input unresampled, so both backends smooth it alike."""
+    volume = make_ct_phantom((3, 512, 512))
+    box = Prompts(box=(240.0, 240.0, 270.0, 270.0))
+    features = []
+    for model in (litemedsam, open_backend(litemedsam, "onnxruntime", graph_root)):
+        predictor = VolumePredictor(model)
+        predictor.set_volume(volume, volume_key="parity")
+        window = predictor.views(Axis.AXIAL, box)[0]
+        assert window is not None and window.shape == (litemedsam.input_size, litemedsam.input_size)
+        features.append(predictor.embed(Axis.AXIAL, 1, window).features["image_embeddings"])
+    assert (features[1] - features[0]).abs().max() <= 1e-4 * features[0].abs().max()
+
+
 def test_exported_graphs_are_reused_and_keyed_by_the_weights(tiny_sam_model, tmp_path, monkeypatch):
     first = OnnxPromptableModel(tiny_sam_model, tmp_path)
     graphs = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("model.onnx"))
