@@ -95,10 +95,11 @@ MODELS: dict[str, ModelSpec] = {
             # 3D Dice 0.369 -> 0.423 over 94 shared structures (MR 0.275 -> 0.424; CT 0.479 -> 0.499;
             # DICOM CT 0.296 -> 0.323). Testing/calibration/2026-11-29_drawn_box.json.
             drawn_box_widenings=(0.0, 1.5, 3.0, 6.0),
-            # On a 512 px CT slice LiteMedSAM's 256 grid halves thin structures. Seen in a window
-            # three times the box a side (at least 256 slice pixels), the reference box on every
-            # slice of the shared 1 mm CT gives ribs 0.00-0.71 -> 0.57-0.88 and the humeri
-            # 0.75-0.79 -> 0.91-0.93. Testing/calibration/2026-11-30_prompt_window.json.
+            # On a 512 px CT slice LiteMedSAM's 256 grid halves thin structures. Also seen in a
+            # window three times the box a side (at least 256 slice pixels), the shared 1 mm CT
+            # gives one box propagated 0.352 -> 0.529 mean 3D Dice over 31 structures (humeri
+            # 0.07 / 0.04 -> 0.91 / 0.82), the oracle 0.516 -> 0.677; largest loss the spinal
+            # cord's one box, 0.84 -> 0.78. Testing/calibration/2026-11-30_prompt_window.json.
             zoom_context=3.0,
         ),
         # The official weights in the MobileSAM repository (ChaoningZhang/MobileSAM, weights/);
