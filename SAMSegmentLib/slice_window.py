@@ -1,4 +1,4 @@
-"""The part of a slice a model sees: the whole slice, or for a model that zooms to the prompt
+"""The parts of a slice a model sees: the whole slice, and for a model that zooms to the prompt
 (``ModelSpec.zoom_context``) a window of the slice around the prompts at the slice's own resolution.
 
 A model whose input is smaller than the slice (LiteMedSAM: 256 px, a CT slice: 512) otherwise sees
