@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 
 import numpy as np
@@ -103,6 +103,11 @@ class VolumePredictor:
             return [None]
         window = prompt_window(prompts, self.require_volume().slice_shape(axis), self.model.input_size, spec.zoom_context)
         return [None] if window is None else [window, None]
+
+    def embed_for(self, axis: Axis, index: int, prompts: Iterable[Prompts]) -> None:
+        """Embed every view of slice ``index`` that ``prompts`` need, each once."""
+        for window in dict.fromkeys(view for each in prompts for view in self.views(axis, each)):
+            self.embed(axis, index, window)
 
     def embed(self, axis: Axis, index: int, window: SliceWindow | None = None) -> ImageEmbedding:
         """The embedding of the slice (or of its ``window``), computed once and then served from the cache."""

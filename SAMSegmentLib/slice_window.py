@@ -78,7 +78,8 @@ def _extent(prompts: Prompts) -> tuple[float, float, float, float]:
     """x0, y0, x1, y1 around the box, or around the points when there is no box."""
     box = prompts.box_array()
     if box is not None:
-        return tuple(float(v) for v in box)  # type: ignore[return-value]
+        x0, y0, x1, y1 = (float(v) for v in box)
+        return x0, y0, x1, y1
     points = prompts.points_array()
     assert points is not None, "validated prompts hold a box or points"
     (x0, y0), (x1, y1) = points.min(0), points.max(0)

@@ -46,8 +46,7 @@ def click_seconds(
     beforehand (each prompt's window of it, for a model that zooms to the prompt), for each
     predictor; interleaved click by click so load changes hit all alike."""
     for predictor in predictors.values():
-        for window in dict.fromkeys(view for prompts in prompts_list for view in predictor.views(axis, prompts)):
-            predictor.embed(axis, index, window)
+        predictor.embed_for(axis, index, prompts_list)
         predictor.predict(axis, index, prompts_list[0])  # warm-up: the first decoder run allocates
     seconds: dict[str, list[float]] = {name: [] for name in predictors}
     for prompts in prompts_list:

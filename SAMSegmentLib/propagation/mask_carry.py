@@ -134,11 +134,9 @@ class MaskCarryPropagation(SliceWalk[StopRule]):
         cancel interrupts, so Cancel answers within an operator)."""
         if self.cancel.cancelled:
             return False
-        axis = self.request.axis
         try:
             with self.predictor.model.interruptible(self.cancel):
-                for window in dict.fromkeys(view for p in prompts for view in self.predictor.views(axis, p)):
-                    self.predictor.embed(axis, index, window)
+                self.predictor.embed_for(self.request.axis, index, prompts)
         except CancelledError:
             return False
         return True
