@@ -369,14 +369,14 @@ def engineSource(choice):
     process this Slicer starts."""
     if not choice.remote:
         return engineProcess()
-    from SAMSegmentLib.protocol.engine_client import FixedEndpoint
+    from SAMSegmentLib.protocol.endpoints import FixedEndpoint
 
     return FixedEndpoint(serverEndpoint(choice))
 
 
 def serverEndpoint(choice):
     from SAMSegmentLib.errors import SAMSegmentError
-    from SAMSegmentLib.protocol.engine_client import Endpoint
+    from SAMSegmentLib.protocol.endpoints import Endpoint
 
     if not choice.url:
         raise SAMSegmentError(_("Enter the address of the SAM server (Engine: Server)."))
@@ -389,7 +389,7 @@ def serverEndpoint(choice):
 def connectionProblem(probe):
     """Why the server a HealthProbe asked cannot be used, in the user's language."""
     from SAMSegmentLib.protocol import PROTOCOL_VERSION
-    from SAMSegmentLib.protocol.engine_client import Problem
+    from SAMSegmentLib.protocol.answers import Problem
 
     url, detail = probe.endpoint.url, probe.detail
     if probe.problem is Problem.TOKEN_REFUSED:

@@ -29,7 +29,8 @@ from ..prompts import Prompts
 from ..propagation import ObjectPrompts, PropagationRequest, StopRule
 from ..protocol import LoadModel, MessageKind, Predict, Propagate, Request, SetVolume, WorkerMessage
 from ..protocol.codec import PROTOCOL_HEADER, PROTOCOL_VERSION
-from ..protocol.engine_client import Endpoint, EngineClient, FixedEndpoint, wait_for
+from ..protocol.endpoints import Endpoint, FixedEndpoint
+from ..protocol.engine_client import EngineClient, wait_for
 from ..worker import InferenceWorker
 from .cases import BenchCase
 from .clicks import jittered_prompts

@@ -53,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
     from ..bench.machine import describe_machine, load_average
     from ..datasets import shared_ct_dir
     from ..intensity import mapping_for
-    from ..protocol.engine_client import Endpoint
+    from ..protocol.endpoints import Endpoint
     from ..worker import InferenceWorker
 
     counts = _client_counts(args.clients)

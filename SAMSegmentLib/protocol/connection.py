@@ -343,3 +343,11 @@ def _parse_head(head: bytes) -> tuple[Response, int]:
         return Response(int(status), headers, bytearray()), length
     except ValueError:
         raise ConnectionLostError(f"The engine's answer is not HTTP: {lines[0][:80]!r}") from None
+
+
+def watched_sockets(*connections: HttpConnection | None) -> list[tuple[int, bool]]:
+    watched = []
+    for connection in connections:
+        if connection is not None and (fd := connection.fileno()) is not None:
+            watched.append((fd, connection.wants_write))
+    return watched

@@ -26,27 +26,22 @@ clear message naming the server, and both versions.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
-from enum import Enum
-from http import HTTPStatus
-from typing import Protocol
-from urllib.parse import urlsplit
 
+from .answers import SESSION_LOST, EngineError, describe_problem, json_answer
 from .codec import (
     FRAME_TYPE,
     PROTOCOL_HEADER,
     PROTOCOL_VERSION,
     ProtocolError,
-    ProtocolVersionError,
     decode,
     encode,
 )
-from .connection import ConnectionLostError, HttpConnection, Response
+from .connection import ConnectionLostError, HttpConnection, Response, watched_sockets
+from .endpoints import Endpoint, EndpointSource, FixedEndpoint
 from .messages import MessageKind, WorkerMessage
 from .requests import Cancel, LoadModel, Request, SetVolume
 
@@ -58,75 +53,6 @@ _POLL_WAIT_S = 10.0  # how long the engine may hold a message poll open
 _ANSWER_MARGIN_S = 30.0
 _STATE_REQUESTS = (LoadModel, SetVolume)  # what a new session needs to continue where the last one was
 _MAX_SESSION_LOSSES = 3  # sessions lost in a row, no request answered meanwhile: the server cannot keep one
-SESSION_LOST, PROTOCOL_MISMATCH = "session_lost", "protocol_mismatch"  # the service's error codes
-
-
-@dataclass(frozen=True)
-class Endpoint:
-    host: str
-    port: int
-    token: str = field(repr=False)  # never in logs or tracebacks
-    path: str = ""  # where the routes start behind a proxy ("/samsegment"), no trailing slash
-
-    @property
-    def url(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}{self.path}"
-
-    @classmethod
-    def from_url(cls, url: str, token: str) -> Endpoint:
-        """The engine service at ``url`` (``http://host[:port][/path]``); ValueError says what is wrong."""
-        text = url.strip()
-        if "://" not in text:
-            text = "http://" + text
-        try:
-            parts = urlsplit(text)
-            port = parts.port or 80
-        except ValueError as error:
-            raise ValueError(f"{url!r} is not a server address: {error}.") from None
-        if parts.scheme != "http":
-            raise ValueError(
-                f"{url!r}: only http:// addresses are supported; reach an https server through a "
-                "local tunnel or proxy."
-            )
-        if not parts.hostname:
-            raise ValueError(f"{url!r} names no server; write it as http://host:port.")
-        return cls(parts.hostname, port, token, parts.path.rstrip("/"))
-
-
-class EndpointSource(Protocol):
-    """Where the engine is: a process this client starts (``service.launcher``) or a server."""
-
-    def start(self) -> None:
-        """Start the engine if it is not running; returns at once."""
-
-    def endpoint(self) -> Endpoint | None:
-        """Where to reach it, None while it is starting."""
-
-    def failure(self) -> str | None:
-        """Why it is not running or cannot start, None while it is (or may soon be) fine."""
-
-    def stop(self) -> None:
-        """Stop it if this client started it."""
-
-
-@dataclass(frozen=True)
-class FixedEndpoint:
-    """An engine someone else runs (a department's server): nothing to start or stop."""
-
-    address: Endpoint
-
-    def start(self) -> None:
-        pass
-
-    def endpoint(self) -> Endpoint | None:
-        return self.address
-
-    def failure(self) -> str | None:
-        return None
-
-    def stop(self) -> None:
-        pass
 
 
 class EngineClient:
@@ -416,69 +342,6 @@ class EngineClient:
         self._sent_again = {request_id for request_id, _ in again}
         self._outgoing = deque(again)
         self._send_state_first(unless=[request for _, request in again])
-
-
-class EngineError(ConnectionLostError):
-    """The engine answered with an error (wrong token, other protocol version, session lost)."""
-
-    def __init__(self, text: str, status: int = 0, code: str = "") -> None:
-        super().__init__(text)
-        self.status, self.code = status, code
-
-
-class Problem(str, Enum):
-    """Why an engine cannot serve this client."""
-
-    TOKEN_REFUSED = "token_refused"  # 401
-    PROTOCOL_MISMATCH = "protocol_mismatch"  # 409, or a health answer naming another version
-    UNREACHABLE = "unreachable"  # no connection, or it broke
-    REFUSED = "refused"  # another error answer (503: too many sessions, 500, ...)
-
-    @classmethod
-    def of(cls, error: Exception) -> Problem:
-        if isinstance(error, ProtocolVersionError):
-            return cls.PROTOCOL_MISMATCH
-        if isinstance(error, EngineError):
-            if error.status == HTTPStatus.UNAUTHORIZED:
-                return cls.TOKEN_REFUSED
-            if error.code == PROTOCOL_MISMATCH or error.status == HTTPStatus.CONFLICT:
-                return cls.PROTOCOL_MISMATCH
-            return cls.REFUSED
-        return cls.UNREACHABLE
-
-
-def describe_problem(engine: str, error: Exception) -> str:
-    """One sentence or two on why ``engine`` ("The SAM server at http://...") cannot serve."""
-    problem = Problem.of(error)
-    if problem is Problem.TOKEN_REFUSED:
-        return f"{engine} refused the token: enter the token its administrator gave you."
-    if problem is Problem.PROTOCOL_MISMATCH:
-        return f"{engine} does not speak this client's protocol version {PROTOCOL_VERSION}: {error}"
-    if problem is Problem.REFUSED:
-        return f"{engine} answered: {error}"
-    return f"{engine} cannot be reached: {error}"
-
-
-def watched_sockets(*connections: HttpConnection | None) -> list[tuple[int, bool]]:
-    watched = []
-    for connection in connections:
-        if connection is not None and (fd := connection.fileno()) is not None:
-            watched.append((fd, connection.wants_write))
-    return watched
-
-
-def json_answer(response: Response) -> dict[str, object]:
-    try:
-        value = json.loads(bytes(response.body) or b"{}")
-    except ValueError:
-        value = {}
-    if response.status != 200:
-        text = value.get("error") if isinstance(value, dict) else None
-        code = value.get("code") if isinstance(value, dict) else None
-        raise EngineError(str(text or f"HTTP {response.status}"), response.status, str(code or ""))
-    if not isinstance(value, dict):
-        raise EngineError("The engine's answer is malformed.")
-    return value
 
 
 def wait_for(client: EngineClient, done: Callable[[list[WorkerMessage]], bool], timeout_s: float) -> list[WorkerMessage]:

@@ -10,9 +10,10 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
+from .answers import Problem, json_answer
 from .codec import PROTOCOL_HEADER, PROTOCOL_VERSION, ProtocolVersionError
-from .connection import ConnectionLostError, HttpConnection, Response
-from .engine_client import Endpoint, Problem, json_answer, watched_sockets
+from .connection import ConnectionLostError, HttpConnection, Response, watched_sockets
+from .endpoints import Endpoint
 
 HEALTH_TIMEOUT_S = 3.0
 _ROUNDS = 3  # the first answer includes connecting; the round trip is the median of the others

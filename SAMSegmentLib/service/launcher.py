@@ -22,7 +22,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..protocol.engine_client import Endpoint
+from ..protocol.endpoints import Endpoint
 
 TOKEN_ENVIRONMENT = "SAMSEGMENT_SERVER_TOKEN"
 # Importing torch and the models takes 2-10 s on a laptop; a first start after installing

@@ -15,7 +15,8 @@ from SAMSegmentLib.errors import SAMSegmentError
 from SAMSegmentLib.propagation import ObjectPrompts, PropagationRequest
 from SAMSegmentLib.protocol import PROTOCOL_VERSION, LoadModel, MessageKind, Predict, Propagate, SetVolume
 from SAMSegmentLib.protocol.codec import PROTOCOL_HEADER, encode_bytes
-from SAMSegmentLib.protocol.engine_client import Endpoint, EngineClient, FixedEndpoint, wait_for
+from SAMSegmentLib.protocol.endpoints import Endpoint, FixedEndpoint
+from SAMSegmentLib.protocol.engine_client import EngineClient, wait_for
 from SAMSegmentLib.service.engine import EngineService, ServiceSettings, SessionLostError
 from SAMSegmentLib.service.http_server import HttpEngineServer
 from SAMSegmentLib.service.routes import Tokens

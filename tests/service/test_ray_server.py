@@ -20,7 +20,8 @@ from tiny_engine import tiny_worker
 from SAMSegmentLib.propagation import ObjectPrompts, PropagationRequest
 from SAMSegmentLib.protocol import PROTOCOL_VERSION, LoadModel, MessageKind, Predict, Propagate, SetVolume
 from SAMSegmentLib.protocol.codec import PROTOCOL_HEADER, encode_bytes
-from SAMSegmentLib.protocol.engine_client import Endpoint, EngineClient, FixedEndpoint, wait_for
+from SAMSegmentLib.protocol.endpoints import Endpoint, FixedEndpoint
+from SAMSegmentLib.protocol.engine_client import EngineClient, wait_for
 from SAMSegmentLib.service.engine import ServiceSettings
 from SAMSegmentLib.service.routes import Route, RouteKind, Tokens
 from SAMSegmentLib.volume import Axis

@@ -17,8 +17,10 @@ from test_worker_doubles import organ_box
 import SAMSegmentLib.protocol.engine_client as engine_client
 import SAMSegmentLib.protocol.health as health
 from SAMSegmentLib.protocol import MessageKind, Predict
+from SAMSegmentLib.protocol.answers import Problem
 from SAMSegmentLib.protocol.connection import ConnectionLostError, HttpConnection
-from SAMSegmentLib.protocol.engine_client import Endpoint, EngineClient, FixedEndpoint, Problem
+from SAMSegmentLib.protocol.endpoints import Endpoint, FixedEndpoint
+from SAMSegmentLib.protocol.engine_client import EngineClient
 from SAMSegmentLib.protocol.health import HealthProbe
 from SAMSegmentLib.volume import Axis
 
