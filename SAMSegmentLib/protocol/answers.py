@@ -11,7 +11,8 @@ from http import HTTPStatus
 from .codec import PROTOCOL_VERSION, ProtocolVersionError
 from .connection import ConnectionLostError, Response
 
-SESSION_LOST, PROTOCOL_MISMATCH = "session_lost", "protocol_mismatch"  # the service's error codes
+# Error codes the service answers with (service.routes, service.ray_server) and this client reads.
+SESSION_LOST, PROTOCOL_MISMATCH = "session_lost", "protocol_mismatch"
 
 
 class EngineError(ConnectionLostError):

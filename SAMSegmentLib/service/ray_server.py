@@ -39,6 +39,7 @@ from http import HTTPStatus
 from typing import Any
 
 from ..errors import SAMSegmentError
+from ..protocol.answers import SESSION_LOST
 from .engine import EngineService, ServiceSettings, SessionLostError, WorkerFactory, default_worker, new_session_id
 from .routes import (
     DEFAULT_MAX_UPLOAD_BYTES,
@@ -122,7 +123,7 @@ class EngineReplica:
         try:
             await self._slot(session_id)
         except SessionLostError as error:
-            return dataclasses.replace(Reply.error(HTTPStatus.NOT_FOUND, "session_lost", str(error)), code=_NOT_HERE)
+            return dataclasses.replace(Reply.error(HTTPStatus.NOT_FOUND, SESSION_LOST, str(error)), code=_NOT_HERE)
         except SAMSegmentError as error:  # full: the engine refused to open another
             return Reply.error(HTTPStatus.SERVICE_UNAVAILABLE, "unavailable", str(error))
         finally:
@@ -180,7 +181,7 @@ class Ingress:
             if reply.code != _NOT_HERE:
                 return reply
             if time.monotonic() > deadline:
-                return dataclasses.replace(reply, code="session_lost")
+                return dataclasses.replace(reply, code=SESSION_LOST)
             await asyncio.sleep(_ROUTING_RETRY_S)
 
     @staticmethod
@@ -190,7 +191,7 @@ class Ingress:
         try:
             return await engines.handle.remote(route, body)
         except RayActorError:  # the replica died while answering
-            return Reply.error(HTTPStatus.NOT_FOUND, "session_lost", "The server replica holding this session stopped.")
+            return Reply.error(HTTPStatus.NOT_FOUND, SESSION_LOST, "The server replica holding this session stopped.")
         except RayTaskError as error:
             logger.error("An engine replica failed on %s: %s", route.kind.value, error)
             return Reply.error(HTTPStatus.INTERNAL_SERVER_ERROR, "bug", f"The engine failed: {error.cause!r}")

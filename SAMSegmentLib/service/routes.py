@@ -40,6 +40,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from ..errors import SAMSegmentError
 from ..protocol import PROTOCOL_VERSION, ProtocolError, Request, decode, encode
+from ..protocol.answers import PROTOCOL_MISMATCH, SESSION_LOST
 from ..protocol.codec import FRAME_TYPE, PROTOCOL_HEADER
 from ..protocol.requests import REQUEST_TYPES
 from .engine import EngineService, SessionLostError
@@ -165,7 +166,7 @@ def check_request(
     if theirs != str(PROTOCOL_VERSION):
         raise refusal(
             HTTPStatus.CONFLICT,
-            "protocol_mismatch",
+            PROTOCOL_MISMATCH,
             f"This SAM engine speaks protocol version {PROTOCOL_VERSION}; the client speaks "
             f"version {theirs or 'unknown'}. Install the same SAMSegment version on both sides.",
         )
@@ -229,7 +230,7 @@ def dispatch(engine: EngineService, route: Route, body: bytes | bytearray = b"")
     except RefusedError as refused:
         return refused.reply
     except SessionLostError as error:
-        return Reply.error(HTTPStatus.NOT_FOUND, "session_lost", str(error))
+        return Reply.error(HTTPStatus.NOT_FOUND, SESSION_LOST, str(error))
     except ProtocolError as error:
         return Reply.error(HTTPStatus.BAD_REQUEST, "bad_request", str(error))
     except SAMSegmentError as error:
