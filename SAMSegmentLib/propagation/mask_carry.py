@@ -3,6 +3,7 @@ mask to the next slice as its prompt, and stop where the object ends."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -15,6 +16,7 @@ from ..predictor import Prediction, VolumePredictor
 from ..prompts import Prompts
 from ..registry import PromptKind
 from ..volume import put_slice
+from .appearance import ObjectAppearance, remove_foreign_growth
 from .stop_rule import ObjectTrack, StopRule
 from .types import (
     CancelToken,
@@ -33,6 +35,7 @@ class _Carry:
     object_id: str
     prediction: Prediction
     track: ObjectTrack
+    appearance: ObjectAppearance | None  # None: the carried masks are not gated by appearance
 
 
 class MaskCarryPropagation(SliceWalk[StopRule]):
@@ -88,14 +91,14 @@ class MaskCarryPropagation(SliceWalk[StopRule]):
                 continue
             self._accept(item.object_id, index, prediction)
             track = self.stop_rule.start(prediction, image, self._spacing_xy)
-            seeds.append(_Carry(item.object_id, prediction, track))
+            seeds.append(_Carry(item.object_id, prediction, track, self._appearance(index, prediction)))
             yield SliceResult(item.object_id, index, prediction.mask, prediction.score)
         self._tick()
         return seeds
 
     def _walk(self, step: int, seeds: list[_Carry]) -> Iterator[SliceResult]:
         axis = self.request.axis
-        live = [_Carry(s.object_id, s.prediction, s.track.copy()) for s in seeds]
+        live = [_Carry(s.object_id, s.prediction, s.track.copy(), s.appearance) for s in seeds]
         last_index: dict[str, int | None] = {c.object_id: self.request.seed_index for c in live}
         index = self.request.seed_index + step
         while live:
@@ -110,7 +113,8 @@ class MaskCarryPropagation(SliceWalk[StopRule]):
             image = self.predictor.slice_image(axis, index)
             still_live = []
             for carry, (prompts, mask_logits) in zip(live, carried):
-                prediction = self.predictor.predict(axis, index, prompts, mask_logits, as_given=True)
+                prediction = self._without_foreign_growth(
+                    carry, index, self.predictor.predict(axis, index, prompts, mask_logits, as_given=True))
                 reverse = None
                 if self.stop_rule.checks_both_ways and prediction.mask.any():
                     # The previous slice is embedded already (its window too, unless the model
@@ -122,7 +126,7 @@ class MaskCarryPropagation(SliceWalk[StopRule]):
                     continue
                 self._accept(carry.object_id, index, prediction)
                 last_index[carry.object_id] = index
-                still_live.append(_Carry(carry.object_id, prediction, carry.track))
+                still_live.append(_Carry(carry.object_id, prediction, carry.track, carry.appearance))
                 yield SliceResult(carry.object_id, index, prediction.mask, prediction.score)
             live = still_live
             self._tick()
@@ -140,6 +144,23 @@ class MaskCarryPropagation(SliceWalk[StopRule]):
         except CancelledError:
             return False
         return True
+
+    def _appearance(self, index: int, seed: Prediction) -> ObjectAppearance | None:
+        """What the prompted object looks like on its slice's whole-slice embedding, for the gate."""
+        rule = self.stop_rule
+        if not rule.appearance_gate:
+            return None
+        return ObjectAppearance.learn(self.predictor.embed(self.request.axis, index), seed.mask,
+                                      self.predictor.model.input_size, rule.appearance_min_cells,
+                                      rule.appearance_surround_cells, rule.appearance_neighbours)
+
+    def _without_foreign_growth(self, carry: _Carry, index: int, prediction: Prediction) -> Prediction:
+        """``prediction`` without what it adds to the previous mask on pixels unlike the object."""
+        if carry.appearance is None or not prediction.mask.any():
+            return prediction
+        foreign = carry.appearance.foreign(self.predictor.embed(self.request.axis, index))
+        mask = remove_foreign_growth(prediction.mask, carry.prediction.mask, foreign)
+        return dataclasses.replace(prediction, mask=mask)
 
     def _carried_prompt(self, previous: Prediction) -> tuple[Prompts, Any]:
         return carried_prompt(self.predictor, previous, self.stop_rule, self._spacing_xy)

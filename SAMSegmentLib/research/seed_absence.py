@@ -26,6 +26,7 @@ import math
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -165,7 +166,8 @@ def search(examples: list[Example]) -> list[dict]:
     for scale_mm in _SCALES_MM:
         table = evidence(_scaled(StopRule(), scale_mm), examples, in_pixels=scale_mm is None)
         for values in itertools.product(*_GRID.values()):
-            rule = dataclasses.replace(StopRule(), **dict(zip(_GRID, values)))
+            grid_point: dict[str, Any] = dict(zip(_GRID, values))
+            rule = dataclasses.replace(StopRule(), **grid_point)
             settings = {key: None if value == math.inf else value for key, value in zip(_GRID, values)}  # None: off
             rows.append({"scale_mm": scale_mm, **settings, **outcome(rule, examples, table)})
     rows.sort(key=lambda r: (len(r["kept_judged_absent"]), -r["plain_judged_absent"], r["seed_dice_lost"]))
