@@ -58,6 +58,11 @@ def test_an_object_filling_too_few_cells_has_no_appearance_to_learn():
     assert learn(regions, cells_to_pixels(regions == OBJECT), min_cells=6) is not None
 
 
+def test_an_object_filling_the_whole_slice_has_no_surroundings_to_tell_it_from():
+    regions = np.full((16, 16), OBJECT)
+    assert learn(regions, np.ones((64, 64), bool)) is None
+
+
 def test_a_third_tissue_is_judged_by_whichever_it_resembles_more():
     regions, mask = seed_slice()
     appearance = learn(regions, mask)

@@ -36,11 +36,9 @@ class ObjectAppearance:
               surrounding_cells: int, neighbours: int) -> ObjectAppearance | None:
         """The appearance of the object ``mask`` (bool [y, x] at slice size) covers in the slice's
         whole-slice ``embedding``; None when it fills fewer than ``min_object_cells`` cells at least
-        half (a thin or small object has no cell of its own to learn from) or the encoder gives no
-        grid of features."""
-        features = embedding.features.get(FEATURES)
-        if features is None or features.dim() != 4:
-            return None
+        half (a thin or small object has no cell of its own to learn from), or when it leaves no
+        surroundings in view."""
+        features = embedding.features[FEATURES]
         grid_hw = (int(features.shape[-2]), int(features.shape[-1]))
         occupancy = _cell_occupancy(mask, embedding, input_size, grid_hw)
         inside = occupancy >= 0.5

@@ -124,11 +124,13 @@ class StopRule:
     min_margin_mm: float = 2.0
     min_margin_pixels: float = 2.0
     # What a carried slice's mask adds on pixels that look, to the encoder, like the prompted object's
-    # surroundings rather than the object is dropped (``appearance``): the 3 mm MR's liver 0.51 -> 0.64
-    # and gallbladder 0.49 -> 0.81, no structure of the shared sets losing more than 0.05 but the costal
-    # cartilages (0.18 -> 0.08): Testing/calibration/2026-11-30_appearance_gate.json. Counted in the
-    # encoder's cells, its resolution: an object filling fewer than ``appearance_min_cells`` has no
-    # cell of its own to learn from; its surroundings are the ``appearance_surround_cells`` around it.
+    # surroundings rather than the object is dropped (``appearance``). One box, LiteMedSAM: 3 mm MR
+    # 0.424 -> 0.456 (gallbladder 0.49 -> 0.81, liver 0.51 -> 0.64), 3 mm CT 0.499 -> 0.501, 1 mm CT
+    # 0.529 -> 0.533, the largest loss the 3 mm CT's costal cartilages (0.18 -> 0.08); MobileSAM 3 mm
+    # CT 0.389 -> 0.434, MR 0.527 -> 0.589: Testing/calibration/2026-11-30_appearance_gate.json.
+    # Counted in the encoder's cells, its resolution: an object filling fewer than
+    # ``appearance_min_cells`` has no cell of its own to learn from; its surroundings are the
+    # ``appearance_surround_cells`` around it.
     appearance_gate: bool = True
     appearance_min_cells: int = 8
     appearance_surround_cells: int = 4
