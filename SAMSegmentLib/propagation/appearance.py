@@ -104,6 +104,6 @@ def _seen_cells(embedding: ImageEmbedding, input_size: int, grid_hw: tuple[int, 
     """Cells that hold some of the slice rather than only padding."""
     rows = int(np.ceil(embedding.resized_hw[0] * grid_hw[0] / input_size))
     columns = int(np.ceil(embedding.resized_hw[1] * grid_hw[1] / input_size))
-    seen = np.zeros(tuple(grid_hw), bool)
+    seen = np.zeros(grid_hw, bool)
     seen[:rows, :columns] = True
     return seen
