@@ -44,7 +44,7 @@ class ObjectAppearance:
         inside = occupancy >= 0.5
         if int(inside.sum()) < min_object_cells:
             return None
-        seen = _seen_cells(embedding, input_size, grid_hw)
+        seen = _cell_occupancy(np.ones(mask.shape, bool), embedding, input_size, grid_hw) > 0  # not padding
         around = ndimage.binary_dilation(occupancy > 0, iterations=surrounding_cells) & (occupancy == 0) & seen
         if not around.any():
             return None
@@ -99,11 +99,3 @@ def _cell_occupancy(mask: np.ndarray, embedding: ImageEmbedding, input_size: int
     canvas[..., :height, :width] = resized
     return F.adaptive_avg_pool2d(canvas, grid_hw)[0, 0].numpy()
 
-
-def _seen_cells(embedding: ImageEmbedding, input_size: int, grid_hw: tuple[int, int]) -> np.ndarray:
-    """Cells that hold some of the slice rather than only padding."""
-    rows = int(np.ceil(embedding.resized_hw[0] * grid_hw[0] / input_size))
-    columns = int(np.ceil(embedding.resized_hw[1] * grid_hw[1] / input_size))
-    seen = np.zeros(grid_hw, bool)
-    seen[:rows, :columns] = True
-    return seen
