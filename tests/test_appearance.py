@@ -8,10 +8,7 @@ import numpy as np
 import torch
 
 from SAMSegmentLib.models import ImageEmbedding
-from SAMSegmentLib.prediction import Prediction
-from SAMSegmentLib.prompts import Prompts
-from SAMSegmentLib.propagation.appearance import ObjectAppearance, best_fitting, remove_foreign_growth
-from SAMSegmentLib.propagation.mask_carry import tighter_prompts
+from SAMSegmentLib.propagation.appearance import ObjectAppearance, remove_foreign_growth
 
 INPUT = 64
 OBJECT, SURROUNDINGS, OTHER = 0, 1, 2
@@ -45,9 +42,8 @@ def test_pixels_like_the_surroundings_are_foreign_and_pixels_like_the_object_are
     assert appearance is not None
     following = np.full((16, 16), SURROUNDINGS)
     following[5:11, 6:9] = OBJECT  # the object moved and changed shape
-    margin = appearance.margin(embedding(following))
-    assert margin.shape == (64, 64)
-    foreign = margin <= 0
+    foreign = appearance.foreign(embedding(following))
+    assert foreign.shape == (64, 64)
     # Away from the bilinear blend across a cell border: the object's core, and beyond its cells.
     assert not foreign[24:40, 28:32].any()
     far = np.ones((64, 64), bool)
@@ -71,7 +67,7 @@ def test_a_third_tissue_is_judged_by_whichever_it_resembles_more():
     regions, mask = seed_slice()
     appearance = learn(regions, mask)
     following = np.full((16, 16), OTHER)  # unlike both: ties are foreign, so nothing new is kept
-    assert (appearance.margin(embedding(following)) <= 0).all()
+    assert appearance.foreign(embedding(following)).all()
 
 
 def test_growth_onto_foreign_pixels_is_removed_but_the_previous_mask_is_never_cut():
@@ -80,9 +76,9 @@ def test_growth_onto_foreign_pixels_is_removed_but_the_previous_mask_is_never_cu
     mask = previous.copy()
     mask[5:12, 12:18] = True  # grows to the right...
     mask[2:5, 5:12] = True  # ...and upward
-    margin = np.ones((20, 20))
-    margin[:, 10:] = -1.0  # the right side looks like the surroundings, even where the object was
-    kept = remove_foreign_growth(mask, previous, margin)
+    foreign = np.zeros((20, 20), bool)
+    foreign[:, 10:] = True  # the right side looks like the surroundings, even where the object was
+    kept = remove_foreign_growth(mask, previous, foreign)
     assert kept[previous].all()
     assert not kept[5:12, 12:18].any()
     assert kept[2:5, 5:10].all()
@@ -95,37 +91,7 @@ def test_what_is_left_keeps_only_parts_touching_the_previous_mask_with_holes_fil
     mask[7:9, 7:9] = False  # a hole
     mask[15:18, 15:18] = True  # an island joined to the object only through foreign pixels
     mask[12:15, 12:15] = True
-    margin = np.ones((20, 20))
-    margin[12:15, 12:15] = 0.0  # no likelier the object than its surroundings: foreign too
-    kept = remove_foreign_growth(mask, previous, margin)
+    foreign = np.zeros((20, 20), bool)
+    foreign[12:15, 12:15] = True
+    kept = remove_foreign_growth(mask, previous, foreign)
     assert np.array_equal(kept, previous)
-
-
-def prediction(mask: np.ndarray, score: float = 0.9) -> Prediction:
-    return Prediction(mask, score, np.array([score]), None)
-
-
-def test_of_the_candidate_masks_the_one_fitting_the_appearance_best_is_chosen():
-    margin = np.full((20, 20), -0.5)
-    margin[5:15, 5:15] = 0.5  # the object's look; around it, its surroundings'
-    leaky, exact, part = (np.zeros((20, 20), bool) for _ in range(3))
-    leaky[5:15, 3:18] = True  # the object and some of its neighbours
-    exact[5:15, 5:15] = True
-    part[7:13, 7:13] = True
-    chosen = best_fitting([prediction(leaky, 0.95), prediction(part), prediction(exact, 0.8)], margin)
-    assert chosen.mask is exact  # not the best-scored
-    same = prediction(exact.copy())
-    assert best_fitting([same, prediction(exact)], margin) is same  # a tie keeps the first
-
-
-def test_tighter_prompts_shrink_the_previous_mask_box_about_its_centre_and_keep_the_points():
-    previous = np.zeros((40, 40), bool)
-    previous[10:31, 4:25] = True  # box (4, 10) - (24, 30): centre (14, 20), 10 px to each side
-    carried = Prompts(box=(2.0, 8.0, 26.0, 32.0))
-    carried.add_point(14.0, 20.0)
-    tighter = tighter_prompts(carried, previous, (0.8, 1.0))
-    assert [t.box for t in tighter] == [(6.0, 12.0, 22.0, 28.0), (4.0, 10.0, 24.0, 30.0)]
-    assert all(t.points == carried.points and t.labels == carried.labels for t in tighter)
-    line = np.zeros((40, 40), bool)
-    line[10, 4:25] = True  # one row high: no tighter box is a pixel high
-    assert tighter_prompts(carried, line, (0.8,)) == []

@@ -10,7 +10,6 @@ them slice by slice; the encoder's features tell them apart where one intensity 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,7 +18,6 @@ import torch.nn.functional as F
 from scipy import ndimage
 
 from ..models import ImageEmbedding
-from ..prediction import Prediction
 
 FEATURES = "image_embeddings"  # the encoder output every SAM-family model decodes from
 
@@ -54,14 +52,9 @@ class ObjectAppearance:
         return cls(cells[torch.from_numpy(inside.ravel())], cells[torch.from_numpy(around.ravel())], input_size,
                    neighbours)
 
-    @property
-    def cell_count(self) -> int:
-        """How many cells the object fills at least half on its prompted slice."""
-        return int(self.object_cells.shape[0])
-
-    def margin(self, embedding: ImageEmbedding) -> np.ndarray:
-        """How much more each pixel (float [y, x] at slice size) of the slice ``embedding`` encodes
-        looks like the object than like its surroundings: positive where it looks like the object."""
+    def foreign(self, embedding: ImageEmbedding) -> np.ndarray:
+        """Pixels (bool [y, x] at slice size) of the slice ``embedding`` encodes that look more like
+        the object's surroundings than like the object."""
         features = embedding.features[FEATURES]
         cells = _unit_cells(features.to(self.object_cells.device))
         margin = self._likeness(cells, self.object_cells) - self._likeness(cells, self.surrounding_cells)
@@ -69,7 +62,7 @@ class ObjectAppearance:
         model = F.interpolate(grid, size=(self.input_size, self.input_size), mode="bilinear", align_corners=False)
         height, width = embedding.resized_hw
         pixels = F.interpolate(model[..., :height, :width], size=embedding.original_hw, mode="bilinear", align_corners=False)
-        return pixels[0, 0].numpy()
+        return pixels[0, 0].numpy() <= 0.0
 
     def _likeness(self, cells: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
         """Mean cosine similarity of each cell to its ``neighbours`` most similar reference cells."""
@@ -77,19 +70,11 @@ class ObjectAppearance:
         return similarity.topk(min(self.neighbours, reference.shape[0]), dim=1).values.mean(dim=1)
 
 
-def best_fitting(candidates: Sequence[Prediction], margin: np.ndarray) -> Prediction:
-    """The candidate whose mask's pixels' ``margin`` (``ObjectAppearance.margin``) sums highest: it
-    holds the most of what looks like the object and the least of what looks like its surroundings.
-    Of candidates that fit alike, the first."""
-    return max(candidates, key=lambda candidate: float(margin[candidate.mask].sum()))
-
-
-def remove_foreign_growth(mask: np.ndarray, previous: np.ndarray, margin: np.ndarray) -> np.ndarray:
-    """``mask`` without the pixels it adds to ``previous`` where they do not look like the object
-    (``margin``, ``ObjectAppearance.margin``, not positive); of what is left, the parts touching
-    ``previous``, holes filled. Pixels the previous slice held are never removed, so an object whose
-    look changes along its length (a stomach's content) is not cut away."""
-    kept = mask & ~((margin <= 0.0) & ~previous)
+def remove_foreign_growth(mask: np.ndarray, previous: np.ndarray, foreign: np.ndarray) -> np.ndarray:
+    """``mask`` without the pixels it adds to ``previous`` where they look ``foreign``; of what is
+    left, the parts touching ``previous``, holes filled. Pixels the previous slice held are never
+    removed, so an object whose look changes along its length (a stomach's content) is not cut away."""
+    kept = mask & ~(foreign & ~previous)
     labels, count = ndimage.label(kept)
     if count:
         touching = np.unique(labels[kept & previous])

@@ -16,7 +16,7 @@ from ..predictor import Prediction, VolumePredictor
 from ..prompts import Prompts
 from ..registry import PromptKind
 from ..volume import put_slice
-from .appearance import ObjectAppearance, best_fitting, remove_foreign_growth
+from .appearance import ObjectAppearance, remove_foreign_growth
 from .stop_rule import ObjectTrack, StopRule
 from .types import (
     CancelToken,
@@ -36,13 +36,6 @@ class _Carry:
     prediction: Prediction
     track: ObjectTrack
     appearance: ObjectAppearance | None  # None: the carried masks are not gated by appearance
-
-    def alternatives(self, carried: Prompts, stop_rule: StopRule) -> list[Prompts]:
-        """The carried prompts with tighter boxes, for an object large enough that its appearance
-        can choose among the masks they give (``StopRule.appearance_choice_cells``)."""
-        if self.appearance is None or self.appearance.cell_count < stop_rule.appearance_choice_cells:
-            return []
-        return tighter_prompts(carried, self.prediction.mask, stop_rule.appearance_choice_scales)
 
 
 class MaskCarryPropagation(SliceWalk[StopRule]):
@@ -113,17 +106,15 @@ class MaskCarryPropagation(SliceWalk[StopRule]):
                 self._stop_all((c.object_id for c in live), step, last_index, "reached the end of the range")
                 return
             carried = [self._carried_prompt(carry.prediction) for carry in live]
-            tighter = [carry.alternatives(prompts, self.stop_rule) for carry, (prompts, _) in zip(live, carried)]
-            every_prompt = [prompts for prompts, _ in carried] + [prompts for group in tighter for prompts in group]
-            if not self._embed_unless_cancelled(index, every_prompt):
+            if not self._embed_unless_cancelled(index, [prompts for prompts, _ in carried]):
                 self.result.cancelled = True
                 self._stop_all((c.object_id for c in live), step, last_index, "cancelled")
                 return
             image = self.predictor.slice_image(axis, index)
             still_live = []
-            for carry, (prompts, mask_logits), alternatives in zip(live, carried, tighter):
-                prediction = self.predictor.predict(axis, index, prompts, mask_logits, as_given=True)
-                prediction = self._shaped_by_appearance(carry, index, prediction, alternatives, mask_logits)
+            for carry, (prompts, mask_logits) in zip(live, carried):
+                prediction = self._without_foreign_growth(
+                    carry, index, self.predictor.predict(axis, index, prompts, mask_logits, as_given=True))
                 reverse = None
                 if self.stop_rule.checks_both_ways and prediction.mask.any():
                     # The previous slice is embedded already (its window too, unless the model
@@ -163,21 +154,12 @@ class MaskCarryPropagation(SliceWalk[StopRule]):
                                       self.predictor.model.input_size, rule.appearance_min_cells,
                                       rule.appearance_surround_cells, rule.appearance_neighbours)
 
-    def _shaped_by_appearance(self, carry: _Carry, index: int, prediction: Prediction,
-                              alternatives: list[Prompts], mask_logits: Any) -> Prediction:
-        """Of ``prediction`` and the masks the ``alternatives`` (tighter boxes) give, the one that fits
-        the object's appearance best, without what it adds to the previous mask on pixels unlike the
-        object."""
-        if carry.appearance is None:
+    def _without_foreign_growth(self, carry: _Carry, index: int, prediction: Prediction) -> Prediction:
+        """``prediction`` without what it adds to the previous mask on pixels unlike the object."""
+        if carry.appearance is None or not prediction.mask.any():
             return prediction
-        margin = carry.appearance.margin(self.predictor.embed(self.request.axis, index))
-        if alternatives:
-            prediction = best_fitting([prediction] + [
-                self.predictor.predict(self.request.axis, index, prompts, mask_logits, as_given=True)
-                for prompts in alternatives], margin)
-        if not prediction.mask.any():
-            return prediction
-        mask = remove_foreign_growth(prediction.mask, carry.prediction.mask, margin)
+        foreign = carry.appearance.foreign(self.predictor.embed(self.request.axis, index))
+        mask = remove_foreign_growth(prediction.mask, carry.prediction.mask, foreign)
         return dataclasses.replace(prediction, mask=mask)
 
     def _carried_prompt(self, previous: Prediction) -> tuple[Prompts, Any]:
@@ -211,18 +193,3 @@ def carried_prompt(
     if spec.accepts(PromptKind.MASK):
         mask_logits = previous.low_res_logits
     return prompts, mask_logits
-
-
-def tighter_prompts(carried: Prompts, previous_mask: np.ndarray, scales: tuple[float, ...]) -> list[Prompts]:
-    """``carried`` with its box replaced by the previous mask's own box scaled by each of ``scales``
-    (at most 1) about its centre; a box narrower than a pixel is left out."""
-    ys, xs = np.nonzero(previous_mask)
-    centre = np.array([xs.min() + xs.max(), ys.min() + ys.max()], dtype=np.float64) / 2
-    half = np.array([xs.max() - xs.min(), ys.max() - ys.min()], dtype=np.float64) / 2
-    tighter = []
-    for scale in scales:
-        (x0, y0), (x1, y1) = centre - half * scale, centre + half * scale
-        if x1 - x0 >= 1 and y1 - y0 >= 1:
-            tighter.append(Prompts(points=list(carried.points), labels=list(carried.labels),
-                                   box=(float(x0), float(y0), float(x1), float(y1))))
-    return tighter

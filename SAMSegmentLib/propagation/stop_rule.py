@@ -100,9 +100,7 @@ class StopRule:
     With ``appearance_gate``, what a carried slice's mask adds to the previous one on pixels whose
     encoder features resemble the prompted object's surroundings more than the object is dropped
     before the checks (``appearance.remove_foreign_growth``): the carried box holds a little of the
-    neighbours, and where they look alike in intensity the mask grows into them slice by slice. A
-    large object's mask is also chosen among those of tighter boxes by how well it fits that
-    appearance (``appearance_choice_cells``).
+    neighbours, and where they look alike in intensity the mask grows into them slice by slice.
     """
 
     # Calibrated 2026-11-29 on the shared sets (see the module's docstring); a check whose every
@@ -137,16 +135,6 @@ class StopRule:
     appearance_min_cells: int = 8
     appearance_surround_cells: int = 4
     appearance_neighbours: int = 3
-    # For an object filling at least ``appearance_choice_cells`` cells (a large organ: its appearance
-    # is learnt from many cells), the slice is also segmented from the previous mask's own box scaled
-    # by each of ``appearance_choice_scales``, and the mask that fits the appearance best is carried
-    # (``appearance.best_fitting``): the gate never drops what the previous slice held, so a leak
-    # carried from the box's margin stays, and the organ cannot shrink where it ends. One box,
-    # LiteMedSAM: 3 mm MR 0.4555 -> 0.4640 (liver 0.63 -> 0.82), 3 mm CT 0.5013 -> 0.5005 (colon
-    # 0.17 -> 0.14), 1 mm CT unchanged; larger boxes or smaller objects (32 cells) gained on the 3 mm
-    # CT's stomach but carried a vertebra into the next: Testing/calibration/2026-11-30_appearance_choice.json.
-    appearance_choice_cells: int = 64
-    appearance_choice_scales: tuple[float, ...] = (0.8, 0.9, 1.0)
     # The absence thresholds and scales: calibrated 2026-11-30 with
     # ``SAMSegmentLib.research.seed_absence`` on the shared sets' reference boxes (structures that
     # must be kept) and boxes on synthetic plain tissue at 0.8 and 3 mm pixels (which must not), with
