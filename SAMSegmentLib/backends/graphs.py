@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 
 from ..models.base import ImageEmbedding, PromptableModel
-from ..models.sam import SAMModel
+from ..models.sam import IMAGE_EMBEDDINGS, SAMModel
 from .factored_decoder import FactoredMaskDecoder, is_factorable
 
 SPARSE_INPUT = "sparse_prompt_embeddings"
@@ -89,7 +89,7 @@ def encoder_graph(model: PromptableModel, feature_names: tuple[str, ...]) -> Gra
 
 def _decoder_module(model: PromptableModel, feature_names: tuple[str, ...], multimask: bool) -> torch.nn.Module:
     decoder = model.network.mask_decoder
-    if isinstance(model, SAMModel) and feature_names == ("image_embeddings",) and is_factorable(decoder):
+    if isinstance(model, SAMModel) and feature_names == (IMAGE_EMBEDDINGS,) and is_factorable(decoder):
         return FactoredMaskDecoder(decoder, model.network.prompt_encoder.get_dense_pe(), multimask)
     return _DecoderModule(model, feature_names, multimask)
 

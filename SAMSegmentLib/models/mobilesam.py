@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import torch
 
-from .sam import SAMModel
+from .sam import IMAGE_EMBEDDINGS, SAMModel
 
 _INPUT = 1024
 _EMBEDDING = _INPUT // 16  # 64 x 64 image embedding, as SAM's
@@ -65,4 +65,4 @@ class MobileSAMModel(SAMModel):
 
     def encode_tensor(self, batch: torch.Tensor) -> dict[str, torch.Tensor]:
         embeddings, _intermediate = self.network.image_encoder(batch)
-        return {"image_embeddings": embeddings}
+        return {IMAGE_EMBEDDINGS: embeddings}

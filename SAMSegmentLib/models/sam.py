@@ -10,6 +10,9 @@ from .base import ImageEmbedding, PromptableModel
 _PIXEL_MEAN = (123.675, 116.28, 103.53)
 _PIXEL_STD = (58.395, 57.12, 57.375)
 
+# The features every SAM-family encoder returns and its mask decoder reads (``ImageEmbedding.features``).
+IMAGE_EMBEDDINGS = "image_embeddings"
+
 
 class SAMModel(PromptableModel):
     def normalise(self, image01: torch.Tensor) -> torch.Tensor:
@@ -20,7 +23,7 @@ class SAMModel(PromptableModel):
         return (rgb - mean) / std
 
     def encode_tensor(self, batch: torch.Tensor) -> dict[str, torch.Tensor]:
-        return {"image_embeddings": self.network.image_encoder(batch)}
+        return {IMAGE_EMBEDDINGS: self.network.image_encoder(batch)}
 
     def run_mask_decoder(
         self, embedding: ImageEmbedding, sparse: torch.Tensor, dense: torch.Tensor, multimask: bool
@@ -29,7 +32,7 @@ class SAMModel(PromptableModel):
 
     def _decoder_inputs(self, embedding: ImageEmbedding, sparse: torch.Tensor, dense: torch.Tensor) -> dict:
         return {
-            "image_embeddings": embedding.features["image_embeddings"],
+            "image_embeddings": embedding.features[IMAGE_EMBEDDINGS],
             "image_pe": self.network.prompt_encoder.get_dense_pe(),
             "sparse_prompt_embeddings": sparse,
             "dense_prompt_embeddings": dense,
@@ -41,7 +44,7 @@ class HQSAMModel(SAMModel):
 
     def encode_tensor(self, batch: torch.Tensor) -> dict[str, torch.Tensor]:
         embeddings, interm = self.network.image_encoder(batch)
-        return {"image_embeddings": embeddings, "interm_embeddings": interm[0]}
+        return {IMAGE_EMBEDDINGS: embeddings, "interm_embeddings": interm[0]}
 
     def run_mask_decoder(
         self, embedding: ImageEmbedding, sparse: torch.Tensor, dense: torch.Tensor, multimask: bool

@@ -18,8 +18,7 @@ import torch.nn.functional as F
 from scipy import ndimage
 
 from ..models import ImageEmbedding
-
-FEATURES = "image_embeddings"  # the encoder output every SAM-family model decodes from
+from ..models.sam import IMAGE_EMBEDDINGS
 
 
 @dataclass
@@ -38,7 +37,7 @@ class ObjectAppearance:
         whole-slice ``embedding``; None when it fills fewer than ``min_object_cells`` cells at least
         half (a thin or small object has no cell of its own to learn from), or when it leaves no
         surroundings in view."""
-        features = embedding.features[FEATURES]
+        features = embedding.features[IMAGE_EMBEDDINGS]
         grid_hw = (int(features.shape[-2]), int(features.shape[-1]))
         occupancy = _cell_occupancy(mask, embedding, input_size, grid_hw)
         inside = occupancy >= 0.5
@@ -55,7 +54,7 @@ class ObjectAppearance:
     def foreign(self, embedding: ImageEmbedding) -> np.ndarray:
         """Pixels (bool [y, x] at slice size) of the slice ``embedding`` encodes that look more like
         the object's surroundings than like the object."""
-        features = embedding.features[FEATURES]
+        features = embedding.features[IMAGE_EMBEDDINGS]
         cells = _unit_cells(features.to(self.object_cells.device))
         margin = self._likeness(cells, self.object_cells) - self._likeness(cells, self.surrounding_cells)
         grid = margin.reshape(1, 1, *features.shape[-2:]).float().cpu()
