@@ -21,7 +21,7 @@ from SAMSegmentLib.evaluation import (
     next_click,
 )
 from SAMSegmentLib.evaluation.clicks import interior_point
-from SAMSegmentLib.evaluation.runner import ERASED, RESEGMENTED, UNCHANGED, _widened
+from SAMSegmentLib.evaluation.runner import ERASED, GAP_FILLED, RESEGMENTED, UNCHANGED, _widened
 from SAMSegmentLib.predictor import VolumePredictor
 from SAMSegmentLib.prompts import Prompts
 from SAMSegmentLib.registry import PromptKind
@@ -141,14 +141,18 @@ def test_challenge_records_a_box_step_and_each_click(predictor, ct_phantom):
         assert step.correction  # every step says what the click did
 
 
-def test_a_click_corrects_only_the_slice_it_lands_on(predictor, ct_phantom):
+def test_a_click_changes_its_slice_or_the_empty_slices_around_it(predictor, ct_phantom):
     reference = ct_phantom.array > 100
     one = evaluate_challenge(predictor, reference, "organ", EvaluationSettings(clicks=0))
     two = evaluate_challenge(predictor, reference, "organ", EvaluationSettings(clicks=1))
     click = two.steps[1].click
-    changed = np.nonzero((one.mask != two.mask).any(axis=(1, 2)))[0]
-    assert set(changed) <= {click.index[0]}
-    assert two.steps[1].correction in (RESEGMENTED, ERASED)
+    changed = set(np.nonzero((one.mask != two.mask).any(axis=(1, 2)))[0])
+    if two.steps[1].correction == GAP_FILLED:
+        empty = ~one.mask.any(axis=(1, 2))
+        assert empty[click.index[0]] and all(empty[min(k, click.index[0]):max(k, click.index[0]) + 1] for k in changed)
+    else:
+        assert changed <= {click.index[0]}
+        assert two.steps[1].correction in (RESEGMENTED, ERASED)
 
 
 def test_a_box_only_model_gets_the_slice_box_and_nothing_more(tiny_sam_model, ct_phantom):

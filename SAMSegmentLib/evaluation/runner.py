@@ -12,13 +12,15 @@ Three protocols, all on a model without memory (each slice segmented from its ow
   first and last slice, then up to ``clicks`` corrective clicks, scored after each step.
 
 A challenge click is a voxel; with a 2D model it lands on one slice. A user of the effect
-corrects a propagated structure there the way the effect allows for models without memory:
-prompt that slice and Apply, which replaces that slice only (propagating again would overwrite
-the slices already right). The slice's prompts are the box around the structure on it (what the
-user draws when prompting a slice) plus every click placed on it, for models that take points.
-A box-only model (LiteMedSAM) gets the box alone, so a second click on the same slice changes
-nothing. A click on a slice where the structure is absent (a leak past its end) cannot be
-prompted: the user erases that slice.
+corrects a propagated structure there the way the effect allows for models without memory. The
+slice's prompts are the box around the structure on it (what the user draws when prompting a
+slice) plus every click placed on it, for models that take points. On a slice the propagation
+left empty (it stopped early, or skipped the slice), the user prompts it and propagates: the
+propagation fills the run of empty slices around it and keeps the slices already segmented
+(``PropagationRequest.filling_gap``). On a slice that holds the structure, the user prompts it
+and Applies, which replaces that slice only. A box-only model (LiteMedSAM) gets the box alone, so
+a second click on the same slice changes nothing. A click on a slice where the structure is
+absent (a leak past its end) cannot be prompted: the user erases that slice.
 """
 
 from __future__ import annotations
@@ -33,19 +35,21 @@ from ..errors import PromptError
 from ..metrics import NSD_TOLERANCE_MM, dice, iou, normalized_surface_distance
 from ..predictor import VolumePredictor
 from ..prompts import Prompts
-from ..propagation import CancelToken, Direction, ObjectPrompts, PropagationRequest, Stop, StopRule
+from ..propagation import CancelToken, Direction, ObjectPrompts, ObjectResult, PropagationRequest, Stop, StopRule
 from ..propagation.factory import make_propagator
 from ..registry import PromptKind
 from ..volume import Axis, put_slice
 from .clicks import Click, next_click
-from .protocols import box_from_reference, largest_slice, middle_slice, reference_extent
+from .protocols import box_from_reference, largest_slice, middle_slice, reference_extent, slice_counts
 
 # How a challenge click changed the 3D mask.
 RESEGMENTED = "slice segmented again"
+GAP_FILLED = "propagated from the slice through the empty slices around it"
 ERASED = "slice erased (the structure is not on it)"
 UNCHANGED = "nothing to add (the slice already has its box; the model takes boxes only)"
 CANNOT_PROMPT = "nothing to add (the slice cannot be prompted)"
 PERFECT = "no error left"
+GAP_OBJECT = "correction"  # the object ID of a propagation that fills a gap
 
 
 @dataclass
@@ -253,7 +257,7 @@ def evaluate_challenge(
     slice_prompts: dict[int, Prompts] = {seed: box}
     for count in range(1, settings.clicks + 1):
         click = next_click(mask, reference)
-        correction = PERFECT if click is None else _correct(predictor, reference, mask, click, slice_prompts, axis)
+        correction = PERFECT if click is None else _correct(predictor, reference, mask, click, slice_prompts, extent, axis)
         steps.append(ClickStep(count, dice(mask, reference), _nsd(predictor, mask, reference, settings), click, correction))
     return ChallengeReport(seed, extent, steps, time.perf_counter() - started, mask)
 
@@ -272,9 +276,11 @@ def _correct(
     mask: np.ndarray,
     click: Click,
     slice_prompts: dict[int, Prompts],
+    extent: tuple[int, int],
     axis: Axis,
 ) -> str:
-    """Correct ``mask`` in place on the slice ``click`` lands on; how it was corrected."""
+    """Correct ``mask`` in place from the slice ``click`` lands on (propagating within ``extent``
+    when that slice is empty); how it was corrected."""
     index = click.index[axis.array_axis]
     y, x = (position for a, position in enumerate(click.index) if a != axis.array_axis)
     reference_slice = np.take(reference, index, axis=axis.array_axis)
@@ -297,8 +303,15 @@ def _correct(
     except PromptError:
         return CANNOT_PROMPT
     slice_prompts[index] = prompts
-    put_slice(mask, axis, index, predictor.predict(axis, index, prompts).mask)
-    return RESEGMENTED
+    held = slice_counts(mask, axis) > 0
+    if held[index]:
+        put_slice(mask, axis, index, predictor.predict(axis, index, prompts).mask)
+        return RESEGMENTED
+    request = PropagationRequest(axis, index, [ObjectPrompts(GAP_OBJECT, prompts)], Direction.BOTH, extent)
+    filled = _run(predictor, request.filling_gap(held))
+    for filled_index in filled.slices:
+        put_slice(mask, axis, filled_index, np.take(filled.mask, filled_index, axis=axis.array_axis))
+    return GAP_FILLED
 
 
 def _propagate(
@@ -311,8 +324,14 @@ def _propagate(
 ) -> tuple[np.ndarray, list[int], list[Stop]]:
     """The 3D mask propagated from ``prompts`` on the seed slice."""
     request = PropagationRequest(settings.axis, seed, [ObjectPrompts(name, prompts)], settings.direction, slice_range)
-    outcome = make_propagator(predictor, request, None, CancelToken()).run().objects[name]
+    outcome = _run(predictor, request)
     return outcome.mask, outcome.slices, outcome.stops
+
+
+def _run(predictor: VolumePredictor, request: PropagationRequest) -> ObjectResult:
+    """The outcome of a one-object ``request``."""
+    (outcome,) = make_propagator(predictor, request, None, CancelToken()).run().objects.values()
+    return outcome
 
 
 def _nsd(predictor: VolumePredictor, mask: np.ndarray, reference: np.ndarray, settings: EvaluationSettings) -> float:

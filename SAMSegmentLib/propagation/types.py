@@ -6,7 +6,7 @@ Propagation checks its ``CancelToken`` before every slice.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import Enum
 from typing import Protocol
 
@@ -58,6 +58,23 @@ class PropagationRequest:
         first, last = self.bounds(slice_count)
         steps = self.direction.steps()
         return 1 + (last - self.seed_index if 1 in steps else 0) + (self.seed_index - first if -1 in steps else 0)
+
+    def filling_gap(self, held: np.ndarray) -> PropagationRequest:
+        """This request kept to the run of slices around the seed where the object has nothing yet
+        (``held``: bool per slice along the axis, True where the object already has voxels), so
+        propagating from a slice it missed fills that gap and leaves the slices already segmented
+        as they are. Unchanged when the seed slice holds some of the object: prompting a slice
+        that is already segmented and propagating replaces, as before."""
+        if held[self.seed_index]:
+            return self
+        first, last = self.bounds(len(held))
+        held_below = np.flatnonzero(held[first : self.seed_index])
+        held_above = np.flatnonzero(held[self.seed_index + 1 : last + 1])
+        gap = (
+            first + int(held_below[-1]) + 1 if held_below.size else first,
+            self.seed_index + int(held_above[0]) if held_above.size else last,
+        )
+        return replace(self, slice_range=gap)
 
 
 @dataclass
