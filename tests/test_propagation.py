@@ -64,6 +64,30 @@ def test_slice_range_limits_the_walk(predictor):
     assert not outcome.mask[:4].any() and not outcome.mask[9:].any()
 
 
+@pytest.mark.parametrize(
+    "held, slice_range, gap",
+    [
+        ([9, 10, 11], None, (0, 8)),  # stopped early going forward: fill up to it
+        ([0, 1, 10], None, (2, 9)),  # between two segmented runs
+        ([0, 1, 10], (4, 11), (4, 9)),  # within the range asked for
+        ([], (3, 8), (3, 8)),  # nothing segmented yet: the range as asked
+        ([5, 6, 7], (2, 9), (2, 9)),  # the seed slice is segmented: replace as before
+    ],
+)
+def test_filling_a_gap_keeps_the_walk_off_the_segmented_slices(held, slice_range, gap):
+    existing = np.zeros((12, 4, 5), bool)
+    existing[held, 1, 3] = True
+    assert request(slice_range=slice_range).filling_gap(existing).slice_range == gap
+
+
+def test_the_gap_is_found_along_the_propagation_axis():
+    existing = np.zeros((12, 4, 5), bool)
+    existing[2:9, 1, 3] = True  # on sagittal slice 3 only
+    sagittal = PropagationRequest(Axis.SAGITTAL, 0, [])
+    assert sagittal.filling_gap(existing).slice_range == (0, 2)
+    assert PropagationRequest(Axis.CORONAL, 0, []).filling_gap(existing).slice_range == (0, 0)
+
+
 def test_a_seed_outside_the_range_is_refused(predictor):
     with pytest.raises(ValueError, match="outside the range"):
         MaskCarryPropagation(predictor, request(slice_range=(8, 10)), KEEP_GOING)

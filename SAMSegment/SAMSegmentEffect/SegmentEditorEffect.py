@@ -97,6 +97,7 @@ class SegmentEditorEffect(AbstractScriptedSegmentEditorEffect):
             (options.presetSelector.currentIndexChanged, self.onVolumeOptionsChanged),
             (options.memorySelector.currentIndexChanged, self.onVolumeOptionsChanged),
             (options.directionSelector.currentIndexChanged, self.updateMRMLFromGUI),
+            (options.keepSegmentedCheckBox.toggled, self.updateMRMLFromGUI),
             (options.installButton.clicked, self.onInstall),
             (options.downloadButton.clicked, self.onDownload),
             (options.applyButton.clicked, self.onApply),
@@ -453,17 +454,24 @@ class SegmentEditorEffect(AbstractScriptedSegmentEditorEffect):
         if self.options.limitRangeCheckBox.checked:
             sliceRange = (self.options.firstSliceSpinBox.value, self.options.lastSliceSpinBox.value)
         try:
-            self.session.propagate(
+            keptTo = self.session.propagate(
                 self.scriptedEffect.parameterSetNode().GetSelectedSegmentID(),
                 self.scriptedEffect.parameter("Direction"),
                 sliceRange,
+                keepSegmentedSlices=self.options.keepSegmentedSlices,
             )
         except ValueError as error:
             self.options.status(str(error), error=True)
             return
         self.options.progressBar.value = 0
         self.options.progressBar.visible = True
-        self.options.status(_("Propagating..."))
+        if keptTo is not None and keptTo != sliceRange:
+            self.options.status(
+                _("Propagating through slices {first} to {last}: the segment already holds the slices next to them.")
+                .format(first=keptTo[0], last=keptTo[1])
+            )
+        else:
+            self.options.status(_("Propagating..."))
         self.updateButtons()
 
     def onCancelPropagation(self):

@@ -151,6 +151,13 @@ class EffectOptions:
         ):
             propagation.addWidget(widget)
         effect.addLabeledOptionsWidget(_("Propagate:"), propagation)
+        self.keepSegmentedCheckBox = qt.QCheckBox(_("Keep segmented slices"))
+        self.keepSegmentedCheckBox.toolTip = _(
+            "Prompts on a slice the segment does not hold yet propagate only until the slices it already "
+            "holds, so a gap (where an earlier propagation stopped early) is filled and the slices already "
+            "segmented stay as they are. Prompts on a slice it holds propagate and replace, as without this."
+        )
+        effect.addOptionsWidget(self.keepSegmentedCheckBox)
 
         self.everythingButton = qt.QPushButton(_("Segment everything"))
         self.everythingButton.toolTip = _(
@@ -228,6 +235,13 @@ class EffectOptions:
         _selectData(self.presetSelector, self.scriptedEffect.parameter("IntensityPreset"))
         _selectData(self.directionSelector, self.scriptedEffect.parameter("Direction"))
         _selectData(self.memorySelector, self.scriptedEffect.parameter("MemoryPolicy"))
+        wasBlocked = self.keepSegmentedCheckBox.blockSignals(True)
+        self.keepSegmentedCheckBox.checked = self.keepSegmentedSlices
+        self.keepSegmentedCheckBox.blockSignals(wasBlocked)
+
+    @property
+    def keepSegmentedSlices(self):
+        return self.scriptedEffect.parameter("KeepSegmentedSlices") == "1"
 
     def updateMRMLFromGUI(self):
         values = {
@@ -236,6 +250,7 @@ class EffectOptions:
             "IntensityPreset": self.presetSelector.currentData,
             "MemoryPolicy": self.memorySelector.currentData,
             "Direction": self.directionSelector.currentData,
+            "KeepSegmentedSlices": "1" if self.keepSegmentedCheckBox.checked else "0",
         }
         for name, value in values.items():
             if value:

@@ -24,6 +24,9 @@ EFFECT_CHOICES = {
     "IntensityPreset": "display",
     "MemoryPolicy": "recent",
     "Direction": "both",
+    # "1": prompts on a slice the segment does not hold propagate only through the slices around it
+    # that it does not hold either, so a gap is filled and the slices already segmented are kept.
+    "KeepSegmentedSlices": "1",
 }
 _ENGINE_KEY, _URL_KEY, _TOKEN_KEY = "Engine", "ServerUrl", "ServerToken"
 

@@ -41,7 +41,7 @@ from .preview import PreviewSegmentation
 from .prompt_session import PromptSession
 from .propagation_collector import PropagationCollector, summary
 from .request_tracker import RequestTracker
-from .segment_writer import MaskWrite, SegmentEditing, writeSegmentMasks
+from .segment_writer import MaskWrite, SegmentEditing, segmentMaskOnGrid, writeSegmentMasks
 from .slice_views import SlicePosition
 
 logger = logging.getLogger(__name__)
@@ -218,9 +218,17 @@ class EditorSession:
         self.clearPrompts()
 
     def propagate(
-        self, segmentID: str, direction: str = "both", sliceRange: tuple[int, int] | None = None, stopRule: Any = None
-    ) -> None:
-        """Propagate the current prompts from their slice through the volume into ``segmentID``."""
+        self,
+        segmentID: str,
+        direction: str = "both",
+        sliceRange: tuple[int, int] | None = None,
+        stopRule: Any = None,
+        keepSegmentedSlices: bool = False,
+    ) -> tuple[int, int] | None:
+        """Propagate the current prompts from their slice through the volume into ``segmentID``.
+        With ``keepSegmentedSlices``, prompts on a slice the segment does not hold propagate only
+        through the slices around it that it does not hold either (``PropagationRequest.filling_gap``).
+        The range the propagation was kept to, or None when it may run to the volume's ends."""
         if self.prompts.empty:
             raise ValueError(tr("Place prompts on a slice before propagating."))
         if self.tracker.pending(Purpose.PROPAGATION) is not None:
@@ -236,11 +244,14 @@ class EditorSession:
         segment = self.segmentationNode.GetSegmentation().GetSegment(segmentID)
         if segment is None:
             raise ValueError(tr("The segmentation has no segment '{segment}'.").format(segment=segmentID))
+        if keepSegmentedSlices:
+            request = request.filling_gap(segmentMaskOnGrid(self.segmentationNode, segmentID, self.geometry))
         collector = PropagationCollector(request.axis, self.volume.array.shape, {segmentID: segment.GetName()})
         # The slices come one by one (SLICE): the final answer need not carry the whole volume again.
         propagate = Propagate(request, stopRule, volume_masks=False)
         self.tracker.track(self.worker.submit(propagate), Purpose.PROPAGATION, collector)
         self._dropPreview()
+        return request.slice_range
 
     @property
     def propagating(self) -> bool:

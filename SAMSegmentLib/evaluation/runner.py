@@ -40,7 +40,7 @@ from ..propagation.factory import make_propagator
 from ..registry import PromptKind
 from ..volume import Axis, put_slice
 from .clicks import Click, next_click
-from .protocols import box_from_reference, largest_slice, middle_slice, reference_extent, slice_counts
+from .protocols import box_from_reference, largest_slice, middle_slice, reference_extent
 
 # How a challenge click changed the 3D mask.
 RESEGMENTED = "slice segmented again"
@@ -303,12 +303,11 @@ def _correct(
     except PromptError:
         return CANNOT_PROMPT
     slice_prompts[index] = prompts
-    held = slice_counts(mask, axis) > 0
-    if held[index]:
+    if np.take(mask, index, axis=axis.array_axis).any():
         put_slice(mask, axis, index, predictor.predict(axis, index, prompts).mask)
         return RESEGMENTED
     request = PropagationRequest(axis, index, [ObjectPrompts(GAP_OBJECT, prompts)], Direction.BOTH, extent)
-    filled = _run(predictor, request.filling_gap(held))
+    filled = _run(predictor, request.filling_gap(mask))
     for filled_index in filled.slices:
         put_slice(mask, axis, filled_index, np.take(filled.mask, filled_index, axis=axis.array_axis))
     return GAP_FILLED

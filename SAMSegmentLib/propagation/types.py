@@ -59,12 +59,13 @@ class PropagationRequest:
         steps = self.direction.steps()
         return 1 + (last - self.seed_index if 1 in steps else 0) + (self.seed_index - first if -1 in steps else 0)
 
-    def filling_gap(self, held: np.ndarray) -> PropagationRequest:
+    def filling_gap(self, existing: np.ndarray) -> PropagationRequest:
         """This request kept to the run of slices around the seed where the object has nothing yet
-        (``held``: bool per slice along the axis, True where the object already has voxels), so
-        propagating from a slice it missed fills that gap and leaves the slices already segmented
-        as they are. Unchanged when the seed slice holds some of the object: prompting a slice
-        that is already segmented and propagating replaces, as before."""
+        (``existing``: the object's mask so far, bool [k, j, i]), so propagating from a slice it
+        missed fills that gap and leaves the slices already segmented as they are. Unchanged when
+        the seed slice holds some of the object: prompting a slice that is already segmented and
+        propagating replaces, as before."""
+        held = np.asarray(existing.any(axis=tuple(a for a in range(3) if a != self.axis.array_axis)))
         if held[self.seed_index]:
             return self
         first, last = self.bounds(len(held))
