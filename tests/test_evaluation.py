@@ -19,11 +19,13 @@ from SAMSegmentLib.evaluation import (
     largest_slice,
     middle_slice,
     next_click,
+    runner,
 )
 from SAMSegmentLib.evaluation.clicks import interior_point
 from SAMSegmentLib.evaluation.runner import ERASED, GAP_FILLED, RESEGMENTED, UNCHANGED, _widened
 from SAMSegmentLib.predictor import VolumePredictor
 from SAMSegmentLib.prompts import Prompts
+from SAMSegmentLib.propagation import ObjectResult
 from SAMSegmentLib.registry import PromptKind
 from SAMSegmentLib.research.sitk_images import image_on_grid
 from SAMSegmentLib.volume import Axis
@@ -153,6 +155,21 @@ def test_a_click_changes_its_slice_or_the_empty_slices_around_it(predictor, ct_p
     else:
         assert changed <= {click.index[0]}
         assert two.steps[1].correction in (RESEGMENTED, ERASED)
+
+
+def test_an_empty_slice_where_propagation_finds_nothing_is_segmented_alone(predictor, ct_phantom, monkeypatch):
+    reference = ct_phantom.array > 100
+    mask = np.zeros_like(reference)
+    nothing = ObjectResult("correction", np.zeros_like(reference))  # the prompted slice judged empty
+    monkeypatch.setattr(runner, "_run", lambda predictor, request: nothing)
+    click = next_click(mask, reference)
+    extent = (0, reference.shape[0] - 1)
+    assert runner._correct(predictor, reference, mask, click, {}, extent, Axis.AXIAL) == RESEGMENTED
+    k, y, x = click.index
+    prompts = box_from_reference(reference[k])
+    prompts.add_point(float(x), float(y), positive=True)
+    assert np.array_equal(mask[k], predictor.predict(Axis.AXIAL, k, prompts).mask)
+    assert not np.delete(mask, k, axis=0).any()
 
 
 def test_a_box_only_model_gets_the_slice_box_and_nothing_more(tiny_sam_model, ct_phantom):

@@ -18,9 +18,10 @@ slice) plus every click placed on it, for models that take points. On a slice th
 left empty (it stopped early, or skipped the slice), the user prompts it and propagates: the
 propagation fills the run of empty slices around it and keeps the slices already segmented
 (``PropagationRequest.filling_gap``). On a slice that holds the structure, the user prompts it
-and Applies, which replaces that slice only. A box-only model (LiteMedSAM) gets the box alone, so
-a second click on the same slice changes nothing. A click on a slice where the structure is
-absent (a leak past its end) cannot be prompted: the user erases that slice.
+and Applies, which replaces that slice only (as on an empty slice where propagation finds nothing
+at the prompts). A box-only model (LiteMedSAM) gets the box alone, so a second click on the same
+slice changes nothing. A click on a slice where the structure is absent (a leak past its end)
+cannot be prompted: the user erases that slice.
 """
 
 from __future__ import annotations
@@ -303,14 +304,16 @@ def _correct(
     except PromptError:
         return CANNOT_PROMPT
     slice_prompts[index] = prompts
-    if np.take(mask, index, axis=axis.array_axis).any():
-        put_slice(mask, axis, index, predictor.predict(axis, index, prompts).mask)
-        return RESEGMENTED
-    request = PropagationRequest(axis, index, [ObjectPrompts(GAP_OBJECT, prompts)], Direction.BOTH, extent)
-    filled = _run(predictor, request.filling_gap(mask))
-    for filled_index in filled.slices:
-        put_slice(mask, axis, filled_index, np.take(filled.mask, filled_index, axis=axis.array_axis))
-    return GAP_FILLED
+    if not np.take(mask, index, axis=axis.array_axis).any():
+        request = PropagationRequest(axis, index, [ObjectPrompts(GAP_OBJECT, prompts)], Direction.BOTH, extent)
+        filled = _run(predictor, request.filling_gap(mask))
+        for filled_index in filled.slices:
+            put_slice(mask, axis, filled_index, np.take(filled.mask, filled_index, axis=axis.array_axis))
+        if filled.slices:
+            return GAP_FILLED
+        # Propagation judged the prompted slice empty and wrote nothing: the user Applies the preview.
+    put_slice(mask, axis, index, predictor.predict(axis, index, prompts).mask)
+    return RESEGMENTED
 
 
 def _propagate(
