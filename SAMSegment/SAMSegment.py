@@ -432,7 +432,11 @@ class SAMSegmentTest(ScriptedLoadableModuleTest):
         slicer.mrmlScene.Clear()
 
     def runTest(self):
-        for test in (self.test_promptApplyAndPropagate, self.test_segmentEverythingAndUndo):
+        for test in (
+            self.test_promptApplyAndPropagate,
+            self.test_propagationFillsTheGapAndKeepsSegmentedSlices,
+            self.test_segmentEverythingAndUndo,
+        ):
             self.setUp()
             try:
                 test()
@@ -507,6 +511,31 @@ class SAMSegmentTest(ScriptedLoadableModuleTest):
         afterUndo = slicer.util.arrayFromSegmentBinaryLabelmap(segmentationNode, segmentID, volumeNode) > 0
         self.assertEqual(int(afterUndo[[0, 1, 2, 3, 4, 5, 7, 8, 9, 10, 11]].sum()), 0)
         self.delayDisplay("SAM test passed")
+
+    def test_propagationFillsTheGapAndKeepsSegmentedSlices(self):
+        """With "Keep segmented slices" (the default), prompts on a slice the segment misses
+        propagate only up to the slices it holds."""
+        self._skipWithoutPackages()
+        import numpy as np
+
+        from SAMSegmentLib.volume import Axis
+        from SAMSegmentMRML.slice_views import SlicePosition
+
+        k, j, i = np.meshgrid(np.arange(12), np.arange(64), np.arange(64), indexing="ij")
+        organ = ((k - 6) / 5.0) ** 2 + ((j - 32) / 14.0) ** 2 + ((i - 32) / 12.0) ** 2 < 1
+        volumeNode, segmentationNode, segmentID, effect = self._editorWithEffect(np.where(organ, 160, 20).astype(np.int16))
+        self.assertTrue(effect.options.keepSegmentedCheckBox.checked)
+        effect.session.setBox(SlicePosition(Axis.AXIAL, 8, (16.0, 14.0)), SlicePosition(Axis.AXIAL, 8, (48.0, 50.0)))
+        self._waitUntil(lambda: effect.session.canApply, what="the preview")
+        effect.onApply()
+        applied = slicer.util.arrayFromSegmentBinaryLabelmap(segmentationNode, segmentID, volumeNode) > 0
+        effect.session.setBox(SlicePosition(Axis.AXIAL, 4, (16.0, 14.0)), SlicePosition(Axis.AXIAL, 4, (48.0, 50.0)))
+        effect.onPropagate()
+        self._waitUntil(lambda: not effect.session.propagating, what="the propagation")
+        written = slicer.util.arrayFromSegmentBinaryLabelmap(segmentationNode, segmentID, volumeNode) > 0
+        self.assertTrue(written[4:8].any(axis=(1, 2)).all())  # the gap up to the applied slice is filled
+        self.assertTrue(np.array_equal(written[8:], applied[8:]))  # the applied slice kept, nothing past it
+        self.delayDisplay("Gap filling test passed")
 
     def test_segmentEverythingAndUndo(self):
         """The effect's "Segment everything": new segments on one slice, removed by one undo."""
