@@ -71,6 +71,7 @@ def test_slice_range_limits_the_walk(predictor):
         ([0, 1, 10], None, (2, 9)),  # between two segmented runs
         ([0, 1, 10], (4, 11), (4, 9)),  # within the range asked for
         ([], (3, 8), (3, 8)),  # nothing segmented yet: the range as asked
+        ([], None, None),
         ([5, 6, 7], (2, 9), (2, 9)),  # the seed slice is segmented: replace as before
     ],
 )

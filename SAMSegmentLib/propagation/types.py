@@ -63,10 +63,10 @@ class PropagationRequest:
         """This request kept to the run of slices around the seed where the object has nothing yet
         (``existing``: the object's mask so far, bool [k, j, i]), so propagating from a slice it
         missed fills that gap and leaves the slices already segmented as they are. Unchanged when
-        the seed slice holds some of the object: prompting a slice that is already segmented and
-        propagating replaces, as before."""
+        the object has nothing yet, or when the seed slice holds some of it: prompting a slice
+        that is already segmented and propagating replaces, as before."""
         held = np.asarray(existing.any(axis=tuple(a for a in range(3) if a != self.axis.array_axis)))
-        if held[self.seed_index]:
+        if held[self.seed_index] or not held.any():
             return self
         first, last = self.bounds(len(held))
         held_below = np.flatnonzero(held[first : self.seed_index])

@@ -230,19 +230,21 @@ def test_propagating_from_a_slice_the_segment_misses_fills_only_that_gap(stubEff
     from SAMSegmentMRML.session import Purpose
 
     options, session = stubEffect.options, stubEffect.session
-    assert options.keepSegmentedCheckBox.checked  # the default
-    held = np.zeros(slicer.util.arrayFromVolume(editor.volumeNode).shape, bool)
-    held[8:10, 28:34, 28:34] = True  # an earlier propagation stopped at slice 8
-    writeSegmentMasks(session.editing, session.segmentationNode, session.geometry, [MaskWrite(editor.segmentID, held)])
 
     def propagateFromTheShownSlice():
         editor.widget.click(editor.red, editor.xyOf(32, 30))  # on slice 6, which the segment misses
         stubEffect.onPropagate()  # the stub never loads a model, so the button stays disabled
         request = stubEffect.client.submitted[-1].request
-        stubEffect.session.tracker.forget(Purpose.PROPAGATION)  # the stub never answers
+        session.tracker.forget(Purpose.PROPAGATION)  # the stub never answers
         stubEffect.updateButtons()
         return request
 
+    assert options.keepSegmentedCheckBox.checked  # the default
+    assert propagateFromTheShownSlice().slice_range is None  # an empty segment: the whole volume
+    assert options.statusLabel.text == "Propagating..."
+    held = np.zeros(slicer.util.arrayFromVolume(editor.volumeNode).shape, bool)
+    held[8:10, 28:34, 28:34] = True  # an earlier propagation stopped at slice 8
+    writeSegmentMasks(session.editing, session.segmentationNode, session.geometry, [MaskWrite(editor.segmentID, held)])
     request = propagateFromTheShownSlice()
     assert (request.seed_index, request.slice_range) == (6, (0, 7))
     assert "0 to 7" in options.statusLabel.text
