@@ -76,6 +76,8 @@ class SegmentEditorEffect(AbstractScriptedSegmentEditorEffect):
             A preview follows each prompt. <b>Apply</b> writes it into the selected segment on that
             slice; <b>Propagate</b> continues slice by slice through the volume. Each is one undo step,
             and the editor's masking and overwrite settings apply.<p>
+            Where a propagation stopped early, prompt a slice it missed and Propagate again: with
+            <b>Keep segmented slices</b> it fills only the slices up to those already segmented.<p>
             SAM 2 models remember what they segmented: after a propagation, prompts on any slice
             correct the segment there, and propagating again from that slice keeps the rest."""
         )
