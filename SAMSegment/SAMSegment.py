@@ -85,9 +85,13 @@ class SAMSegment(ScriptedLoadableModule):
     def getDefaultModuleDocumentationLink(self, docPage=None):
         """The extension's own documentation (its README), not Slicer's module pages."""
         url = "https://github.com/SAMSegment/SAMSegment#readme"
-        return "<p>" + _("For more information, see the {start}online documentation{end}.").format(
-            start=f'<a href="{url}">', end="</a>"
-        ) + "</p>"
+        return (
+            "<p>"
+            + _("For more information, see the {start}online documentation{end}.").format(
+                start=f'<a href="{url}">', end="</a>"
+            )
+            + "</p>"
+        )
 
 
 def registerEffect():
@@ -168,7 +172,9 @@ class SAMSegmentWidget(ScriptedLoadableModuleWidget):
 
         satisfied = dependenciesSatisfied()
         self.installButton.visible = not satisfied
-        self.statusLabel.text = "" if satisfied else _("SAM needs PyTorch and a few other Python packages: click Install.")
+        self.statusLabel.text = (
+            "" if satisfied else _("SAM needs PyTorch and a few other Python packages: click Install.")
+        )
         store = CheckpointStore()
         specs = modelChoices(store)
         self.modelTable.setRowCount(len(specs))
@@ -492,7 +498,9 @@ class SAMSegmentTest(ScriptedLoadableModuleTest):
         # A bright ellipsoid in soft tissue, 12 slices.
         k, j, i = np.meshgrid(np.arange(12), np.arange(64), np.arange(64), indexing="ij")
         organ = ((k - 6) / 5.0) ** 2 + ((j - 32) / 14.0) ** 2 + ((i - 32) / 12.0) ** 2 < 1
-        volumeNode, segmentationNode, segmentID, effect = self._editorWithEffect(np.where(organ, 160, 20).astype(np.int16))
+        volumeNode, segmentationNode, segmentID, effect = self._editorWithEffect(
+            np.where(organ, 160, 20).astype(np.int16)
+        )
         box = (SlicePosition(Axis.AXIAL, 6, (16.0, 14.0)), SlicePosition(Axis.AXIAL, 6, (48.0, 50.0)))
         effect.session.setBox(*box)  # what a drag in a slice view does
         self._waitUntil(lambda: effect.session.canApply, what="the preview")
@@ -523,7 +531,9 @@ class SAMSegmentTest(ScriptedLoadableModuleTest):
 
         k, j, i = np.meshgrid(np.arange(12), np.arange(64), np.arange(64), indexing="ij")
         organ = ((k - 6) / 5.0) ** 2 + ((j - 32) / 14.0) ** 2 + ((i - 32) / 12.0) ** 2 < 1
-        volumeNode, segmentationNode, segmentID, effect = self._editorWithEffect(np.where(organ, 160, 20).astype(np.int16))
+        volumeNode, segmentationNode, segmentID, effect = self._editorWithEffect(
+            np.where(organ, 160, 20).astype(np.int16)
+        )
         self.assertTrue(effect.options.keepSegmentedCheckBox.checked)
         effect.session.setBox(SlicePosition(Axis.AXIAL, 8, (16.0, 14.0)), SlicePosition(Axis.AXIAL, 8, (48.0, 50.0)))
         self._waitUntil(lambda: effect.session.canApply, what="the preview")
@@ -545,7 +555,9 @@ class SAMSegmentTest(ScriptedLoadableModuleTest):
         _k, j, i = np.meshgrid(np.arange(4), np.arange(64), np.arange(64), indexing="ij")
         first = ((j - 20) / 10.0) ** 2 + ((i - 20) / 10.0) ** 2 < 1
         organs = first | (((j - 44) / 9.0) ** 2 + ((i - 44) / 12.0) ** 2 < 1)
-        _volumeNode, segmentationNode, _segmentID, effect = self._editorWithEffect(np.where(organs, 160, 20).astype(np.int16))
+        _volumeNode, segmentationNode, _segmentID, effect = self._editorWithEffect(
+            np.where(organs, 160, 20).astype(np.int16)
+        )
         from SAMSegmentLib.volume import Axis
 
         effect.session.segmentEverything(Axis.AXIAL, 2)

@@ -54,6 +54,7 @@ STATE_NOT_DOWNLOADED = "not downloaded"
 _HASH_CHUNK = 1 << 20
 _USER_AGENT = "SAMSegment-checkpoints"
 
+
 def default_cache_dir() -> Path:
     configured = os.environ.get(CACHE_DIR_ENV, "").strip()
     if configured:
@@ -144,8 +145,7 @@ class CheckpointStore:
         path = Path(next(iter(found.submodule_search_locations))) / "asset" / spec.filename
         if not path.is_file():
             raise CheckpointError(
-                f"The package '{pip_name}' is installed but has no {spec.filename} "
-                f"(looked in {path}). Reinstall it."
+                f"The package '{pip_name}' is installed but has no {spec.filename} (looked in {path}). Reinstall it."
             )
         size = path.stat().st_size
         if size != spec.size_bytes:
@@ -257,9 +257,7 @@ class CheckpointStore:
         finally:
             reader.abandon()
 
-    def _copy(
-        self, spec: ModelSpec, receiving: Receiving, stream: BinaryIO, progress: Progress | None
-    ) -> None:
+    def _copy(self, spec: ModelSpec, receiving: Receiving, stream: BinaryIO, progress: Progress | None) -> None:
         total = spec.size_bytes
         head = b""  # the first bytes of a download from the start, until they are checked
         checking = receiving.done == 0

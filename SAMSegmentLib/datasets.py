@@ -63,9 +63,14 @@ def find_case(folder: Path) -> CaseFiles:
     """The case in ``folder``: ``labels.<image suffix>``, optionally ``labels.json``, and one image
     file or one folder of DICOM files beside them."""
     folder = Path(folder)
-    labels = [folder / f"{LABELS_STEM}{suffix}" for suffix in _IMAGE_SUFFIXES if (folder / f"{LABELS_STEM}{suffix}").is_file()]
-    images = [p for p in sorted(folder.iterdir())
-              if p.name.endswith(_IMAGE_SUFFIXES) and not p.name.startswith(LABELS_STEM + ".")]
+    labels = [
+        folder / f"{LABELS_STEM}{suffix}" for suffix in _IMAGE_SUFFIXES if (folder / f"{LABELS_STEM}{suffix}").is_file()
+    ]
+    images = [
+        p
+        for p in sorted(folder.iterdir())
+        if p.name.endswith(_IMAGE_SUFFIXES) and not p.name.startswith(LABELS_STEM + ".")
+    ]
     images += [p for p in sorted(folder.iterdir()) if p.is_dir() and not p.name.startswith(".")]
     if len(labels) != 1 or len(images) != 1:
         raise InputImageError(

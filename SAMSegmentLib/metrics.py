@@ -44,8 +44,9 @@ def normalized_surface_distance(
     """
     prediction, reference = prediction.astype(bool), reference.astype(bool)
     if prediction.shape != reference.shape or len(spacing) != prediction.ndim:
-        raise ValueError(f"Masks of shapes {prediction.shape} and {reference.shape} with spacing {tuple(spacing)} "
-                         "do not match.")
+        raise ValueError(
+            f"Masks of shapes {prediction.shape} and {reference.shape} with spacing {tuple(spacing)} do not match."
+        )
     if not prediction.any() and not reference.any():
         return 1.0
     if not prediction.any() or not reference.any():
@@ -58,7 +59,9 @@ def normalized_surface_distance(
     prediction_surface, reference_surface = prediction_area > 0, reference_area > 0
     to_reference = ndimage.distance_transform_edt(~reference_surface, sampling=spacing)
     to_prediction = ndimage.distance_transform_edt(~prediction_surface, sampling=spacing)
-    close = (prediction_area * (to_reference <= tolerance_mm)).sum() + (reference_area * (to_prediction <= tolerance_mm)).sum()
+    close = (prediction_area * (to_reference <= tolerance_mm)).sum() + (
+        reference_area * (to_prediction <= tolerance_mm)
+    ).sum()
     return float(close / (prediction_area.sum() + reference_area.sum()))
 
 

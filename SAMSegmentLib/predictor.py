@@ -87,8 +87,13 @@ class VolumePredictor:
         self, axis: Axis, index: int, window: SliceWindow | None = None
     ) -> tuple[str, str, str, str, str, int, SliceWindow | None]:
         return (
-            self.volume_key, self.content, repr(self.require_mapping()), self.model.spec.name, Axis(axis).value,
-            int(index), window,
+            self.volume_key,
+            self.content,
+            repr(self.require_mapping()),
+            self.model.spec.name,
+            Axis(axis).value,
+            int(index),
+            window,
         )
 
     def is_embedded(self, axis: Axis, index: int, window: SliceWindow | None = None) -> bool:
@@ -101,7 +106,9 @@ class VolumePredictor:
         spec = self.model.spec
         if not spec.zoom_context or prompts is None:
             return [None]
-        window = prompt_window(prompts, self.require_volume().slice_shape(axis), self.model.input_size, spec.zoom_context)
+        window = prompt_window(
+            prompts, self.require_volume().slice_shape(axis), self.model.input_size, spec.zoom_context
+        )
         return [None] if window is None else [window, None]
 
     def embed_for(self, axis: Axis, index: int, prompts: Iterable[Prompts]) -> None:
@@ -156,13 +163,21 @@ class VolumePredictor:
         if multimask is None:
             multimask = len(prompts.points) == 1 and prompts.box is None
         multimask = multimask and self.model.spec.multimask
-        seen = [self._predict_in(axis, index, view, prompts, mask_logits, multimask, as_given)
-                for view in self.views(axis, prompts)]
+        seen = [
+            self._predict_in(axis, index, view, prompts, mask_logits, multimask, as_given)
+            for view in self.views(axis, prompts)
+        ]
         return max(seen, key=lambda prediction: prediction.score)  # the first of equals: the window
 
     def _predict_in(
-        self, axis: Axis, index: int, window: SliceWindow | None, prompts: Prompts, mask_logits: torch.Tensor | None,
-        multimask: bool, as_given: bool,
+        self,
+        axis: Axis,
+        index: int,
+        window: SliceWindow | None,
+        prompts: Prompts,
+        mask_logits: torch.Tensor | None,
+        multimask: bool,
+        as_given: bool,
     ) -> Prediction:
         """``predict`` on the slice's ``window`` (None: the whole slice), the mask placed on the whole slice."""
         slice_hw = self.require_volume().slice_shape(axis)
@@ -173,8 +188,12 @@ class VolumePredictor:
         with _out_of_memory_as_error(self.model.device):
             if as_given or prompts.points or mask_logits is not None or multimask:
                 decoded = self.model.decode(
-                    embedding, prompts.points_array(), prompts.labels_array(), prompts.clipped_box(seen_hw),
-                    mask_logits, multimask,
+                    embedding,
+                    prompts.points_array(),
+                    prompts.labels_array(),
+                    prompts.clipped_box(seen_hw),
+                    mask_logits,
+                    multimask,
                 )
             else:
                 decoded = self._decode_drawn_box(embedding, prompts, seen_hw)
@@ -183,8 +202,11 @@ class VolumePredictor:
                 candidates = self.model.upsample_logits(decoded.low_res_logits, embedding)
                 image = self.slice_image(axis, index)
                 qualities = candidate_qualities(
-                    candidates, decoded.scores, image if window is None else window.crop(image),
-                    prompts.points_array(), prompts.labels_array(),
+                    candidates,
+                    decoded.scores,
+                    image if window is None else window.crop(image),
+                    prompts.points_array(),
+                    prompts.labels_array(),
                 )
                 best = choose_candidate(qualities)
                 full = candidates[best]
@@ -208,7 +230,9 @@ class VolumePredictor:
         scale_y = embedding.resized_hw[0] / embedding.original_hw[0]
         scale_x = embedding.resized_hw[1] / embedding.original_hw[1]
         decoded = [
-            self.model.decode(embedding, None, None, prompts.widened_box((w / scale_x, w / scale_y), slice_hw), None, False)
+            self.model.decode(
+                embedding, None, None, prompts.widened_box((w / scale_x, w / scale_y), slice_hw), None, False
+            )
             for w in widenings
         ]
         if len(decoded) == 1:
@@ -247,7 +271,7 @@ def prompted_values(image: np.ndarray, prompts: Prompts, spacing_xy: tuple[float
         x0, y0, x1, y1 = min(xs) - rx, min(ys) - ry, max(xs) + rx, max(ys) + ry
     left, top = max(0, int(np.floor(min(x0, x1)))), max(0, int(np.floor(min(y0, y1))))
     right, bottom = min(width - 1, int(np.ceil(max(x0, x1)))), min(height - 1, int(np.ceil(max(y0, y1))))
-    return np.asarray(image[top:bottom + 1, left:right + 1]).reshape(-1)
+    return np.asarray(image[top : bottom + 1, left : right + 1]).reshape(-1)
 
 
 @contextmanager

@@ -36,7 +36,7 @@ class SliceWindow:
 
     def crop(self, image: np.ndarray) -> np.ndarray:
         """The window's part of a slice ``[y, x]``."""
-        return image[self.y0:self.y0 + self.height, self.x0:self.x0 + self.width]
+        return image[self.y0 : self.y0 + self.height, self.x0 : self.x0 + self.width]
 
     def to_window(self, prompts: Prompts) -> Prompts:
         """``prompts`` in the window's pixel coordinates."""
@@ -50,7 +50,7 @@ class SliceWindow:
     def paste(self, window_mask: np.ndarray, slice_hw: tuple[int, int]) -> np.ndarray:
         """A mask over the window placed on an empty slice of ``slice_hw``."""
         mask = np.zeros(slice_hw, dtype=window_mask.dtype)
-        mask[self.y0:self.y0 + self.height, self.x0:self.x0 + self.width] = window_mask
+        mask[self.y0 : self.y0 + self.height, self.x0 : self.x0 + self.width] = window_mask
         return mask
 
 

@@ -79,7 +79,9 @@ class Volume:
     def check_slice_index(self, axis: Axis, index: int) -> None:
         count = self.slice_count(axis)
         if not 0 <= index < count:
-            raise PromptError(f"Slice {index} is outside the volume: the {axis.value} axis has slices 0 to {count - 1}.")
+            raise PromptError(
+                f"Slice {index} is outside the volume: the {axis.value} axis has slices 0 to {count - 1}."
+            )
 
     def ijk_to_physical(self, ijk: np.ndarray) -> np.ndarray:
         """Physical coordinates (in the volume's frame, LPS for files) of voxel indices."""

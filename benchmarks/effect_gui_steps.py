@@ -66,7 +66,9 @@ def main() -> int:
             longest = max(action_s, host.longestCallbackSeconds)
             steps[name] = {
                 "longest_main_thread_ms": round(longest * 1000.0, 1),
-                "longest_in": "the step's action" if action_s >= host.longestCallbackSeconds else host.longestCallbackName,
+                "longest_in": "the step's action"
+                if action_s >= host.longestCallbackSeconds
+                else host.longestCallbackName,
                 "wall_s": round(time.perf_counter() - started, 2),
             }
 
@@ -74,27 +76,39 @@ def main() -> int:
         editor.widget.logic.UpdateAlignedSourceVolume()  # Slicer's own, for any effect
         aligned_source_s = time.perf_counter() - started
         effects = []
-        step("activate (first time: installed packages checked once; the engine starts)",
-             lambda: effects.append(editor.activate()))
+        step(
+            "activate (first time: installed packages checked once; the engine starts)",
+            lambda: effects.append(editor.activate()),
+        )
         effect = effects[0]
         step("model and volume sent", lambda: None, lambda: effect.session.modelReady)
         x0, y0, x1, y1 = case.box
-        step("box drawn, preview shown",
-             lambda: editor.widget.drag(editor.red, editor.xyOf(x0, y0), editor.xyOf(x1, y1)),
-             lambda: effect.session.canApply)
+        step(
+            "box drawn, preview shown",
+            lambda: editor.widget.drag(editor.red, editor.xyOf(x0, y0), editor.xyOf(x1, y1)),
+            lambda: effect.session.canApply,
+        )
         step("Apply (one slice written, undoable)", lambda: effect.options.applyButton.click())
-        step("another box (LiteMedSAM takes boxes), preview shown",
-             lambda: editor.widget.drag(editor.red, editor.xyOf(x0 + 2, y0 + 2), editor.xyOf(x1 - 2, y1 - 2)),
-             lambda: effect.session.canApply)
+        step(
+            "another box (LiteMedSAM takes boxes), preview shown",
+            lambda: editor.widget.drag(editor.red, editor.xyOf(x0 + 2, y0 + 2), editor.xyOf(x1 - 2, y1 - 2)),
+            lambda: effect.session.canApply,
+        )
         first = max(0, case.seed_index - args.propagate // 2)
         effect.options.limitRangeCheckBox.checked = True
         effect.options.firstSliceSpinBox.value = first
         effect.options.lastSliceSpinBox.value = min(args.slices - 1, first + args.propagate - 1)
-        step(f"propagate {args.propagate} slices (each shown, then one write)",
-             lambda: effect.options.propagateButton.click(), lambda: not effect.session.propagating)
+        step(
+            f"propagate {args.propagate} slices (each shown, then one write)",
+            lambda: effect.options.propagateButton.click(),
+            lambda: not effect.session.propagating,
+        )
         step("leave the effect", lambda: editor.widget.setActiveEffectByName(""))
-        step("activate again (packages already checked, engine running)", lambda: editor.activate(),
-             lambda: effects[0].session is not None and effects[0].session.modelReady)
+        step(
+            "activate again (packages already checked, engine running)",
+            lambda: editor.activate(),
+            lambda: effects[0].session is not None and effects[0].session.modelReady,
+        )
         slicer.util.getModuleLogic("SAMSegment").shutdown()
         slicer_qt.quitApplication(app)
     report = {

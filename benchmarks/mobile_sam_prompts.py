@@ -62,8 +62,9 @@ def one_click_choices(predictor: VolumePredictor, index: int, reference: np.ndar
     embedding = predictor.embed(Axis.AXIAL, index)
     decoded = model.decode(embedding, prompts.points_array(), prompts.labels_array(), None, None, multimask=True)
     logits = model.upsample_logits(decoded.low_res_logits, embedding)
-    qualities = candidate_qualities(logits, decoded.scores, predictor.slice_image(Axis.AXIAL, index),
-                                    prompts.points_array(), prompts.labels_array())
+    qualities = candidate_qualities(
+        logits, decoded.scores, predictor.slice_image(Axis.AXIAL, index), prompts.points_array(), prompts.labels_array()
+    )
     dices = [dice((candidate > 0).numpy(), reference) for candidate in logits]
     picks = {
         "predicted_iou": int(np.argmax(qualities.predicted_iou)),
@@ -76,10 +77,20 @@ def one_click_choices(predictor: VolumePredictor, index: int, reference: np.ndar
     assert dice(predictor.predict(Axis.AXIAL, index, prompts).mask, reference) == dices[picks["rule"]]
     return {
         "candidates": [
-            {"dice": round(d, 4), "predicted_iou": round(float(q), 4), "stability": round(float(s), 4),
-             "body_fraction": round(float(b), 3), "agrees_with_click": bool(a)}
-            for d, q, s, b, a in zip(dices, qualities.predicted_iou, qualities.stability,
-                                     qualities.body_fraction, qualities.agrees_with_clicks)
+            {
+                "dice": round(d, 4),
+                "predicted_iou": round(float(q), 4),
+                "stability": round(float(s), 4),
+                "body_fraction": round(float(b), 3),
+                "agrees_with_click": bool(a),
+            }
+            for d, q, s, b, a in zip(
+                dices,
+                qualities.predicted_iou,
+                qualities.stability,
+                qualities.body_fraction,
+                qualities.agrees_with_clicks,
+            )
         ],
         "picks": picks,
         "dice": {rule: round(dices[pick], 4) for rule, pick in picks.items()},
@@ -102,10 +113,14 @@ def measure(checkpoint: Path, cases: dict[str, Path]) -> dict[str, object]:
             predictor.embed(Axis.AXIAL, index)
             encoder_s = time.perf_counter() - started
             box = predictor.predict(Axis.AXIAL, index, box_from_reference(reference_slice))
-            corrected = correct_with_clicks(predictor, Axis.AXIAL, index, box_from_reference(reference_slice),
-                                            reference_slice, CORRECTIVE_CLICKS)
+            corrected = correct_with_clicks(
+                predictor, Axis.AXIAL, index, box_from_reference(reference_slice), reference_slice, CORRECTIVE_CLICKS
+            )
             row = {
-                "case": case_name, "structure": name, "slice": index, "intensity": repr(predictor.mapping),
+                "case": case_name,
+                "structure": name,
+                "slice": index,
+                "intensity": repr(predictor.mapping),
                 "encoder_s": round(encoder_s, 2),
                 "box": round(dice(box.mask, reference_slice), 4),
                 "box+3": round(dice(corrected.mask, reference_slice), 4),
@@ -123,8 +138,9 @@ def summarise(rows: list[dict]) -> dict[str, object]:
         "box_dice_range": [min(row["box"] for row in rows), max(row["box"] for row in rows)],
         "box+3_dice_range": [min(box_clicks), max(box_clicks)],
         "box+3_bar_met": all(value >= BOX_CLICKS_BAR for value in box_clicks),
-        "one_click_pairs_at_least_0.80": {rule: sum(v >= ONE_CLICK_BAR for v in values)
-                                          for rule, values in one_click.items()},
+        "one_click_pairs_at_least_0.80": {
+            rule: sum(v >= ONE_CLICK_BAR for v in values) for rule, values in one_click.items()
+        },
         "one_click_bar_met": sum(v >= ONE_CLICK_BAR for v in one_click["rule"]) >= ONE_CLICK_PAIRS,
         "body_fraction_limit": BODY_FRACTION_LIMIT,
     }
@@ -132,8 +148,10 @@ def summarise(rows: list[dict]) -> dict[str, object]:
 
 def _line(row: dict) -> str:
     picks = "  ".join(f"{rule} {row['one_click']['dice'][rule]:.3f}" for rule in RULES)
-    return (f"{row['case']:3} {row['structure']:13} slice {row['slice']:3}  box {row['box']:.3f}  "
-            f"box+3 {row['box+3']:.3f}  one click: {picks}  (encoder {row['encoder_s']:.1f} s)")
+    return (
+        f"{row['case']:3} {row['structure']:13} slice {row['slice']:3}  box {row['box']:.3f}  "
+        f"box+3 {row['box+3']:.3f}  one click: {picks}  (encoder {row['encoder_s']:.1f} s)"
+    )
 
 
 def main() -> int:

@@ -19,5 +19,3 @@ def make_ct_phantom(shape: tuple[int, int, int] = (12, 48, 64), seed: int = 0) -
     array[organ] = 150.0
     array += rng.normal(0, 5, shape)
     return Volume(array.astype(np.int16), spacing=(0.8, 0.9, 2.5), origin=(-10.0, 20.0, 5.0), modality="")
-
-

@@ -32,8 +32,9 @@ def seed_slice() -> tuple[np.ndarray, np.ndarray]:
 
 
 def learn(regions: np.ndarray, mask: np.ndarray, min_cells: int = 8) -> ObjectAppearance | None:
-    return ObjectAppearance.learn(embedding(regions), mask, INPUT, min_object_cells=min_cells,
-                                  surrounding_cells=2, neighbours=3)
+    return ObjectAppearance.learn(
+        embedding(regions), mask, INPUT, min_object_cells=min_cells, surrounding_cells=2, neighbours=3
+    )
 
 
 def test_pixels_like_the_surroundings_are_foreign_and_pixels_like_the_object_are_not():

@@ -15,8 +15,14 @@ PROPAGATION_SLICES = 6
 @pytest.fixture(scope="module")
 def report(tiny_sam_model, graph_root):
     settings = BenchSettings(
-        encoder_slices=2, clicks=6, prefetch_clicks=3, first_mask_slices=1, propagation_slices=PROPAGATION_SLICES,
-        stop_rule=TIMING_ONLY_STOP_RULE, graph_root=graph_root, service=False,
+        encoder_slices=2,
+        clicks=6,
+        prefetch_clicks=3,
+        first_mask_slices=1,
+        propagation_slices=PROPAGATION_SLICES,
+        stop_rule=TIMING_ONLY_STOP_RULE,
+        graph_root=graph_root,
+        service=False,
     )
     return run_bench(tiny_sam_model, synthetic_ct(slices=12, size=64), settings, baseline_rss_mb=100.0)
 
@@ -67,13 +73,19 @@ def test_targets_follow_the_measured_values(report):
 
 def test_a_slow_click_misses_its_target():
     report = {
-        "click_to_mask_ms": {"p95": 80.0}, "first_mask_ms": 900.0, "propagation": {"speedup_vs_plain_loop": 2.5},
-        "encoder_peak_fraction": 0.1, "main_thread_stall_ms": {"max": 12.0},
+        "click_to_mask_ms": {"p95": 80.0},
+        "first_mask_ms": 900.0,
+        "propagation": {"speedup_vs_plain_loop": 2.5},
+        "encoder_peak_fraction": 0.1,
+        "main_thread_stall_ms": {"max": 12.0},
     }
     met = {name: check["met"] for name, check in check_targets(report).items()}
     assert met == {
-        "click-to-mask p95": False, "first mask on a fresh slice": True, "propagation vs plain loop": True,
-        "encoder share of peak FLOP/s": False, "main-thread stall": True,
+        "click-to-mask p95": False,
+        "first mask on a fresh slice": True,
+        "propagation vs plain loop": True,
+        "encoder share of peak FLOP/s": False,
+        "main-thread stall": True,
     }
 
 
@@ -108,11 +120,21 @@ def test_service_section_measures_the_engine_service_beside_the_engine_in_proces
     tests = Path(__file__).resolve().parent
     case = synthetic_ct(slices=12, size=64)
     settings = ServiceBenchSettings(
-        "sam_vit_b", "cpu", "torch", None, clicks=4, fresh_slices=1, propagation_slices=4,
-        stop_rule=TIMING_ONLY_STOP_RULE, prefetch_slices=0,
+        "sam_vit_b",
+        "cpu",
+        "torch",
+        None,
+        clicks=4,
+        fresh_slices=1,
+        propagation_slices=4,
+        stop_rule=TIMING_ONLY_STOP_RULE,
+        prefetch_slices=0,
     )
     section = service_section(
-        case, mapping_for(case.volume, "auto"), settings, tiny_sam_model,
+        case,
+        mapping_for(case.volume, "auto"),
+        settings,
+        tiny_sam_model,
         lambda: EngineProcess(python_path=[str(tests.parent)], entry=[str(tests / "tiny_engine.py")]),
     )
     for part in (section, section["in_process"], section["in_process_thread_gil_loop"]):
@@ -135,6 +157,9 @@ def test_service_section_measures_the_engine_service_beside_the_engine_in_proces
 
 def _targets_report() -> dict:
     return {
-        "click_to_mask_ms": {"p95": 80.0}, "first_mask_ms": 900.0, "propagation": {"speedup_vs_plain_loop": 2.5},
-        "encoder_peak_fraction": 0.1, "main_thread_stall_ms": {"max": 12.0},
+        "click_to_mask_ms": {"p95": 80.0},
+        "first_mask_ms": 900.0,
+        "propagation": {"speedup_vs_plain_loop": 2.5},
+        "encoder_peak_fraction": 0.1,
+        "main_thread_stall_ms": {"max": 12.0},
     }

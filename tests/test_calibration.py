@@ -12,17 +12,37 @@ from SAMSegmentLib.research.calibration_walks import StructureWalk, WalkStep
 
 
 def step(index, area, hits, score=0.9, overlap=0.8, shift=0.5):
-    evidence = {"score": score, "area_mm2": area * 9.0, "area_fraction": area / 100.0, "overlap": overlap,
-                "area_growth": 1.0, "intensity_shift": shift, "intensity_change": shift * 0.05, "legacy_shift": shift,
-                "reverse_overlap": None}
+    evidence = {
+        "score": score,
+        "area_mm2": area * 9.0,
+        "area_fraction": area / 100.0,
+        "overlap": overlap,
+        "area_growth": 1.0,
+        "intensity_shift": shift,
+        "intensity_change": shift * 0.05,
+        "legacy_shift": shift,
+        "reverse_overlap": None,
+    }
     return WalkStep(index, area, hits, evidence)
 
 
 def lesion_walk(dataset="set-a", name="lesion"):
     """A structure on slices 4..6 of 10 (seed 5), the walk running on past both ends with low scores."""
     return StructureWalk(
-        dataset, name, "soft_tissue", slice_count=10, seed=5, seed_score=0.95, seed_area=100, seed_hits=90,
-        reference_voxels=260, reference_first=4, reference_last=6, oracle_area=0, oracle_hits=0, seed_spread=0.05,
+        dataset,
+        name,
+        "soft_tissue",
+        slice_count=10,
+        seed=5,
+        seed_score=0.95,
+        seed_area=100,
+        seed_hits=90,
+        reference_voxels=260,
+        reference_first=4,
+        reference_last=6,
+        oracle_area=0,
+        oracle_hits=0,
+        seed_spread=0.05,
         forward=[step(6, 80, 75), step(7, 60, 0, score=0.3), step(8, 40, 0, score=0.2)],
         backward=[step(4, 80, 75), step(3, 50, 0, score=0.35, shift=5.0), WalkStep(2, 0, 0, None)],
     )

@@ -46,8 +46,9 @@ def test_the_body_is_what_the_background_from_the_border_does_not_reach():
 def test_the_best_scored_body_loses_to_the_structure():
     image = _slice_with_organ()
     organ, body = _disc(6), _disc(28)
-    qualities = candidate_qualities(_logits(_disc(3), organ, body), torch.tensor([0.80, 0.90, 0.99]), image,
-                                    np.array([[32.0, 32.0]]), np.array([1]))
+    qualities = candidate_qualities(
+        _logits(_disc(3), organ, body), torch.tensor([0.80, 0.90, 0.99]), image, np.array([[32.0, 32.0]]), np.array([1])
+    )
     assert qualities.body_fraction[2] > BODY_FRACTION_LIMIT > qualities.body_fraction[1]
     assert choose_candidate(qualities) == 1
 
@@ -69,8 +70,9 @@ def test_unstable_candidates_lose_to_stable_ones_of_similar_predicted_iou():
     image = _slice_with_organ()
     stable = _logits(_disc(6))[0]
     leaky = torch.as_tensor(np.where(_disc(6), 10.0, np.where(_disc(12), -0.5, -10.0)), dtype=torch.float32)
-    qualities = candidate_qualities(torch.stack([leaky, stable]), torch.tensor([0.92, 0.90]), image,
-                                    np.array([[32.0, 32.0]]), np.array([1]))
+    qualities = candidate_qualities(
+        torch.stack([leaky, stable]), torch.tensor([0.92, 0.90]), image, np.array([[32.0, 32.0]]), np.array([1])
+    )
     assert qualities.stability[1] > qualities.stability[0]
     assert choose_candidate(qualities) == 1
 
@@ -97,7 +99,14 @@ def test_the_predictor_returns_the_rules_candidate_for_one_click(tiny_sam_model,
     embedding = predictor.embed(Axis.AXIAL, index)
     decoded = tiny_sam_model.decode(embedding, prompts.points_array(), prompts.labels_array(), None, None, True)
     candidates = tiny_sam_model.upsample_logits(decoded.low_res_logits, embedding)
-    chosen = choose_candidate(candidate_qualities(candidates, decoded.scores, predictor.slice_image(Axis.AXIAL, index),
-                                                  prompts.points_array(), prompts.labels_array()))
+    chosen = choose_candidate(
+        candidate_qualities(
+            candidates,
+            decoded.scores,
+            predictor.slice_image(Axis.AXIAL, index),
+            prompts.points_array(),
+            prompts.labels_array(),
+        )
+    )
     assert np.array_equal(prediction.mask, (candidates[chosen] > 0).numpy())
     assert prediction.score == float(decoded.scores[chosen])

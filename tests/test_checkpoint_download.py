@@ -69,8 +69,6 @@ class RangeHandler(BaseHTTPRequestHandler):
         pass
 
 
-
-
 @pytest.fixture
 def server() -> Iterator[ThreadingHTTPServer]:
     httpd = DownloadServer(("127.0.0.1", 0), RangeHandler)
@@ -89,6 +87,7 @@ def served(httpd: ThreadingHTTPServer) -> Served:
 
 def url_of(httpd: ThreadingHTTPServer) -> str:
     return f"http://127.0.0.1:{httpd.server_address[1]}/files/{FILENAME}"
+
 
 @pytest.fixture
 def spec() -> ModelSpec:

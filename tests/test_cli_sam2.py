@@ -61,22 +61,39 @@ def loads(predictor, monkeypatch) -> list:
 
 
 def segment(image, output, *options: str) -> int:
-    return main(["segment", "--image", str(image), "--slice", str(SEED), "--point", "32,24", "--name", "organ",
-                 "--output", str(output), "--model", "sam2.1_hiera_tiny", "--device", "cpu", *options])
+    return main(
+        [
+            "segment",
+            "--image",
+            str(image),
+            "--slice",
+            str(SEED),
+            "--point",
+            "32,24",
+            "--name",
+            "organ",
+            "--output",
+            str(output),
+            "--model",
+            "sam2.1_hiera_tiny",
+            "--device",
+            "cpu",
+            *options,
+        ]
+    )
 
 
 @pytest.mark.parametrize("policy", ["recent", "self-sorting"])
-def test_propagation_writes_what_a_session_with_that_memory_gives(
-    image, tmp_path, predictor, loads, capsys, policy
-):
+def test_propagation_writes_what_a_session_with_that_memory_gives(image, tmp_path, predictor, loads, capsys, policy):
     output = tmp_path / "organ.seg.nrrd"
     options = ["--propagate", "--range", "2,5", "--memory-policy", policy, "--png", str(tmp_path / "o.png")]
     assert segment(image, output, *options) == 0
     assert loads == [("sam2.1_hiera_tiny", "cpu", None)]
     volume = read_volume(image)
     written = read_labels(output, volume) > 0
-    session = SAM2VolumeSession(predictor, get_spec("sam2.1_hiera_tiny"), volume, Axis.AXIAL,
-                                memory_policy=MemoryPolicy(policy))
+    session = SAM2VolumeSession(
+        predictor, get_spec("sam2.1_hiera_tiny"), volume, Axis.AXIAL, memory_policy=MemoryPolicy(policy)
+    )
     request = PropagationRequest(Axis.AXIAL, SEED, [ObjectPrompts("organ", CENTRE)], slice_range=(2, 5))
     np.testing.assert_array_equal(written, session.propagate_request(request).run().objects["organ"].mask)
     # The tiny model sees the organ on every slice: the range bounds the propagation.

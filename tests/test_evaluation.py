@@ -133,7 +133,7 @@ def test_challenge_records_a_box_step_and_each_click(predictor, ct_phantom):
     assert report.slice_range == tuple(np.nonzero(reference.any(axis=(1, 2)))[0][[0, -1]])
     assert all(0 <= step.dice <= 1 and 0 <= step.nsd <= 1 for step in report.steps)
     first, last = report.slice_range
-    assert not report.mask[:first].any() and not report.mask[last + 1:].any()  # the box gives the extent
+    assert not report.mask[:first].any() and not report.mask[last + 1 :].any()  # the box gives the extent
     record = report.to_json()
     assert record["dice_final"] == round(report.steps[-1].dice, 4)
     dice_after_clicks = [step.dice for step in report.steps[1:]]
@@ -151,7 +151,9 @@ def test_a_click_changes_its_slice_or_the_empty_slices_around_it(predictor, ct_p
     changed = set(np.nonzero((one.mask != two.mask).any(axis=(1, 2)))[0])
     if two.steps[1].correction == GAP_FILLED:
         empty = ~one.mask.any(axis=(1, 2))
-        assert empty[click.index[0]] and all(empty[min(k, click.index[0]):max(k, click.index[0]) + 1] for k in changed)
+        assert empty[click.index[0]] and all(
+            empty[min(k, click.index[0]) : max(k, click.index[0]) + 1] for k in changed
+        )
     else:
         assert changed <= {click.index[0]}
         assert two.steps[1].correction in (RESEGMENTED, ERASED)
@@ -202,11 +204,17 @@ def test_a_case_records_absent_and_unpromptable_structures_and_goes_on(tiny_sam_
     labels[2, 5, 5:15] = 2  # one pixel thin on its only slice: no box
     _write_case(tmp_path / "data" / "phantom", ct_phantom, labels, {"1": "organ", "2": "thread", "3": "missing"})
     (case,) = find_cases(tmp_path / "data")
-    assert case == CaseFiles("phantom", tmp_path / "data/phantom/ct.nrrd", tmp_path / "data/phantom/labels.nrrd",
-                             tmp_path / "data/phantom/labels.json")
+    assert case == CaseFiles(
+        "phantom",
+        tmp_path / "data/phantom/ct.nrrd",
+        tmp_path / "data/phantom/labels.nrrd",
+        tmp_path / "data/phantom/labels.json",
+    )
     assert pickle.loads(pickle.dumps(case)) == case  # a case can be sent to a worker process
     done = []
-    report = evaluate_case(case, EvaluationSettings(clicks=2), tiny_sam_model, progress=lambda d, t: done.append((d, t)))
+    report = evaluate_case(
+        case, EvaluationSettings(clicks=2), tiny_sam_model, progress=lambda d, t: done.append((d, t))
+    )
     assert done == [(1, 3), (2, 3), (3, 3)]
     statuses = {r.name: r.status for r in report.structures}
     assert statuses == {"organ": "evaluated", "thread": "unpromptable", "missing": "absent"}
@@ -226,7 +234,8 @@ def test_labels_stored_with_flipped_rows_are_read_by_geometry(ct_phantom, tmp_pa
     direction = np.asarray(ct_phantom.direction) @ np.diag([1.0, -1.0, 1.0])
     flipped.SetDirection(tuple(direction.reshape(-1)))
     last_row = np.asarray(ct_phantom.origin) + np.asarray(ct_phantom.direction)[:, 1] * ct_phantom.spacing[1] * (
-        labels.shape[1] - 1)
+        labels.shape[1] - 1
+    )
     flipped.SetOrigin(tuple(last_row))
     sitk.WriteImage(image_on_grid(ct_phantom.array, ct_phantom), str(tmp_path / "ct.nrrd"))
     sitk.WriteImage(flipped, str(tmp_path / "labels.nrrd"))
@@ -251,16 +260,33 @@ def test_evaluate_a_dataset_folder_writes_one_report_and_one_plot(tiny_sam_model
     misspelt = ["evaluate", "--dataset", str(tmp_path / "data"), "--structures", "organ,orgn"]
     assert main(misspelt) == 2 and "orgn" in capsys.readouterr().err  # refused before any work
     report, plot = tmp_path / "out" / "report.json", tmp_path / "out" / "plot.png"
-    code = main(["evaluate", "--dataset", str(tmp_path / "data"), "--structures", "organ,missing", "--clicks", "2",
-                 "--tolerance-mm", "3", "--report", str(report), "--plot", str(plot)])
+    code = main(
+        [
+            "evaluate",
+            "--dataset",
+            str(tmp_path / "data"),
+            "--structures",
+            "organ,missing",
+            "--clicks",
+            "2",
+            "--tolerance-mm",
+            "3",
+            "--report",
+            str(report),
+            "--plot",
+            str(plot),
+        ]
+    )
     assert code == 0 and plot.stat().st_size > 0
     document = json.loads(report.read_text())
     assert set(document["cases"]) == {"case-a", "case-b"}
     assert document["settings"]["nsd_tolerance_mm"] == 3.0
     assert document["means"]["structures"] == 4 and document["means"]["absent"] == 2
     assert "not among the structures named" in document["cases"]["case-a"]["structures"]["missing"]["reason"]
-    assert document["cases"]["case-b"]["structures"]["missing"] == {"status": "absent",
-                                                                    "reason": "no voxel of it in the reference"}
+    assert document["cases"]["case-b"]["structures"]["missing"] == {
+        "status": "absent",
+        "reason": "no voxel of it in the reference",
+    }
     per_case = [document["cases"][c]["structures"]["organ"]["box"]["dice_3d"] for c in ("case-a", "case-b")]
     assert document["means"]["box"]["dice_3d"] == pytest.approx(np.mean(per_case), abs=1e-4)
     assert len(document["means"]["challenge"]["dice"]) == 3

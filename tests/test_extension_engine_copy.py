@@ -45,7 +45,11 @@ def test_the_extension_leaves_out_the_benchmarks_and_still_serves(tmp_path: Path
         "import SAMSegmentLib.service.engine\n"
     )
     completed = subprocess.run(
-        [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=300,
+        [sys.executable, "-c", code],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
         env={"PYTHONPATH": str(tmp_path), "PATH": "/usr/bin:/bin"},
     )
     assert completed.returncode == 0, completed.stderr

@@ -26,8 +26,7 @@ def _sam_b_sized_decoder():
 
 def _prompts(prompt_encoder, prompt_count, with_mask):
     generator = torch.Generator().manual_seed(prompt_count)
-    points = (torch.rand(prompt_count, 2, 2, generator=generator) * 64,
-              torch.tensor([[1, 0]] * prompt_count))
+    points = (torch.rand(prompt_count, 2, 2, generator=generator) * 64, torch.tensor([[1, 0]] * prompt_count))
     boxes = torch.tensor([[4.0, 6.0, 40.0, 50.0]] * prompt_count)
     masks = torch.randn(prompt_count, 1, 64, 64, generator=generator) if with_mask else None
     return prompt_encoder(points=points, boxes=boxes, masks=masks)

@@ -35,8 +35,9 @@ PROPAGATION_RANGE = 2  # slices each side of the seed: few, as each costs an enc
 
 @pytest.fixture(scope="module")
 def case(abdomen_ct_dir):
-    return load_labelled_case(abdomen_ct_dir / "ct.nii.gz", abdomen_ct_dir / "labels.nii.gz",
-                              abdomen_ct_dir / "labels.json")
+    return load_labelled_case(
+        abdomen_ct_dir / "ct.nii.gz", abdomen_ct_dir / "labels.nii.gz", abdomen_ct_dir / "labels.json"
+    )
 
 
 @pytest.fixture(scope="module")
@@ -104,7 +105,7 @@ def test_one_click_propagates_through_neighbouring_slices_like_a_box(predictor, 
     reference, seed, reference_seed = _structure(case, "kidney_left")
     slice_range = (seed - PROPAGATION_RANGE, seed + PROPAGATION_RANGE)
     within = np.zeros_like(reference)
-    within[slice_range[0]:slice_range[1] + 1] = reference[slice_range[0]:slice_range[1] + 1]
+    within[slice_range[0] : slice_range[1] + 1] = reference[slice_range[0] : slice_range[1] + 1]
 
     def propagate(prompts):
         request = PropagationRequest(Axis.AXIAL, seed, [ObjectPrompts("kidney", prompts)], slice_range=slice_range)
@@ -138,4 +139,6 @@ def test_onnx_runtime_agrees_with_torch(mobile_sam, predictor, case, graph_root)
         got = onnx_predictor.predict(Axis.AXIAL, index, prompts)
         assert np.array_equal(got.scores.argmax(), expected.scores.argmax())
         assert dice(got.mask, expected.mask) >= 0.99
-        assert torch.allclose(got.low_res_logits, expected.low_res_logits, atol=1e-2 * float(expected.low_res_logits.abs().max()))
+        assert torch.allclose(
+            got.low_res_logits, expected.low_res_logits, atol=1e-2 * float(expected.low_res_logits.abs().max())
+        )

@@ -33,6 +33,7 @@ REAL_MASK_PIXELS_DIFFERING = 1e-4  # share of a 512 x 512 mask (26 pixels)
 
 pytestmark = pytest.mark.slow  # exports ONNX graphs
 
+
 @pytest.fixture(params=["tiny_sam_model", "tiny_hq_model"])
 def tiny_model(request):
     return request.getfixturevalue(request.param)
@@ -204,9 +205,7 @@ def test_auto_falls_back_to_torch_with_a_warning_when_export_fails(tiny_sam_mode
         open_backend(tiny_sam_model, "onnxruntime", tmp_path)
 
 
-def test_auto_keeps_torch_when_onnx_runtime_lands_on_another_device(
-    tiny_sam_model, graph_root, monkeypatch, caplog
-):
+def test_auto_keeps_torch_when_onnx_runtime_lands_on_another_device(tiny_sam_model, graph_root, monkeypatch, caplog):
     # As on a GPU whose CUDA provider is installed but cannot start: ONNX Runtime falls back to the CPU.
     monkeypatch.setattr(OnnxPromptableModel, "execution_device", property(lambda self: torch.device("cuda")))
     with caplog.at_level(logging.WARNING):

@@ -158,7 +158,9 @@ class _RecordingDecoder:
 
 
 def test_a_drawn_box_is_decoded_at_each_widening_and_the_logits_averaged(tiny_sam_model, ct_phantom, monkeypatch):
-    monkeypatch.setattr(tiny_sam_model, "spec", dataclasses.replace(tiny_sam_model.spec, drawn_box_widenings=(0.0, 4.0)))
+    monkeypatch.setattr(
+        tiny_sam_model, "spec", dataclasses.replace(tiny_sam_model.spec, drawn_box_widenings=(0.0, 4.0))
+    )
     recorder = _RecordingDecoder(tiny_sam_model, monkeypatch)
     predictor = VolumePredictor(tiny_sam_model)
     predictor.set_volume(ct_phantom)
@@ -171,9 +173,9 @@ def test_a_drawn_box_is_decoded_at_each_widening_and_the_logits_averaged(tiny_sa
     assert recorder.boxes[1] == pytest.approx((max(0.0, widened[0]), *widened[1:]), abs=0.02)  # cut at the slice edge
     embedding = predictor.embed(Axis.AXIAL, 5)
     as_drawn = recorder._decode
-    expected = torch.stack([
-        as_drawn(embedding, None, None, np.array(box), None, False).low_res_logits for box in recorder.boxes
-    ]).mean(0)
+    expected = torch.stack(
+        [as_drawn(embedding, None, None, np.array(box), None, False).low_res_logits for box in recorder.boxes]
+    ).mean(0)
     assert torch.allclose(drawn.low_res_logits, expected[0], atol=1e-5)
 
     recorder.boxes.clear()
@@ -193,12 +195,15 @@ def test_propagation_widens_the_drawn_seed_box_only(tiny_sam_model, ct_phantom, 
     """The boxes carried from slice to slice have propagation's margin already: decoded as given."""
     from SAMSegmentLib.propagation import Direction, MaskCarryPropagation, ObjectPrompts, PropagationRequest, StopRule
 
-    monkeypatch.setattr(tiny_sam_model, "spec", dataclasses.replace(tiny_sam_model.spec, drawn_box_widenings=(0.0, 2.0, 4.0)))
+    monkeypatch.setattr(
+        tiny_sam_model, "spec", dataclasses.replace(tiny_sam_model.spec, drawn_box_widenings=(0.0, 2.0, 4.0))
+    )
     recorder = _RecordingDecoder(tiny_sam_model, monkeypatch)
     predictor = VolumePredictor(tiny_sam_model)
     predictor.set_volume(ct_phantom)
-    request = PropagationRequest(Axis.AXIAL, 6, [ObjectPrompts("organ", Prompts(box=(20.0, 15.0, 44.0, 33.0)))],
-                                 Direction.FORWARD, (6, 9))
+    request = PropagationRequest(
+        Axis.AXIAL, 6, [ObjectPrompts("organ", Prompts(box=(20.0, 15.0, 44.0, 33.0)))], Direction.FORWARD, (6, 9)
+    )
     MaskCarryPropagation(predictor, request, StopRule.keep_going()).run()
     seed_box = (20.0, 15.0, 44.0, 33.0)
     # The seed at three widths, once more as drawn (the absent check), then slices 7, 8 and 9 once each.

@@ -38,8 +38,11 @@ def predictor(tiny_sam_model, ct_phantom):
 def request(direction=Direction.BOTH, slice_range=None, objects=("organ",)):
     boxes = [(20.0, 15.0, 44.0, 33.0), (5.0, 5.0, 20.0, 20.0)]
     return PropagationRequest(
-        Axis.AXIAL, 6, [ObjectPrompts(name, Prompts(box=boxes[n])) for n, name in enumerate(objects)],
-        direction, slice_range,
+        Axis.AXIAL,
+        6,
+        [ObjectPrompts(name, Prompts(box=boxes[n])) for n, name in enumerate(objects)],
+        direction,
+        slice_range,
     )
 
 
@@ -54,8 +57,9 @@ def test_directions_cover_the_expected_slices_and_stop_at_the_volume_end(predict
     assert sorted(outcome.slices) == expected
     assert set(covered) <= set(expected)
     assert all(stop.reason == "reached the end of the range" for stop in outcome.stops)
-    assert {stop.direction for stop in outcome.stops} == {d for d in ("forward", "backward")
-                                                         if direction in (Direction.BOTH, Direction(d))}
+    assert {stop.direction for stop in outcome.stops} == {
+        d for d in ("forward", "backward") if direction in (Direction.BOTH, Direction(d))
+    }
 
 
 def test_slice_range_limits_the_walk(predictor):
@@ -114,8 +118,9 @@ def test_results_stream_slice_by_slice_and_match_the_final_volume(predictor):
 
 def test_progress_reports_every_slice_against_the_plan(predictor):
     calls = []
-    MaskCarryPropagation(predictor, request(slice_range=(3, 9)), KEEP_GOING,
-                         progress=lambda done, total: calls.append((done, total))).run()
+    MaskCarryPropagation(
+        predictor, request(slice_range=(3, 9)), KEEP_GOING, progress=lambda done, total: calls.append((done, total))
+    ).run()
     assert calls == [(n, 7) for n in range(1, 8)]
 
 
@@ -167,7 +172,9 @@ def test_a_zooming_model_embeds_each_objects_window_of_a_large_slice(zooming_tin
     predictor.set_volume(volume)
     near, far = Prompts(box=(190.0, 140.0, 210.0, 160.0)), Prompts(box=(20.0, 20.0, 40.0, 40.0))
     objects = [ObjectPrompts("near", near), ObjectPrompts("far", far)]
-    propagation = MaskCarryPropagation(predictor, PropagationRequest(Axis.AXIAL, 6, objects, Direction.FORWARD), KEEP_GOING)
+    propagation = MaskCarryPropagation(
+        predictor, PropagationRequest(Axis.AXIAL, 6, objects, Direction.FORWARD), KEEP_GOING
+    )
     assert {r.index for r in propagation if r.object_id == "near"} == set(range(6, 12))
     near_window, far_window = predictor.views(Axis.AXIAL, near)[0], predictor.views(Axis.AXIAL, far)[0]
     assert near_window is not None and far_window is not None and near_window != far_window

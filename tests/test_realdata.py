@@ -30,8 +30,9 @@ VOLUME_DICE_BAR = {"liver": 0.89, "spleen": 0.93, "kidney_left": 0.92, "kidney_r
 
 @pytest.fixture(scope="module")
 def case(abdomen_ct_dir):
-    return load_labelled_case(abdomen_ct_dir / "ct.nii.gz", abdomen_ct_dir / "labels.nii.gz",
-                              abdomen_ct_dir / "labels.json")
+    return load_labelled_case(
+        abdomen_ct_dir / "ct.nii.gz", abdomen_ct_dir / "labels.nii.gz", abdomen_ct_dir / "labels.json"
+    )
 
 
 @pytest.fixture(scope="module")
@@ -54,9 +55,11 @@ def test_one_box_on_the_largest_slice_segments_the_organ(predictor, case, name):
 @pytest.mark.parametrize("name", VOLUME_DICE_BAR)
 def test_one_box_propagated_through_the_volume(predictor, case, name):
     report = evaluate_structure(predictor, case.mask(name), name, EvaluationSettings())
-    print(f"{name}: 3D Dice {report.dice_3d:.3f}, slices {min(report.segmented_slices)}-"
-          f"{max(report.segmented_slices)} (reference {report.reference_slices}), "
-          f"stops {[(s.direction, s.last_index, s.reason) for s in report.stops]}")
+    print(
+        f"{name}: 3D Dice {report.dice_3d:.3f}, slices {min(report.segmented_slices)}-"
+        f"{max(report.segmented_slices)} (reference {report.reference_slices}), "
+        f"stops {[(s.direction, s.last_index, s.reason) for s in report.stops]}"
+    )
     assert report.dice_3d >= VOLUME_DICE_BAR[name]
     if name.startswith("kidney"):
         # Both kidneys end inside the volume: propagation must stop at their upper ends.
@@ -90,9 +93,21 @@ def test_samsegment_segment_writes_a_segmentation_on_the_ct_grid(abdomen_ct_dir,
     index = largest_slice(reference, Axis.AXIAL)
     x0, y0, x1, y1 = box_from_reference(reference[index]).box
     output = tmp_path / "kidney.seg.nrrd"
-    status = main(["segment", "--image", str(abdomen_ct_dir / "ct.nii.gz"), "--slice", str(index),
-                   "--box", f"{x0:g},{y0:g},{x1:g},{y1:g}", "--output", str(output), "--png",
-                   str(tmp_path / "kidney.png")])
+    status = main(
+        [
+            "segment",
+            "--image",
+            str(abdomen_ct_dir / "ct.nii.gz"),
+            "--slice",
+            str(index),
+            "--box",
+            f"{x0:g},{y0:g},{x1:g},{y1:g}",
+            "--output",
+            str(output),
+            "--png",
+            str(tmp_path / "kidney.png"),
+        ]
+    )
     assert status == 0 and (tmp_path / "kidney.png").stat().st_size > 0
     written = read_labels(output, case.volume) > 0
     assert dice(written[index], reference[index]) >= 0.9
@@ -150,8 +165,10 @@ def test_the_carried_mask_does_not_grow_into_neighbours_that_look_alike_in_the_m
     request = PropagationRequest(Axis.AXIAL, seed, [ObjectPrompts("gallbladder", box_from_reference(reference[seed]))])
     ungated = MaskCarryPropagation(predictor, request, dataclasses.replace(StopRule(), appearance_gate=False)).run()
     ungated_dice = dice(ungated.objects["gallbladder"].mask, reference)
-    print(f"gallbladder: 3D Dice {gated.dice_3d:.3f} gated, {ungated_dice:.3f} ungated; "
-          f"slices beyond the reference {gated.beyond} gated")
+    print(
+        f"gallbladder: 3D Dice {gated.dice_3d:.3f} gated, {ungated_dice:.3f} ungated; "
+        f"slices beyond the reference {gated.beyond} gated"
+    )
     assert gated.slices_beyond_reference <= 1
     assert gated.dice_3d >= 0.75
     assert gated.dice_3d >= ungated_dice + 0.2

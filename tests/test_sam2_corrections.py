@@ -38,9 +38,7 @@ def memory_reads(monkeypatch):
     return reads
 
 
-def test_a_correction_is_propagated_with_the_memory_of_the_first_run(
-    predictor, ct_phantom, memory_reads
-) -> None:
+def test_a_correction_is_propagated_with_the_memory_of_the_first_run(predictor, ct_phantom, memory_reads) -> None:
     session = tiny_session(predictor, ct_phantom)
     session.add_prompts(SEED, "organ", CENTRE)
     session.propagate().run()

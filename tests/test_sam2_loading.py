@@ -105,8 +105,6 @@ def test_an_unsupported_sam2_is_refused_naming_both_versions(monkeypatch) -> Non
     from SAMSegmentLib.propagation.sam2 import upstream
 
     real_version = upstream.metadata.version
-    monkeypatch.setattr(
-        upstream.metadata, "version", lambda name: "1.2.0" if name == "sam2" else real_version(name)
-    )
+    monkeypatch.setattr(upstream.metadata, "version", lambda name: "1.2.0" if name == "sam2" else real_version(name))
     with pytest.raises(ModelUnavailableError, match=r"needs sam2 1\.1\.0, but sam2 1\.2\.0 is installed"):
         build_sam2_predictor(TINY.architecture, CPU)

@@ -91,11 +91,13 @@ def test_diversity_is_judged_on_memory_features_not_image_keys() -> None:
     bank = SelfSortingMemoryBank(SelfSortingSettings(iou_threshold=0.0, capacity=2))
     # Same image key everywhere; memory features tell slices apart.
     same_image = basis(8)
-    bank.update({
-        0: output(0.9, basis(0), same_image),
-        1: output(0.8, basis(0, 1, 0.05), same_image),
-        2: output(0.9, basis(3), same_image),
-    })
+    bank.update(
+        {
+            0: output(0.9, basis(0), same_image),
+            1: output(0.8, basis(0, 1, 0.05), same_image),
+            2: output(0.9, basis(3), same_image),
+        }
+    )
     assert frames_of(bank.memories) == [0, 2]
 
 

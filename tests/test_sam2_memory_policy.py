@@ -101,4 +101,3 @@ def test_the_bank_needs_sam2s_memory_stride_of_one(ct_phantom) -> None:
 def test_an_unknown_policy_is_refused(predictor, ct_phantom) -> None:
     with pytest.raises(ValueError, match="oldest"):
         tiny_session(predictor, ct_phantom, memory_policy="oldest")
-

@@ -28,8 +28,12 @@ def _examples():
     organ[_disc(8)] += 0.3
     faint = plain.copy()
     faint[_disc(8)] += 0.02  # a structure the model segments well, though it barely stands out
-    return [_example("kept", organ, 0.6, 0.9), _example("kept", faint, 0.6, 0.8), _example("plain", plain, 0.6),
-            _example("kept", plain, 0.6, 0.1)]
+    return [
+        _example("kept", organ, 0.6, 0.9),
+        _example("kept", faint, 0.6, 0.8),
+        _example("plain", plain, 0.6),
+        _example("kept", plain, 0.6, 0.1),
+    ]
 
 
 def test_outcome_counts_kept_structures_lost_and_plain_boxes_dropped():

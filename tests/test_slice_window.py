@@ -55,7 +55,11 @@ def test_points_alone_are_windowed_around_their_spread():
     prompts = Prompts()
     prompts.add_point(100, 400)
     window = prompt_window(prompts, (512, 512), 256, 3.0)
-    assert window is not None and window.x0 <= 100 < window.x0 + window.width and window.y0 <= 400 < window.y0 + window.height
+    assert (
+        window is not None
+        and window.x0 <= 100 < window.x0 + window.width
+        and window.y0 <= 400 < window.y0 + window.height
+    )
 
 
 def test_prompts_move_into_the_window_and_masks_back_onto_the_slice():
@@ -96,7 +100,7 @@ def test_a_zooming_model_segments_the_window_and_the_whole_slice_and_keeps_the_b
     on_slice = predictor._predict_in(Axis.AXIAL, 1, None, box, None, False, False)
     assert in_window.mask.shape == on_slice.mask.shape == prediction.mask.shape == (300, 400)
     outside = np.ones((300, 400), bool)
-    outside[window.y0:window.y0 + window.height, window.x0:window.x0 + window.width] = False
+    outside[window.y0 : window.y0 + window.height, window.x0 : window.x0 + window.width] = False
     assert not in_window.mask[outside].any()
     better = max(in_window, on_slice, key=lambda p: p.score)
     assert prediction.score == better.score and np.array_equal(prediction.mask, better.mask)

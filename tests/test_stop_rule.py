@@ -72,7 +72,9 @@ def test_a_box_read_as_drawn_is_absent_only_when_its_own_mask_does_not_stand_out
     assert rule.absent_reason(prediction(disc(7), 0.7), flat, as_drawn=unsure_on_flat).startswith("absent")
     bright_object = flat.copy()
     bright_object[disc(10)] = 0.9
-    assert rule.absent_reason(prediction(disc(10), 0.7), bright_object, as_drawn=prediction(disc(3) ^ disc(2), 0.5)) == ""
+    assert (
+        rule.absent_reason(prediction(disc(10), 0.7), bright_object, as_drawn=prediction(disc(3) ^ disc(2), 0.5)) == ""
+    )
     # As drawn it is present: the signals are read on it, as calibrated.
     assert rule.absent_reason(prediction(disc(7), 0.6), flat, as_drawn=prediction(disc(6), 0.9)) == ""
     assert "found nothing" in rule.absent_reason(prediction(np.zeros((64, 64), bool)), flat, as_drawn=unsure_on_flat)
@@ -147,6 +149,7 @@ def test_judging_absence_from_evidence_matches_reading_it_from_the_slice(image):
     rule = StopRule()
     flat = np.full((64, 64), 0.5) + np.random.default_rng(1).normal(0, 0.01, (64, 64))
     seed, as_drawn = prediction(disc(7), 0.7), prediction(disc(6), 0.6)
-    assert rule.judge_absence(rule.seed_evidence(seed, flat, (0.8, 0.8)), rule.seed_evidence(as_drawn, flat, (0.8, 0.8))) == \
-        rule.absent_reason(seed, flat, as_drawn, (0.8, 0.8))
+    assert rule.judge_absence(
+        rule.seed_evidence(seed, flat, (0.8, 0.8)), rule.seed_evidence(as_drawn, flat, (0.8, 0.8))
+    ) == rule.absent_reason(seed, flat, as_drawn, (0.8, 0.8))
     assert not rule.seed_evidence(prediction(np.zeros((64, 64), bool)), flat).found

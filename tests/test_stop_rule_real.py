@@ -18,8 +18,10 @@ def test_propagation_stops_within_one_slice_of_a_lesion_end(litemedsam, radius, 
     predictor = VolumePredictor(litemedsam)
     predictor.set_volume(volume)
     report = evaluate_structure(predictor, lesion, "lesion", EvaluationSettings())
-    print(f"lesion r={radius} c={contrast}: Dice {report.dice_3d:.3f}, slices {report.segmented_slices}, "
-          f"reference {report.reference_slices}")
+    print(
+        f"lesion r={radius} c={contrast}: Dice {report.dice_3d:.3f}, slices {report.segmented_slices}, "
+        f"reference {report.reference_slices}"
+    )
     assert report.slices_beyond_reference <= 1
     assert report.dice_3d >= 0.8
     assert all(stop.reason.startswith("object ended") for stop in report.stops)

@@ -34,7 +34,9 @@ def _nsd_brute_force(a, b, spacing, tolerance):
     points = [np.array([i for i, _ in s], float) * spacing for s in surfaces]
     areas = [np.array([w for _, w in s]) for s in surfaces]
     distances = cdist(points[0], points[1])
-    close = (areas[0] * (distances.min(axis=1) <= tolerance)).sum() + (areas[1] * (distances.min(axis=0) <= tolerance)).sum()
+    close = (areas[0] * (distances.min(axis=1) <= tolerance)).sum() + (
+        areas[1] * (distances.min(axis=0) <= tolerance)
+    ).sum()
     return close / (areas[0].sum() + areas[1].sum())
 
 

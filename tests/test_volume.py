@@ -34,8 +34,9 @@ def test_put_slice_writes_where_slice_2d_reads(ct_phantom, axis):
 
 def test_geometry_maps_indices_to_physical_points():
     direction = np.array([[-1.0, 0, 0], [0, -1.0, 0], [0, 0, 1.0]])
-    volume = Volume(np.arange(24).reshape(2, 3, 4), spacing=(2.0, 3.0, 5.0), origin=(10.0, 20.0, 30.0),
-                    direction=direction)
+    volume = Volume(
+        np.arange(24).reshape(2, 3, 4), spacing=(2.0, 3.0, 5.0), origin=(10.0, 20.0, 30.0), direction=direction
+    )
     assert np.allclose(volume.ijk_to_physical([1, 1, 1]), [8.0, 17.0, 35.0])
     assert volume.shape_ijk == (4, 3, 2)
 

@@ -78,4 +78,3 @@ class TinyServer:
     def close(self) -> None:
         self.stop()
         self._folder.cleanup()
-

@@ -469,8 +469,9 @@ class SegmentEditorEffect(AbstractScriptedSegmentEditorEffect):
         self.options.progressBar.visible = True
         if keptTo is not None and keptTo != sliceRange:
             self.options.status(
-                _("Propagating through slices {first} to {last}: the segment already holds the slices next to them.")
-                .format(first=keptTo[0], last=keptTo[1])
+                _(
+                    "Propagating through slices {first} to {last}: the segment already holds the slices next to them."
+                ).format(first=keptTo[0], last=keptTo[1])
             )
         else:
             self.options.status(_("Propagating..."))
@@ -549,8 +550,12 @@ class SegmentEditorEffect(AbstractScriptedSegmentEditorEffect):
 
     def _offerCpu(self, text):
         onCpu = self.session is not None and self.session.modelDevice == "cpu"  # also with "auto" on a CPU
-        if not onCpu and self.scriptedEffect.parameter("Device") != "cpu" and slicer.util.confirmYesNoDisplay(
-            text + "\n\n" + _("Switch SAM to the CPU (slower, but with the computer's memory)?")
+        if (
+            not onCpu
+            and self.scriptedEffect.parameter("Device") != "cpu"
+            and slicer.util.confirmYesNoDisplay(
+                text + "\n\n" + _("Switch SAM to the CPU (slower, but with the computer's memory)?")
+            )
         ):
             self.scriptedEffect.setParameter("Device", "cpu")
             self.updateGUIFromMRML()

@@ -98,9 +98,9 @@ def installDependencies() -> bool:
     if not missing:
         return True
     if not slicer.util.confirmOkCancelDisplay(
-        _("SAM needs these Python packages: {packages}. Download and install them now? This can take several minutes.").format(
-            packages=", ".join(missing)
-        )
+        _(
+            "SAM needs these Python packages: {packages}. Download and install them now? This can take several minutes."
+        ).format(packages=", ".join(missing))
     ):
         return False
     Requirement = _requirementClass()
@@ -123,7 +123,9 @@ def installDependencies() -> bool:
     _satisfied = False
     if not dependenciesSatisfied():
         slicer.util.errorDisplay(
-            _("These packages are still missing or too old: {packages}.").format(packages=", ".join(missingRequirements()))
+            _("These packages are still missing or too old: {packages}.").format(
+                packages=", ".join(missingRequirements())
+            )
         )
         return False
     return True

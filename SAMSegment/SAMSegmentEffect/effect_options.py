@@ -54,8 +54,7 @@ def presetChoices():
         "liver": _("CT liver"),
         "percentile": _("Percentiles (MR and others)"),
     }
-    return ((DISPLAY_PRESET, _("As displayed (window/level)")),
-            *((name, labels.get(name, name)) for name in PRESETS))
+    return ((DISPLAY_PRESET, _("As displayed (window/level)")), *((name, labels.get(name, name)) for name in PRESETS))
 
 
 def memoryChoices():

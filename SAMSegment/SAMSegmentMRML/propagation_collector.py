@@ -50,7 +50,6 @@ class PropagationCollector:
                 writes.append(MaskWrite(outcome.object_id, self.masks[outcome.object_id], self.axis, slices))
         return writes
 
-
     def write(
         self,
         editing: SegmentEditing,
@@ -70,7 +69,9 @@ class PropagationCollector:
         for write in recreated:
             name = self.names.get(write.segmentID, write.segmentID)
             write.segmentID = segmentation.AddEmptySegment("", name)
-            text = tr("Segment '{name}' was removed during the propagation: its slices went into a new segment '{name}'.")
+            text = tr(
+                "Segment '{name}' was removed during the propagation: its slices went into a new segment '{name}'."
+            )
             notes.append(text.format(name=name))
         writeSegmentMasks(editing, segmentationNode, geometry, writes, saveUndoState=not recreated)
         return notes

@@ -60,7 +60,9 @@ class EditorLogicEditing:
         return self.logic.GetSegmentEditorNode()
 
     def modifySegment(self, segmentationNode, segmentID, labelmap, modification, extent) -> None:
-        self.logic.ModifySegmentByLabelmap(segmentationNode, segmentID, labelmap, self._MODES[modification], extent, True, False)
+        self.logic.ModifySegmentByLabelmap(
+            segmentationNode, segmentID, labelmap, self._MODES[modification], extent, True, False
+        )
 
 
 @dataclass
@@ -190,6 +192,9 @@ def _maskModeFor(modification: Modification, maskMode: int) -> int:
     its rule for splitting a segment by erasing), which would change another segment. There Slicer
     counts the edited segment's own voxels as editable anyway, so removing them with the area
     "everywhere" removes the same voxels and gives nothing away. (The intensity range still applies.)"""
-    if modification is Modification.REMOVE and maskMode == slicer.vtkMRMLSegmentationNode.EditAllowedInsideSingleSegment:
+    if (
+        modification is Modification.REMOVE
+        and maskMode == slicer.vtkMRMLSegmentationNode.EditAllowedInsideSingleSegment
+    ):
         return slicer.vtkMRMLSegmentationNode.EditAllowedEverywhere
     return maskMode

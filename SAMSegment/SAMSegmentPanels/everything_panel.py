@@ -1,7 +1,6 @@
 """Segment everything on a slab of a volume; the structures go into a new segmentation node, so
 removing that node undoes it. (The SAM effect segments everything on the current slice.)"""
 
-
 import slicer
 from slicer.i18n import tr as _
 

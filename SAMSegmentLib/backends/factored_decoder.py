@@ -36,8 +36,12 @@ def is_factorable(decoder: nn.Module) -> bool:
     upscaling = list(getattr(decoder, "output_upscaling", []))
     convolutions = [upscaling[i] for i in (0, 3)] if len(upscaling) == 5 else []
     return len(convolutions) == 2 and all(
-        isinstance(conv, nn.ConvTranspose2d) and conv.kernel_size == (2, 2) and conv.stride == (2, 2)
-        and conv.padding == (0, 0) and conv.output_padding == (0, 0) and conv.groups == 1
+        isinstance(conv, nn.ConvTranspose2d)
+        and conv.kernel_size == (2, 2)
+        and conv.stride == (2, 2)
+        and conv.padding == (0, 0)
+        and conv.output_padding == (0, 0)
+        and conv.groups == 1
         for conv in convolutions
     )
 
@@ -105,11 +109,13 @@ def _attention_block(
         queries = queries + layer.self_attn(q=with_pe, k=with_pe, v=queries)
     queries = layer.norm1(queries)
     keys_with_pe = keys + key_pe
-    queries = layer.norm2(queries + _tokens_to_image(layer.cross_attn_token_to_image, queries + query_pe,
-                                                     keys_with_pe, keys))
+    queries = layer.norm2(
+        queries + _tokens_to_image(layer.cross_attn_token_to_image, queries + query_pe, keys_with_pe, keys)
+    )
     queries = layer.norm3(queries + layer.mlp(queries))
-    keys = layer.norm4(keys + _image_to_tokens(layer.cross_attn_image_to_token, keys_with_pe,
-                                               queries + query_pe, queries))
+    keys = layer.norm4(
+        keys + _image_to_tokens(layer.cross_attn_image_to_token, keys_with_pe, queries + query_pe, queries)
+    )
     return queries, keys
 
 
@@ -118,8 +124,9 @@ def _head_weights(linear: nn.Linear, heads: int) -> torch.Tensor:
     return linear.weight.reshape(heads, -1, linear.weight.shape[1])
 
 
-def _tokens_to_image(attention: SamModule, queries: torch.Tensor, keys: torch.Tensor,
-                     values: torch.Tensor) -> torch.Tensor:
+def _tokens_to_image(
+    attention: SamModule, queries: torch.Tensor, keys: torch.Tensor, values: torch.Tensor
+) -> torch.Tensor:
     """Few queries, many keys: ``attention(q=queries, k=keys, v=values)``."""
     heads = attention.num_heads
     prompts, n_queries, channels = queries.shape
@@ -139,8 +146,9 @@ def _tokens_to_image(attention: SamModule, queries: torch.Tensor, keys: torch.Te
     return attention.out_proj(out.transpose(1, 2).reshape(prompts, n_queries, heads * head_dim))
 
 
-def _image_to_tokens(attention: SamModule, queries: torch.Tensor, keys: torch.Tensor,
-                     values: torch.Tensor) -> torch.Tensor:
+def _image_to_tokens(
+    attention: SamModule, queries: torch.Tensor, keys: torch.Tensor, values: torch.Tensor
+) -> torch.Tensor:
     """Many queries, few keys: ``attention(q=queries, k=keys, v=values)``."""
     heads = attention.num_heads
     prompts, n_queries, channels = queries.shape
@@ -159,8 +167,9 @@ def _image_to_tokens(attention: SamModule, queries: torch.Tensor, keys: torch.Te
     return weights.reshape(prompts, n_queries, heads * n_keys) @ projected_values + attention.out_proj.bias
 
 
-def _upscaled_masks(upscaling: SamModule, channels: int, image: torch.Tensor, hyper: torch.Tensor,
-                    height: int, width: int) -> torch.Tensor:
+def _upscaled_masks(
+    upscaling: SamModule, channels: int, image: torch.Tensor, hyper: torch.Tensor, height: int, width: int
+) -> torch.Tensor:
     """``hyper @ output_upscaling(image)`` as prompts x masks x 4H x 4W, computed channels-last.
 
     A 2 x 2 stride-2 transposed convolution maps each pixel to its own 2 x 2 block: one matrix

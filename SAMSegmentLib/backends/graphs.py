@@ -99,8 +99,10 @@ def decoder_graph(model: PromptableModel, features: dict[str, torch.Tensor], mul
     """The mask decoder for any number of point and box tokens (dynamic axis 1 of the sparse input)."""
     names = tuple(features)
     box = torch.tensor([[0.0, 0.0, model.input_size / 2, model.input_size / 2]], device=model.device)
-    point = (torch.tensor([[[model.input_size / 4, model.input_size / 4]]], device=model.device),
-             torch.ones(1, 1, dtype=torch.int64, device=model.device))
+    point = (
+        torch.tensor([[[model.input_size / 4, model.input_size / 4]]], device=model.device),
+        torch.ones(1, 1, dtype=torch.int64, device=model.device),
+    )
     # A point and a box: three tokens. Any other count works too (dynamic axis).
     sparse, dense = model.network.prompt_encoder(points=point, boxes=box, masks=None)
     return GraphDefinition(

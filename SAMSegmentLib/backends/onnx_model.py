@@ -80,7 +80,9 @@ class OnnxPromptableModel(PromptableModel):
         self.torch_model = torch_model
         # What the encoder was trained on is the torch model's: its normalisation (below) and this.
         self.native_size_smoothing = torch_model.native_size_smoothing
-        self.graph_folder = open_graph_cache(graph_root if graph_root is not None else default_graph_root(), torch_model)
+        self.graph_folder = open_graph_cache(
+            graph_root if graph_root is not None else default_graph_root(), torch_model
+        )
         self._encoder = self._open("encoder", self._encoder_definition)
         self._encoder_options: ort.RunOptions | None = None  # set inside interruptible()
         self.feature_names = tuple(self._encoder.output_names)

@@ -55,8 +55,12 @@ def synthetic_ct(slices: int = 64, size: int = 512, seed: int = 0) -> BenchCase:
         array[k] = np.round(hu).astype(np.int16)
     volume = Volume(array, spacing=(0.8, 0.8, 2.5), origin=(0.0, 0.0, 0.0), modality="CT")
     seed_index = int(ck * slices)
-    return BenchCase(volume, seed_index, _organ_box(seed_index, slices, size),
-                     f"synthetic CT {size}x{size}x{slices} with an ellipsoid organ")
+    return BenchCase(
+        volume,
+        seed_index,
+        _organ_box(seed_index, slices, size),
+        f"synthetic CT {size}x{size}x{slices} with an ellipsoid organ",
+    )
 
 
 def image_case(image: Path, labels: Path | None = None, structure: str | None = None) -> BenchCase:

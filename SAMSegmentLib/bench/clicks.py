@@ -33,8 +33,10 @@ def jittered_prompts(
             if index % 2:  # every other click: points only, as a user refining with clicks
                 prompts.box = None
             for _ in range(1 + index % 3):
-                prompts.add_point(float(rng.uniform(x0 + (x1 - x0) / 3, x1 - (x1 - x0) / 3)),
-                                  float(rng.uniform(y0 + (y1 - y0) / 3, y1 - (y1 - y0) / 3)))
+                prompts.add_point(
+                    float(rng.uniform(x0 + (x1 - x0) / 3, x1 - (x1 - x0) / 3)),
+                    float(rng.uniform(y0 + (y1 - y0) / 3, y1 - (y1 - y0) / 3)),
+                )
         prompts_list.append(prompts)
     return prompts_list
 

@@ -86,7 +86,6 @@ def onnxruntime_peak_flops_per_second(repeats: int = _PEAK_REPEATS) -> float:
     return 2.0 * square[0] ** 3 / best
 
 
-
 # aten operator names (as the dispatcher sees them in inference mode) doing matmul-like work.
 _DENSE_OPERATORS = ("conv", "linear", "mm", "matmul", "einsum", "attention")
 

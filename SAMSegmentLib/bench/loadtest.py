@@ -76,8 +76,9 @@ class _Tally:
         self.first_error = self.first_error or other.first_error
 
 
-def clinician(driver: Driver, case: BenchCase, intensity: IntensityMapping, settings: LoadSettings,
-              index: int, think_s: float) -> _Tally:
+def clinician(
+    driver: Driver, case: BenchCase, intensity: IntensityMapping, settings: LoadSettings, index: int, think_s: float
+) -> _Tally:
     """One clinician's work (see the module's docstring); never raises: failures are counted."""
     tally = _Tally.empty()
     try:
@@ -97,8 +98,12 @@ def clinician(driver: Driver, case: BenchCase, intensity: IntensityMapping, sett
         last = _slices(case, index, settings.slices)[-1]
         total = case.volume.slice_count(case.axis)
         first = max(0, min(last - settings.propagation_slices // 2, total - settings.propagation_slices))
-        request = PropagationRequest(case.axis, last, [ObjectPrompts("object", prompts or Prompts(box=case.box))],
-                                     slice_range=(first, min(total - 1, first + settings.propagation_slices - 1)))
+        request = PropagationRequest(
+            case.axis,
+            last,
+            [ObjectPrompts("object", prompts or Prompts(box=case.box))],
+            slice_range=(first, min(total - 1, first + settings.propagation_slices - 1)),
+        )
         time.sleep(think_s)
         started = time.perf_counter()
         messages = _ask(driver, Propagate(request, settings.stop_rule or StopRule(), volume_masks=False))
@@ -112,8 +117,14 @@ def clinician(driver: Driver, case: BenchCase, intensity: IntensityMapping, sett
     return tally
 
 
-def run_clients(endpoint: Endpoint, case: BenchCase, intensity: IntensityMapping, settings: LoadSettings,
-                clients: int, think_s: float) -> dict[str, object]:
+def run_clients(
+    endpoint: Endpoint,
+    case: BenchCase,
+    intensity: IntensityMapping,
+    settings: LoadSettings,
+    clients: int,
+    think_s: float,
+) -> dict[str, object]:
     """``clients`` clinicians at once against the server; their numbers together."""
     tallies: list[_Tally] = [_Tally.empty() for _ in range(clients)]
     restarts = [0] * clients
@@ -139,8 +150,13 @@ def run_clients(endpoint: Endpoint, case: BenchCase, intensity: IntensityMapping
     return {**_summary(total, wall_s), "clients": clients, "session_restarts": sum(restarts)}
 
 
-def run_in_process(make_worker: Callable[[], InferenceWorker], case: BenchCase, intensity: IntensityMapping,
-                   settings: LoadSettings, clients: int) -> dict[str, object]:
+def run_in_process(
+    make_worker: Callable[[], InferenceWorker],
+    case: BenchCase,
+    intensity: IntensityMapping,
+    settings: LoadSettings,
+    clients: int,
+) -> dict[str, object]:
     """The same clinicians' work, one after the other, by one engine in this process (no think time)."""
     total = _Tally.empty()
     with make_worker() as worker:
@@ -215,7 +231,8 @@ def _summary(tally: _Tally, wall_s: float) -> dict[str, object]:
         "click_to_mask_ms": _percentiles(tally.click_s),
         "first_mask_ms": _percentiles(tally.first_mask_s),
         "propagation_s_per_slice": round(float(np.median(tally.propagation_s_per_slice)), 3)
-        if tally.propagation_s_per_slice else None,
+        if tally.propagation_s_per_slice
+        else None,
         "errors": tally.errors,
         "first_error": tally.first_error or None,
         "masks": tally.masks,

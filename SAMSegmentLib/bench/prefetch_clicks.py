@@ -16,8 +16,13 @@ from .propagation import worker_result
 
 
 def clicks_during_prefetch_seconds(
-    model: PromptableModel, case: BenchCase, intensity: IntensityMapping, count: int, encoder_s: float,
-    settings: WorkerSettings, seed: int = 0,
+    model: PromptableModel,
+    case: BenchCase,
+    intensity: IntensityMapping,
+    count: int,
+    encoder_s: float,
+    settings: WorkerSettings,
+    seed: int = 0,
 ) -> list[float]:
     """Seconds from submitting a box on the embedded seed slice to the worker's answer, each
     click after a pause of 0.25 to 1.25 encoder calls, so it lands anywhere in the background

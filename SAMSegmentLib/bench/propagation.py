@@ -51,8 +51,12 @@ def slice_range(case: BenchCase, count: int) -> tuple[int, int]:
 
 
 def engine_propagation(
-    model: PromptableModel, case: BenchCase, intensity: IntensityMapping, slices: tuple[int, int],
-    stop_rule: StopRule, settings: WorkerSettings,
+    model: PromptableModel,
+    case: BenchCase,
+    intensity: IntensityMapping,
+    slices: tuple[int, int],
+    stop_rule: StopRule,
+    settings: WorkerSettings,
 ) -> EngineRun:
     """Prompt the seed, then propagate, as the Slicer effect does: through the inference worker,
     with the main thread polling it from a 50 ms timer."""
@@ -66,8 +70,9 @@ def engine_propagation(
         elif message.kind.final:
             final.append(message)
 
-    request = PropagationRequest(case.axis, case.seed_index, [ObjectPrompts(OBJECT_ID, Prompts(box=case.box))],
-                                 slice_range=slices)
+    request = PropagationRequest(
+        case.axis, case.seed_index, [ObjectPrompts(OBJECT_ID, Prompts(box=case.box))], slice_range=slices
+    )
     with InferenceWorker(settings, loader=lambda _request: model) as worker:
         worker_result(worker, LoadModel(model.spec.name, str(model.device)))
         worker_result(worker, SetVolume(case.volume, intensity, volume_key="bench"))

@@ -57,8 +57,9 @@ class BenchSettings:
     graph_root: Path | None = None  # exported ONNX graphs; None: the checkpoint cache's onnx folder
 
 
-def run_bench(torch_model: PromptableModel, case: BenchCase, settings: BenchSettings,
-              baseline_rss_mb: float | None = None) -> dict[str, object]:
+def run_bench(
+    torch_model: PromptableModel, case: BenchCase, settings: BenchSettings, baseline_rss_mb: float | None = None
+) -> dict[str, object]:
     """Measure ``torch_model`` and its ONNX Runtime twin on ``case``; returns the JSON report.
 
     ``baseline_rss_mb`` is the process's memory before the model and volume were loaded.
@@ -80,22 +81,41 @@ def run_bench(torch_model: PromptableModel, case: BenchCase, settings: BenchSett
         "engine_backend": engine_name,
         "onnxruntime_device": str(onnx_model.execution_device) if onnx_model is not None else None,
         "onnx_open_s": onnx_open_s,
-        "volume": {"source": case.description, "shape_kji": list(case.volume.array.shape),
-                   "axis": case.axis.value, "seed_index": case.seed_index, "intensity": intensity.preset},
+        "volume": {
+            "source": case.description,
+            "shape_kji": list(case.volume.array.shape),
+            "axis": case.axis.value,
+            "seed_index": case.seed_index,
+            "intensity": intensity.preset,
+        },
     }
     report.update(_encoder_section(models, engine_name, case, intensity, settings))
     report.update(_click_section(models, engine_name, case, intensity, settings))
     report["click_during_prefetch_ms"] = _prefetch_click_section(
-        models[engine_name], case, intensity, settings, report["encoder_ms"][engine_name]  # type: ignore[index]
+        models[engine_name],
+        case,
+        intensity,
+        settings,
+        report["encoder_ms"][engine_name],  # type: ignore[index]
     )
     propagation, cache_used_bytes = _propagation_section(engine_model, torch_model, case, intensity, settings)
     report.update(propagation)
     if settings.service and not settings.random_weights:
-        report["service"] = service_section(case, intensity, ServiceBenchSettings(
-            model=torch_model.spec.name, device=str(device), backend=settings.backend, checkpoint=settings.checkpoint,
-            clicks=settings.clicks, fresh_slices=settings.first_mask_slices,
-            propagation_slices=settings.propagation_slices, stop_rule=settings.stop_rule,
-        ), engine_model)
+        report["service"] = service_section(
+            case,
+            intensity,
+            ServiceBenchSettings(
+                model=torch_model.spec.name,
+                device=str(device),
+                backend=settings.backend,
+                checkpoint=settings.checkpoint,
+                clicks=settings.clicks,
+                fresh_slices=settings.first_mask_slices,
+                propagation_slices=settings.propagation_slices,
+                stop_rule=settings.stop_rule,
+            ),
+            engine_model,
+        )
     report["peak_rss_mb"] = memory.peak_rss_mb()
     report["memory_mb"] = {
         "baseline_rss": baseline_rss_mb,
@@ -112,12 +132,19 @@ def run_bench(torch_model: PromptableModel, case: BenchCase, settings: BenchSett
     return report
 
 
-def _encoder_section(models: dict[str, PromptableModel], engine_name: str, case: BenchCase,
-                     intensity: IntensityMapping, settings: BenchSettings) -> dict[str, object]:
+def _encoder_section(
+    models: dict[str, PromptableModel],
+    engine_name: str,
+    case: BenchCase,
+    intensity: IntensityMapping,
+    settings: BenchSettings,
+) -> dict[str, object]:
     torch_model = models[TORCH]
     count = case.volume.slice_count(case.axis)
-    images = [intensity.apply(case.volume.slice_2d(case.axis, (case.seed_index + 1 + i) % count))
-              for i in range(settings.encoder_slices)]
+    images = [
+        intensity.apply(case.volume.slice_2d(case.axis, (case.seed_index + 1 + i) % count))
+        for i in range(settings.encoder_slices)
+    ]
     encoder_ms = encoder_milliseconds(models, images)
     flops = encoder_flops(torch_model)
     peaks = {TORCH: peak_flops_per_second(torch_model.device)}
@@ -137,16 +164,22 @@ def _encoder_section(models: dict[str, PromptableModel], engine_name: str, case:
     }
 
 
-def _click_section(models: dict[str, PromptableModel], engine_name: str, case: BenchCase,
-                   intensity: IntensityMapping, settings: BenchSettings) -> dict[str, object]:
+def _click_section(
+    models: dict[str, PromptableModel],
+    engine_name: str,
+    case: BenchCase,
+    intensity: IntensityMapping,
+    settings: BenchSettings,
+) -> dict[str, object]:
     predictors = {name: VolumePredictor(model) for name, model in models.items()}
     for predictor in predictors.values():
         predictor.set_volume(case.volume, intensity, volume_key="bench")
     points = takes_points(predictors[TORCH])
     prompts_list = jittered_prompts(case.box, case.volume.slice_shape(case.axis), points, settings.clicks)
     seconds = click_seconds(predictors, case.axis, case.seed_index, prompts_list)
-    clicks_ms = {name: {"p50": milliseconds(values, 50), "p95": milliseconds(values, 95)}
-                 for name, values in seconds.items()}
+    clicks_ms = {
+        name: {"p50": milliseconds(values, 50), "p95": milliseconds(values, 95)} for name, values in seconds.items()
+    }
     count = case.volume.slice_count(case.axis)
     fresh = [i % count for i in range(case.seed_index + 1, case.seed_index + 1 + settings.first_mask_slices)]
     first_mask = first_mask_seconds(predictors[engine_name], case.axis, fresh, case.box)
@@ -157,18 +190,32 @@ def _click_section(models: dict[str, PromptableModel], engine_name: str, case: B
     }
 
 
-def _prefetch_click_section(engine_model: PromptableModel, case: BenchCase, intensity: IntensityMapping,
-                            settings: BenchSettings, encoder_ms: float) -> dict[str, object]:
+def _prefetch_click_section(
+    engine_model: PromptableModel,
+    case: BenchCase,
+    intensity: IntensityMapping,
+    settings: BenchSettings,
+    encoder_ms: float,
+) -> dict[str, object]:
     worker_settings = WorkerSettings(cache_budget_bytes=settings.cache_budget_bytes)
     seconds = clicks_during_prefetch_seconds(
         engine_model, case, intensity, settings.prefetch_clicks, encoder_ms / 1000.0, worker_settings
     )
-    return {"p50": milliseconds(seconds, 50), "p95": milliseconds(seconds, 95), "clicks": len(seconds),
-            "how": "through the inference worker, while it embeds neighbouring slices in the background"}
+    return {
+        "p50": milliseconds(seconds, 50),
+        "p95": milliseconds(seconds, 95),
+        "clicks": len(seconds),
+        "how": "through the inference worker, while it embeds neighbouring slices in the background",
+    }
 
 
-def _propagation_section(engine_model: PromptableModel, torch_model: PromptableModel, case: BenchCase,
-                         intensity: IntensityMapping, settings: BenchSettings) -> tuple[dict[str, object], int]:
+def _propagation_section(
+    engine_model: PromptableModel,
+    torch_model: PromptableModel,
+    case: BenchCase,
+    intensity: IntensityMapping,
+    settings: BenchSettings,
+) -> tuple[dict[str, object], int]:
     """(report section, most bytes the engine's embedding cache held).
 
     The engine runs before and after the plain loop (A-B-A), so a change in machine load
@@ -192,7 +239,7 @@ def _propagation_section(engine_model: PromptableModel, torch_model: PromptableM
             "plain_loop_s_per_slice": round(plain_per_slice, 3),
             "speedup_vs_plain_loop": round(plain_per_slice / engine_mean, 2),
             "engine": f"inference worker, {'onnxruntime' if engine_model is not torch_model else 'torch'}, "
-                      f"MaskCarryPropagation, prefetch of {worker_settings.prefetch_slices} neighbours when idle",
+            f"MaskCarryPropagation, prefetch of {worker_settings.prefetch_slices} neighbours when idle",
             "plain_loop": "torch, embed every slice (no cache, nothing ahead), box of the previous mask",
             "mean_dice_engine_vs_plain": round(mean_dice(runs[0].result, case, plain_masks), 3),
             "stops": [f"{stop.direction}: {stop.reason}" for stop in runs[0].result.objects[OBJECT_ID].stops],

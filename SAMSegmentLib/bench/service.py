@@ -71,9 +71,13 @@ def default_engine_process() -> EngineProcess:
     return EngineProcess(python=sys.executable, python_path=[str(Path(__file__).resolve().parents[2])])
 
 
-def service_section(case: BenchCase, intensity: IntensityMapping, settings: ServiceBenchSettings,
-                    engine_model: PromptableModel,
-                    engine_process: Callable[[], EngineProcess] = default_engine_process) -> dict[str, object]:
+def service_section(
+    case: BenchCase,
+    intensity: IntensityMapping,
+    settings: ServiceBenchSettings,
+    engine_model: PromptableModel,
+    engine_process: Callable[[], EngineProcess] = default_engine_process,
+) -> dict[str, object]:
     """Measure the three ways; ``engine_model`` is this process's (already loaded) engine model and
     ``engine_process`` makes the child the service runs in."""
     worker_settings = WorkerSettings(prefetch_slices=settings.prefetch_slices)
@@ -83,39 +87,75 @@ def service_section(case: BenchCase, intensity: IntensityMapping, settings: Serv
 
     with in_process_worker() as worker:
         _ask(worker, None, LoadModel(settings.model))
-        reference = _measure(worker, None, case, intensity, settings, settings.clicks, settings.fresh_slices,
-                             settings.propagation_slices)
+        reference = _measure(
+            worker, None, case, intensity, settings, settings.clicks, settings.fresh_slices, settings.propagation_slices
+        )
     client = EngineClient(engine_process())
     try:
         started = time.perf_counter()
-        _ask(client, SleepingLoop(SLICER_TIMER_S), LoadModel(settings.model, settings.device, settings.checkpoint,
-                                                             settings.backend))
+        _ask(
+            client,
+            SleepingLoop(SLICER_TIMER_S),
+            LoadModel(settings.model, settings.device, settings.checkpoint, settings.backend),
+        )
         engine_start_s = time.perf_counter() - started
-        service = _measure(client, GilHoldingLoop(SLICER_TIMER_S), case, intensity, settings, settings.clicks,
-                           settings.fresh_slices, settings.propagation_slices)
+        service = _measure(
+            client,
+            GilHoldingLoop(SLICER_TIMER_S),
+            case,
+            intensity,
+            settings,
+            settings.clicks,
+            settings.fresh_slices,
+            settings.propagation_slices,
+        )
     finally:
         client.close()
     with in_process_worker() as worker:
         _ask(worker, None, LoadModel(settings.model))  # loading is not what is timed
-        crawling = _measure(worker, GilHoldingLoop(SLICER_TIMER_S), case, intensity, settings, _CRAWLING_CLICKS,
-                            _CRAWLING_FRESH, _CRAWLING_PROPAGATION)
+        crawling = _measure(
+            worker,
+            GilHoldingLoop(SLICER_TIMER_S),
+            case,
+            intensity,
+            settings,
+            _CRAWLING_CLICKS,
+            _CRAWLING_FRESH,
+            _CRAWLING_PROPAGATION,
+        )
     return {
         **service,
         "engine_start_s": round(engine_start_s, 1),
-        "propagation_vs_in_process": round(service["propagation_s_per_slice"]  # type: ignore[operator]
-                                           / reference["propagation_s_per_slice"], 2),
+        "propagation_vs_in_process": round(
+            service["propagation_s_per_slice"]  # type: ignore[operator]
+            / reference["propagation_s_per_slice"],
+            2,
+        ),
         "how": "samsegment serve in a child process, HTTP/1.1 on loopback; the main loop idles in poll() "
-               "holding the GIL with a 50 ms timer and socket notifiers, as Slicer's Qt loop does",
-        "in_process": {**reference, "how": "the inference worker in this process, waited on directly "
-                                           "(the engine's own speed, no polling loop)"},
-        "in_process_thread_gil_loop": {**crawling, "how": "the old design: the inference worker thread in the "
-                                                         "GUI's process, polled by the same GIL-holding loop "
-                                                         "(fewer requests: it crawls)"},
+        "holding the GIL with a 50 ms timer and socket notifiers, as Slicer's Qt loop does",
+        "in_process": {
+            **reference,
+            "how": "the inference worker in this process, waited on directly (the engine's own speed, no polling loop)",
+        },
+        "in_process_thread_gil_loop": {
+            **crawling,
+            "how": "the old design: the inference worker thread in the "
+            "GUI's process, polled by the same GIL-holding loop "
+            "(fewer requests: it crawls)",
+        },
     }
 
 
-def _measure(driver: Driver, loop: GilHoldingLoop | None, case: BenchCase, intensity: IntensityMapping,
-             settings: ServiceBenchSettings, clicks: int, fresh: int, propagation_slices: int) -> dict[str, object]:
+def _measure(
+    driver: Driver,
+    loop: GilHoldingLoop | None,
+    case: BenchCase,
+    intensity: IntensityMapping,
+    settings: ServiceBenchSettings,
+    clicks: int,
+    fresh: int,
+    propagation_slices: int,
+) -> dict[str, object]:
     traffic = driver.traffic if isinstance(driver, EngineClient) else (lambda: (0, 0))
     before = traffic()
     _ask(driver, loop, SetVolume(case.volume, intensity, "bench"))
@@ -141,12 +181,20 @@ def _measure(driver: Driver, loop: GilHoldingLoop | None, case: BenchCase, inten
     click_bytes = _delta(traffic(), before)
 
     shown = np.zeros(case.volume.array.shape, bool)  # the effect's collector: one slice per message
-    request = PropagationRequest(case.axis, case.seed_index, [ObjectPrompts(OBJECT_ID, Prompts(box=case.box))],
-                                 slice_range=slice_range(case, propagation_slices))
+    request = PropagationRequest(
+        case.axis,
+        case.seed_index,
+        [ObjectPrompts(OBJECT_ID, Prompts(box=case.box))],
+        slice_range=slice_range(case, propagation_slices),
+    )
     before = traffic()
     started = time.perf_counter()
-    messages = _ask(driver, loop, Propagate(request, settings.stop_rule, volume_masks=False),
-                    lambda m: _show(shown, case.axis, m.value))
+    messages = _ask(
+        driver,
+        loop,
+        Propagate(request, settings.stop_rule, volume_masks=False),
+        lambda m: _show(shown, case.axis, m.value),
+    )
     propagation_s = time.perf_counter() - started
     slices = sum(m.kind is MessageKind.SLICE for m in messages)
     propagation_bytes = _delta(traffic(), before)
@@ -156,8 +204,11 @@ def _measure(driver: Driver, loop: GilHoldingLoop | None, case: BenchCase, inten
         "first_mask_slices": len(first_mask_s),
         "propagation_s_per_slice": round(propagation_s / max(1, slices), 3),
         "propagated_slices": slices,
-        "main_thread_stall_ms": None if loop is None else {
-            "max": round(loop.longest_step_s * 1000.0, 1), "holds_gil": loop.holds_gil,
+        "main_thread_stall_ms": None
+        if loop is None
+        else {
+            "max": round(loop.longest_step_s * 1000.0, 1),
+            "holds_gil": loop.holds_gil,
         },
         "bytes": {
             "volume": volume_bytes,
@@ -168,8 +219,12 @@ def _measure(driver: Driver, loop: GilHoldingLoop | None, case: BenchCase, inten
     }
 
 
-def _ask(driver: Driver, loop: GilHoldingLoop | None, request: Request,
-         on_slice: Callable[[WorkerMessage], None] | None = None) -> list[WorkerMessage]:
+def _ask(
+    driver: Driver,
+    loop: GilHoldingLoop | None,
+    request: Request,
+    on_slice: Callable[[WorkerMessage], None] | None = None,
+) -> list[WorkerMessage]:
     """Submit ``request`` and run ``loop`` until its final message (without a loop, wait on the
     in-process worker itself); every message of it, in order."""
     request_id = driver.submit(request)

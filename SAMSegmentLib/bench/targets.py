@@ -44,13 +44,19 @@ def peak_fraction_note(fraction: float, dense_share: float | None) -> str:
     """Why the encoder is below the FLOP/s target, from where its time goes; empty when it is not."""
     if fraction >= PEAK_FRACTION_TARGET:
         return ""
-    note = (f"The encoder reaches {fraction:.0%} of this run's float32 matmul peak. Only matmuls and "
-            "convolutions are counted as FLOPs")
+    note = (
+        f"The encoder reaches {fraction:.0%} of this run's float32 matmul peak. Only matmuls and "
+        "convolutions are counted as FLOPs"
+    )
     if dense_share is not None:
-        note += (f"; in torch they take {dense_share:.0%} of the encoder's time, the rest is memory-bound "
-                 "work (normalisation, activations, softmax, window partitioning, reshapes and copies)")
-    return note + (". Small matrices (windowed attention over few tokens, depthwise 3x3 convolutions) also "
-                   "run far below the peak of one large square matmul.")
+        note += (
+            f"; in torch they take {dense_share:.0%} of the encoder's time, the rest is memory-bound "
+            "work (normalisation, activations, softmax, window partitioning, reshapes and copies)"
+        )
+    return note + (
+        ". Small matrices (windowed attention over few tokens, depthwise 3x3 convolutions) also "
+        "run far below the peak of one large square matmul."
+    )
 
 
 def format_table(report: Mapping[str, Any]) -> str:
@@ -59,24 +65,32 @@ def format_table(report: Mapping[str, Any]) -> str:
     if report.get("random_weights"):
         lines[0] += " - RANDOM WEIGHTS: timings only"
     encoder = report["encoder_ms"]
-    lines.append(f"  encoder ms        torch {encoder['torch']}  "
-                 f"onnxruntime {encoder['onnxruntime']}  (engine: {report['engine_backend']})")
+    lines.append(
+        f"  encoder ms        torch {encoder['torch']}  "
+        f"onnxruntime {encoder['onnxruntime']}  (engine: {report['engine_backend']})"
+    )
     lines.append(f"  {'target':<30} {'measured':>10}  {'goal':<10} met")
     for name, check in report["targets"].items():
         lines.append(f"  {name:<30} {check['measured']:>10g}  {check['target']:<10} {'yes' if check['met'] else 'NO'}")
     during = report["click_during_prefetch_ms"]
-    lines.append(f"  clicks while neighbours are embedded in the background: p50 {during['p50']} ms, "
-                 f"p95 {during['p95']} ms")
+    lines.append(
+        f"  clicks while neighbours are embedded in the background: p50 {during['p50']} ms, p95 {during['p95']} ms"
+    )
     lines.append(f"  peak RSS {report['peak_rss_mb']} MB, embedding cache budget {report['cache_budget_mb']} MB")
     service = report.get("service")
     if isinstance(service, Mapping):
-        for name, label in (("service", "engine service, GIL-holding loop"), ("in_process", "in-process reference"),
-                            ("in_process_thread_gil_loop", "old worker thread, GIL-holding loop")):
+        for name, label in (
+            ("service", "engine service, GIL-holding loop"),
+            ("in_process", "in-process reference"),
+            ("in_process_thread_gil_loop", "old worker thread, GIL-holding loop"),
+        ):
             part = service if name == "service" else service[name]
-            lines.append(f"  {label:<37} click p50/p95 {part['click_to_mask_ms']['p50']}/"
-                         f"{part['click_to_mask_ms']['p95']} ms, first mask {part['first_mask_ms']} ms, "
-                         f"{part['propagation_s_per_slice']} s/slice, stall "
-                         f"{(part['main_thread_stall_ms'] or {}).get('max', '-')} ms")
+            lines.append(
+                f"  {label:<37} click p50/p95 {part['click_to_mask_ms']['p50']}/"
+                f"{part['click_to_mask_ms']['p95']} ms, first mask {part['first_mask_ms']} ms, "
+                f"{part['propagation_s_per_slice']} s/slice, stall "
+                f"{(part['main_thread_stall_ms'] or {}).get('max', '-')} ms"
+            )
     if report.get("encoder_peak_note"):
         lines.append(f"  note: {report['encoder_peak_note']}")
     return "\n".join(lines)

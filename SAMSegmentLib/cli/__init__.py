@@ -52,7 +52,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         except KeyboardInterrupt:
             # Outputs reach their names only whole (``atomic``): what was renamed is all there is.
             if written:
-                done = f"{', '.join(map(str, written))} {'was' if len(written) == 1 else 'were'} written, no other output"
+                done = (
+                    f"{', '.join(map(str, written))} {'was' if len(written) == 1 else 'were'} written, no other output"
+                )
             else:
                 done = "no output was written"
             print(f"samsegment: interrupted; {done}.", file=sys.stderr)

@@ -24,9 +24,10 @@ from ..registry import MODELS, get_spec
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "bench", help="measure encoder, click-to-mask, first-mask and propagation speed and memory",
+        "bench",
+        help="measure encoder, click-to-mask, first-mask and propagation speed and memory",
         description="Prints a JSON report and a table of measured values against the interactive targets. "
-                    "Without --image it generates a 512x512 CT-like volume with one ellipsoid organ.",
+        "Without --image it generates a 512x512 CT-like volume with one ellipsoid organ.",
     )
     parser.add_argument("--image", type=Path, help="volume to measure on (default: a synthetic CT)")
     parser.add_argument("--labels", type=Path, help="label volume of --image; the box surrounds --structure")
@@ -34,19 +35,31 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--slices", type=int, default=64, help="slices of the synthetic CT (default: 64)")
     parser.add_argument("--model", default="litemedsam", choices=sorted(MODELS), help="model (default: litemedsam)")
     parser.add_argument("--checkpoint", type=Path, help="use this checkpoint file instead of the cached one")
-    parser.add_argument("--random-weights", action="store_true",
-                        help="full-size network with random weights: timings only (no download needed)")
+    parser.add_argument(
+        "--random-weights",
+        action="store_true",
+        help="full-size network with random weights: timings only (no download needed)",
+    )
     parser.add_argument("--device", default="auto", choices=DEVICE_CHOICES, help="compute device (default: auto)")
-    parser.add_argument("--backend", default="auto", choices=BACKEND_CHOICES,
-                        help="the engine's backend; both are timed (default: auto)")
+    parser.add_argument(
+        "--backend",
+        default="auto",
+        choices=BACKEND_CHOICES,
+        help="the engine's backend; both are timed (default: auto)",
+    )
     parser.add_argument("--intensity", default="auto", choices=PRESETS, help="intensity mapping (default: auto)")
     parser.add_argument("--clicks", type=int, default=40, help="prompts timed per backend (default: 40)")
     parser.add_argument("--encoder-slices", type=int, default=5, help="slices timed per encoder (default: 5)")
     parser.add_argument("--propagation-slices", type=int, default=30, help="slices propagated (default: 30)")
-    parser.add_argument("--cache-budget-mb", type=float, default=DEFAULT_BUDGET_BYTES / MB,
-                        help=f"embedding cache budget (default: {DEFAULT_BUDGET_BYTES / MB:g})")
-    parser.add_argument("--no-service", action="store_true",
-                        help="skip the measurements through the engine service (a child process)")
+    parser.add_argument(
+        "--cache-budget-mb",
+        type=float,
+        default=DEFAULT_BUDGET_BYTES / MB,
+        help=f"embedding cache budget (default: {DEFAULT_BUDGET_BYTES / MB:g})",
+    )
+    parser.add_argument(
+        "--no-service", action="store_true", help="skip the measurements through the engine service (a child process)"
+    )
     parser.add_argument("--json", type=Path, help="also write the report to this file")
     parser.set_defaults(run=run)
 

@@ -17,14 +17,25 @@ from ..volume import Axis, ijk_to_slice
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", default="litemedsam",
-                        help="a model of `samsegment models`, fine-tuned ones included (default: litemedsam)")
+    parser.add_argument(
+        "--model",
+        default="litemedsam",
+        help="a model of `samsegment models`, fine-tuned ones included (default: litemedsam)",
+    )
     parser.add_argument("--checkpoint", type=Path, help="use this checkpoint file instead of the cached one")
     parser.add_argument("--device", default="auto", choices=DEVICE_CHOICES, help="compute device (default: auto)")
-    parser.add_argument("--backend", default="auto", choices=BACKEND_CHOICES,
-                        help="auto: ONNX Runtime where it is installed and fits the device, else torch")
-    parser.add_argument("--intensity", default="auto", choices=PRESETS,
-                        help="intensity mapping: auto (decided at the prompt) or a preset (default: auto)")
+    parser.add_argument(
+        "--backend",
+        default="auto",
+        choices=BACKEND_CHOICES,
+        help="auto: ONNX Runtime where it is installed and fits the device, else torch",
+    )
+    parser.add_argument(
+        "--intensity",
+        default="auto",
+        choices=PRESETS,
+        help="intensity mapping: auto (decided at the prompt) or a preset (default: auto)",
+    )
     parser.add_argument("--modality", default="", help="CT, MR, ... (default: guessed from the voxel values)")
 
 

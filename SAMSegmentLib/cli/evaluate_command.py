@@ -28,16 +28,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--image", type=Path, help="one case: the image (a file or a DICOM folder)")
-    source.add_argument("--dataset", type=Path,
-                        help="a folder of cases, one subfolder each: labels.nii.gz (or .nrrd ...), labels.json "
-                             "and one image file or DICOM folder")
+    source.add_argument(
+        "--dataset",
+        type=Path,
+        help="a folder of cases, one subfolder each: labels.nii.gz (or .nrrd ...), labels.json "
+        "and one image file or DICOM folder",
+    )
     parser.add_argument("--label", type=Path, help="with --image: the reference label image (resampled by geometry)")
-    parser.add_argument("--labels-json", type=Path, help='with --image: {"1": "spleen", ...}, names of the label values')
+    parser.add_argument(
+        "--labels-json", type=Path, help='with --image: {"1": "spleen", ...}, names of the label values'
+    )
     parser.add_argument("--structures", help="comma-separated names (default: every named structure)")
     parser.add_argument("--click-structures", help="comma-separated names to run the click protocol on (default: all)")
     parser.add_argument("--clicks", type=int, default=5, help="corrective clicks after the box (default: 5; 0: none)")
-    parser.add_argument("--tolerance-mm", type=float, default=NSD_TOLERANCE_MM,
-                        help=f"tolerance of the normalized surface distance (default: {NSD_TOLERANCE_MM:g} mm)")
+    parser.add_argument(
+        "--tolerance-mm",
+        type=float,
+        default=NSD_TOLERANCE_MM,
+        help=f"tolerance of the normalized surface distance (default: {NSD_TOLERANCE_MM:g} mm)",
+    )
     parser.add_argument("--axis", default="axial", choices=[a.value for a in Axis])
     parser.add_argument("--direction", default="both", choices=[d.value for d in Direction])
     parser.add_argument("--output", type=Path, help="with --image: write the one-box segmentation (.seg.nrrd) here")
@@ -75,12 +84,19 @@ def run(args: argparse.Namespace) -> int:
     named = set().union(*(case.structure_names() for case in cases))
     unknown = sorted((set(structures or []) | set(click_structures or [])) - named)
     if unknown:  # a misspelt name fails now, not after an hour
-        raise SAMSegmentError(f"No case has a structure named {', '.join(unknown)}; they have: {', '.join(sorted(named))}")
+        raise SAMSegmentError(
+            f"No case has a structure named {', '.join(unknown)}; they have: {', '.join(sorted(named))}"
+        )
     # Here one model serves every case; a Ray task opens its own from the choice (models do not travel).
     model = model_choice(args) if args.ray else open_model(args)
     work = functools.partial(
-        evaluate_case, settings=settings, model=model, intensity=args.intensity, structures=structures,
-        click_structures=click_structures, keep_masks=args.output is not None,
+        evaluate_case,
+        settings=settings,
+        model=model,
+        intensity=args.intensity,
+        structures=structures,
+        click_structures=click_structures,
+        keep_masks=args.output is not None,
     )
     with progress_bar("cases", total=len(cases)) as bar:
         reports: list[CaseReport] = run_cases(work, cases, RayOptions.from_args(args), bar.update_to)
@@ -90,9 +106,15 @@ def run(args: argparse.Namespace) -> int:
         if args.report:
             document = {
                 "command": "samsegment evaluate",
-                "settings": {"axis": args.axis, "direction": args.direction, "clicks": args.clicks,
-                             "nsd_tolerance_mm": args.tolerance_mm, "model": args.model, "backend": args.backend,
-                             "intensity": args.intensity},
+                "settings": {
+                    "axis": args.axis,
+                    "direction": args.direction,
+                    "clicks": args.clicks,
+                    "nsd_tolerance_mm": args.tolerance_mm,
+                    "model": args.model,
+                    "backend": args.backend,
+                    "intensity": args.intensity,
+                },
                 "means": summarize([s for report in reports for s in report.structures]),
                 "cases": {report.case: report.to_json() for report in reports},
             }
@@ -124,5 +146,7 @@ def _print_case(report: CaseReport) -> None:
             steps = result.challenge.steps
             clicks = f"  clicks 0->{len(steps) - 1}: Dice {steps[0].dice:.3f}->{steps[-1].dice:.3f}"
         widened = f" ({result.oracle_margin.dice_3d:.3f} with margin)" if result.oracle_margin else ""
-        print(f"  {result.name:<28} one box {box.dice_3d:.3f} (NSD {box.nsd:.3f})  oracle {result.oracle.dice_3d:.3f}{widened}  "
-              f"beyond {box.beyond[0]}/{box.beyond[1]}  short {box.short[0]}/{box.short[1]}{clicks}")
+        print(
+            f"  {result.name:<28} one box {box.dice_3d:.3f} (NSD {box.nsd:.3f})  oracle {result.oracle.dice_3d:.3f}{widened}  "
+            f"beyond {box.beyond[0]}/{box.beyond[1]}  short {box.short[0]}/{box.short[1]}{clicks}"
+        )

@@ -91,11 +91,12 @@ def run(args: argparse.Namespace) -> int:
             "in_process_masks_per_s": in_process["masks_per_s"],
             "server_masks_per_s": served["masks_per_s"],
             "server_vs_in_process": round(served["masks_per_s"] / in_process["masks_per_s"], 3)  # type: ignore[operator]
-            if in_process["masks_per_s"] else None,
+            if in_process["masks_per_s"]
+            else None,
             "in_process": in_process,
             "server": served,
             "how": "the same clinicians' work with no think time: one after the other by one InferenceWorker "
-                   "in the load test's process, then all at once against the server",
+            "in the load test's process, then all at once against the server",
         }
         print(f"  in process {in_process['masks_per_s']} masks/s, server {served['masks_per_s']} masks/s", flush=True)
     report["load_average_after"] = load_average()

@@ -52,8 +52,10 @@ def write_overlay_png(
         outline = mask & ~ndimage.binary_erosion(mask)
         rgb[outline] = np.array(SEGMENT_COLOURS[number % len(SEGMENT_COLOURS)]) * 255
     height, width = grey.shape
-    rgb = rgb[::-1 if flips[0] else 1, ::-1 if flips[1] else 1]
-    picture = Image.fromarray(np.ascontiguousarray(rgb)).resize((width * scale, height * scale), Image.Resampling.NEAREST)
+    rgb = rgb[:: -1 if flips[0] else 1, :: -1 if flips[1] else 1]
+    picture = Image.fromarray(np.ascontiguousarray(rgb)).resize(
+        (width * scale, height * scale), Image.Resampling.NEAREST
+    )
 
     def on_screen(x: float, y: float) -> tuple[float, float]:
         x = width - 1 - x if flips[1] else x

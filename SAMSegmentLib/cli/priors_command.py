@@ -63,7 +63,9 @@ def run(args: argparse.Namespace) -> int:
         return 0
     images = folder_images(args.image_dir)
     planned = [PlannedOutput("--output-dir", args.output_dir / REPORT_FILE)]
-    planned += [PlannedOutput("--output-dir", args.output_dir / case / name) for case in images for name in PRIOR_MAP_FILES]
+    planned += [
+        PlannedOutput("--output-dir", args.output_dir / case / name) for case in images for name in PRIOR_MAP_FILES
+    ]
     check_outputs(planned, inputs=[*images.values(), args.checkpoint])
     jobs = [(image, args.output_dir / case) for case, image in images.items()]
     with progress_bar("Prior maps", len(jobs), unit="case") as bar:

@@ -32,15 +32,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--image", required=True, type=Path, help="any 3D image SimpleITK reads, or a DICOM folder")
     parser.add_argument("--slice", required=True, type=int, help="slice index along --axis")
     parser.add_argument("--axis", default="axial", choices=[a.value for a in Axis])
-    parser.add_argument("--box", help="box corners a0,b0,a1,b1 (inclusive voxel indices); a box may hang over "
-                        "the slice edge: write a negative corner with '=', as in --box=-5,10,60,80")
+    parser.add_argument(
+        "--box",
+        help="box corners a0,b0,a1,b1 (inclusive voxel indices); a box may hang over "
+        "the slice edge: write a negative corner with '=', as in --box=-5,10,60,80",
+    )
     parser.add_argument("--point", action="append", default=[], help="a,b[,+|-] positive (default) or negative point")
     parser.add_argument("--name", default="Segment", help="segment name written to the output")
     parser.add_argument("--output", required=True, type=Path, help="output .seg.nrrd")
     parser.add_argument("--png", type=Path, help="also write the slice with the mask outline as PNG")
     parser.add_argument("--propagate", action="store_true", help="propagate from --slice through the volume")
-    parser.add_argument("--direction", choices=[d.value for d in Direction],
-                        help="with --propagate: which way to propagate (default: both)")
+    parser.add_argument(
+        "--direction",
+        choices=[d.value for d in Direction],
+        help="with --propagate: which way to propagate (default: both)",
+    )
     parser.add_argument("--range", help="with --propagate: first,last slice propagation may reach (inclusive)")
     parser.add_argument(
         "--memory-policy",
@@ -71,8 +77,10 @@ def run(args: argparse.Namespace) -> int:
         seed = segmenter.segment_slice(axis, args.slice, prompts)
         mask = np.zeros(volume.array.shape, dtype=bool)
         put_slice(mask, axis, args.slice, seed.mask)
-        print(f"{args.name}: {int(seed.mask.sum())} pixels on {axis.value} slice {args.slice}, "
-              f"predicted IoU {seed.score:.3f}")
+        print(
+            f"{args.name}: {int(seed.mask.sum())} pixels on {axis.value} slice {args.slice}, "
+            f"predicted IoU {seed.score:.3f}"
+        )
     with written_together() as outputs:  # the segmentation and its PNG, both or neither
         write_segmentation(args.output, volume, [Segment(args.name, mask)], outputs)
         if args.png:
@@ -114,8 +122,10 @@ def _propagate(segmenter: Segmenter, request: PropagationRequest, name: str) -> 
     if outcome.absent:
         print(f"{name}: the model found nothing at the prompts on slice {request.seed_index}.")
     else:
-        print(f"{name}: segmented slices {min(outcome.slices)}..{max(outcome.slices)} "
-              f"({len(outcome.slices)} slices, {result.embedded_slices} embedded)")
+        print(
+            f"{name}: segmented slices {min(outcome.slices)}..{max(outcome.slices)} "
+            f"({len(outcome.slices)} slices, {result.embedded_slices} embedded)"
+        )
     for stop in outcome.stops:
         print(f"    {stop.direction} stopped after slice {stop.last_index}: {stop.reason}")
     return outcome.mask

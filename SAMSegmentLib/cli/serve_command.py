@@ -53,8 +53,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ray.add_argument("--min-replicas", type=int, default=1, help="model replicas kept running (default 1)")
     ray.add_argument("--max-replicas", type=int, default=1, help="model replicas under load (default 1)")
     ray.add_argument(
-        "--gpus-per-replica", type=float, help="GPU share of a replica, e.g. 0.25 for a small model "
-        "(default: 1 where the cluster has GPUs, else 0)"
+        "--gpus-per-replica",
+        type=float,
+        help="GPU share of a replica, e.g. 0.25 for a small model (default: 1 where the cluster has GPUs, else 0)",
     )
     ray.add_argument("--cpus-per-replica", type=float, default=1.0, help="CPU cores reserved per replica")
     parser.set_defaults(run=run)

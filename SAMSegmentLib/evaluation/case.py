@@ -148,7 +148,7 @@ def _evaluate_one(
     result.oracle_margin = evaluate_oracle(predictor, reference, settings, margin=True)
     if click_structures is not None and name not in click_structures:
         result.challenge_problem = "not among the structures chosen for clicks"
-    elif (problem := box_problem(predictor, reference, settings.axis, middle_slice(reference, settings.axis))):
+    elif problem := box_problem(predictor, reference, settings.axis, middle_slice(reference, settings.axis)):
         result.challenge_problem = f"on its middle slice: {problem}"
     else:
         result.challenge = evaluate_challenge(predictor, reference, name, settings)
@@ -172,12 +172,21 @@ def summarize(results: Sequence[StructureResult]) -> dict:
     summary["box"] = {
         "dice_3d": _mean(b.dice_3d for b in boxes),
         "nsd": _mean(b.nsd for b in boxes),
-        "slices_beyond_reference": {"lower": _mean(b.beyond[0] for b in boxes), "upper": _mean(b.beyond[1] for b in boxes)},
-        "slices_short_of_reference": {"lower": _mean(b.short[0] for b in boxes), "upper": _mean(b.short[1] for b in boxes)},
+        "slices_beyond_reference": {
+            "lower": _mean(b.beyond[0] for b in boxes),
+            "upper": _mean(b.beyond[1] for b in boxes),
+        },
+        "slices_short_of_reference": {
+            "lower": _mean(b.short[0] for b in boxes),
+            "upper": _mean(b.short[1] for b in boxes),
+        },
     }
     summary["oracle"] = {"dice_3d": _mean(o.dice_3d for o in oracles), "nsd": _mean(o.nsd for o in oracles)}
     if widened:
-        summary["oracle_with_margin"] = {"dice_3d": _mean(o.dice_3d for o in widened), "nsd": _mean(o.nsd for o in widened)}
+        summary["oracle_with_margin"] = {
+            "dice_3d": _mean(o.dice_3d for o in widened),
+            "nsd": _mean(o.nsd for o in widened),
+        }
     challenges = [r.challenge for r in evaluated if r.challenge is not None]
     if challenges:
         steps = min(len(c.steps) for c in challenges)

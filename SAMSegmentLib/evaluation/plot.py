@@ -27,9 +27,12 @@ def plot_evaluation(path: Path, cases: Sequence[CaseReport], outputs: OutputSet 
             steps = range(len(means["challenge"]["dice"]))
             line = curves.plot(steps, means["challenge"]["dice"], marker="o", label=f"{case.case} Dice")[0]
             colour = line.get_color()
-            curves.plot(steps, means["challenge"]["nsd"], marker="s", linestyle="--", color=colour,
-                        label=f"{case.case} NSD")
-        pairs = [(r.oracle.dice_3d, r.box.dice_3d) for r in case.structures if r.box is not None and r.oracle is not None]
+            curves.plot(
+                steps, means["challenge"]["nsd"], marker="s", linestyle="--", color=colour, label=f"{case.case} NSD"
+            )
+        pairs = [
+            (r.oracle.dice_3d, r.box.dice_3d) for r in case.structures if r.box is not None and r.oracle is not None
+        ]
         if pairs:
             oracle, box = zip(*pairs)
             boxes.scatter(oracle, box, s=14, color=colour, label=case.case)

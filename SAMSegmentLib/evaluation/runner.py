@@ -103,7 +103,9 @@ class StructureReport:
             "nsd": round(self.nsd, 4),
             "dice_seed_slice": round(self.dice_seed_slice, 4),
             "reference_slices": list(self.reference_slices),
-            "segmented_slices": [min(self.segmented_slices), max(self.segmented_slices)] if self.segmented_slices else [],
+            "segmented_slices": [min(self.segmented_slices), max(self.segmented_slices)]
+            if self.segmented_slices
+            else [],
             "slices_segmented": len(self.segmented_slices),
             "slices_beyond_reference": {"lower": self.beyond[0], "upper": self.beyond[1]},
             "slices_short_of_reference": {"lower": self.short[0], "upper": self.short[1]},
@@ -124,8 +126,13 @@ class OracleReport:
     mask: np.ndarray | None = field(default=None, repr=False)
 
     def to_json(self) -> dict:
-        return {"dice_3d": round(self.dice_3d, 4), "iou_3d": round(self.iou_3d, 4), "nsd": round(self.nsd, 4),
-                "prompted_slices": self.prompted_slices, "unprompted_slices": self.unprompted_slices}
+        return {
+            "dice_3d": round(self.dice_3d, 4),
+            "iou_3d": round(self.iou_3d, 4),
+            "nsd": round(self.nsd, 4),
+            "prompted_slices": self.prompted_slices,
+            "unprompted_slices": self.unprompted_slices,
+        }
 
 
 @dataclass
@@ -258,8 +265,12 @@ def evaluate_challenge(
     slice_prompts: dict[int, Prompts] = {seed: box}
     for count in range(1, settings.clicks + 1):
         click = next_click(mask, reference)
-        correction = PERFECT if click is None else _correct(predictor, reference, mask, click, slice_prompts, extent, axis)
-        steps.append(ClickStep(count, dice(mask, reference), _nsd(predictor, mask, reference, settings), click, correction))
+        correction = (
+            PERFECT if click is None else _correct(predictor, reference, mask, click, slice_prompts, extent, axis)
+        )
+        steps.append(
+            ClickStep(count, dice(mask, reference), _nsd(predictor, mask, reference, settings), click, correction)
+        )
     return ChallengeReport(seed, extent, steps, time.perf_counter() - started, mask)
 
 

@@ -37,9 +37,7 @@ class ImageEmbedding:
         return sum(t.element_size() * t.nelement() for t in self.features.values())
 
     def to(self, device: torch.device | str) -> ImageEmbedding:
-        return ImageEmbedding(
-            {k: v.to(device) for k, v in self.features.items()}, self.original_hw, self.resized_hw
-        )
+        return ImageEmbedding({k: v.to(device) for k, v in self.features.items()}, self.original_hw, self.resized_hw)
 
 
 @dataclass
@@ -87,7 +85,9 @@ class PromptableModel(ABC):
         if resized_hw == original_hw and self.native_size_smoothing:
             image01 = ndimage.gaussian_filter(np.asarray(image01, dtype=np.float32), self.native_size_smoothing)
         tensor = torch.as_tensor(np.ascontiguousarray(image01), dtype=torch.float32, device=self.device)
-        tensor = F.interpolate(tensor[None, None], size=resized_hw, mode="bilinear", align_corners=False, antialias=True)
+        tensor = F.interpolate(
+            tensor[None, None], size=resized_hw, mode="bilinear", align_corners=False, antialias=True
+        )
         tensor = self.normalise(tensor.clamp_(0.0, 1.0)).expand(-1, 3, -1, -1)
         pad_h, pad_w = self.input_size - resized_hw[0], self.input_size - resized_hw[1]
         return F.pad(tensor, (0, pad_w, 0, pad_h)), resized_hw

@@ -31,8 +31,15 @@ class ObjectAppearance:
     neighbours: int  # cells each pixel is compared with on either side (a k-nearest-neighbour vote)
 
     @classmethod
-    def learn(cls, embedding: ImageEmbedding, mask: np.ndarray, input_size: int, min_object_cells: int,
-              surrounding_cells: int, neighbours: int) -> ObjectAppearance | None:
+    def learn(
+        cls,
+        embedding: ImageEmbedding,
+        mask: np.ndarray,
+        input_size: int,
+        min_object_cells: int,
+        surrounding_cells: int,
+        neighbours: int,
+    ) -> ObjectAppearance | None:
         """The appearance of the object ``mask`` (bool [y, x] at slice size) covers in the slice's
         whole-slice ``embedding``; None when it fills fewer than ``min_object_cells`` cells at least
         half (a thin or small object has no cell of its own to learn from), or when it leaves no
@@ -48,8 +55,9 @@ class ObjectAppearance:
         if not around.any():
             return None
         cells = _unit_cells(features)
-        return cls(cells[torch.from_numpy(inside.ravel())], cells[torch.from_numpy(around.ravel())], input_size,
-                   neighbours)
+        return cls(
+            cells[torch.from_numpy(inside.ravel())], cells[torch.from_numpy(around.ravel())], input_size, neighbours
+        )
 
     def foreign(self, embedding: ImageEmbedding) -> np.ndarray:
         """Pixels (bool [y, x] at slice size) of the slice ``embedding`` encodes that look more like
@@ -63,7 +71,9 @@ class ObjectAppearance:
         # input's side) and moved the 3 mm MR's spinal cord from 0.74 to 0.45 (one box, LiteMedSAM).
         model = F.interpolate(grid, size=(self.input_size, self.input_size), mode="bilinear", align_corners=False)
         height, width = embedding.resized_hw
-        pixels = F.interpolate(model[..., :height, :width], size=embedding.original_hw, mode="bilinear", align_corners=False)
+        pixels = F.interpolate(
+            model[..., :height, :width], size=embedding.original_hw, mode="bilinear", align_corners=False
+        )
         return pixels[0, 0].numpy() <= 0.0
 
     def _likeness(self, cells: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
@@ -91,13 +101,18 @@ def _unit_cells(features: torch.Tensor) -> torch.Tensor:
     return F.normalize(features[0].float(), dim=0).flatten(1).T
 
 
-def _cell_occupancy(mask: np.ndarray, embedding: ImageEmbedding, input_size: int, grid_hw: tuple[int, int]) -> np.ndarray:
+def _cell_occupancy(
+    mask: np.ndarray, embedding: ImageEmbedding, input_size: int, grid_hw: tuple[int, int]
+) -> np.ndarray:
     """Share of each encoder cell the mask covers, the mask placed as the slice is on the model's
     input (resized, padded at the bottom and right)."""
     height, width = embedding.resized_hw
-    resized = F.interpolate(torch.from_numpy(mask.astype(np.float32))[None, None], size=(height, width),
-                            mode="bilinear", align_corners=False)
+    resized = F.interpolate(
+        torch.from_numpy(mask.astype(np.float32))[None, None],
+        size=(height, width),
+        mode="bilinear",
+        align_corners=False,
+    )
     canvas = torch.zeros(1, 1, input_size, input_size)
     canvas[..., :height, :width] = resized
     return F.adaptive_avg_pool2d(canvas, grid_hw)[0, 0].numpy()
-

@@ -43,5 +43,6 @@ def make_propagator(
 def _checked_stop_rule(stop_rule: object, expected: type[Rule], family: Family) -> Rule | None:
     if stop_rule is None or isinstance(stop_rule, expected):
         return stop_rule
-    raise TypeError(f"{family.value} models stop propagating by a {expected.__name__}, "
-                    f"not a {type(stop_rule).__name__}.")
+    raise TypeError(
+        f"{family.value} models stop propagating by a {expected.__name__}, not a {type(stop_rule).__name__}."
+    )

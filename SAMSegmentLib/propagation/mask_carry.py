@@ -83,8 +83,11 @@ class MaskCarryPropagation(SliceWalk[StopRule]):
         for item in self.request.objects:
             prediction = self.predictor.predict(axis, index, item.prompts)
             # A box read as drawn (averaged over widths) is judged absent with the box decoded as given too.
-            as_drawn = (self.predictor.predict(axis, index, item.prompts, as_given=True)
-                        if self.predictor.model.spec.drawn_box_widenings else None)
+            as_drawn = (
+                self.predictor.predict(axis, index, item.prompts, as_given=True)
+                if self.predictor.model.spec.drawn_box_widenings
+                else None
+            )
             absent = self.stop_rule.absent_reason(prediction, image, as_drawn, self._spacing_xy)
             if absent:
                 self.result.objects[item.object_id].stops.append(Stop("both", None, absent))
@@ -114,12 +117,15 @@ class MaskCarryPropagation(SliceWalk[StopRule]):
             still_live = []
             for carry, (prompts, mask_logits) in zip(live, carried):
                 prediction = self._without_foreign_growth(
-                    carry, index, self.predictor.predict(axis, index, prompts, mask_logits, as_given=True))
+                    carry, index, self.predictor.predict(axis, index, prompts, mask_logits, as_given=True)
+                )
                 reverse = None
                 if self.stop_rule.checks_both_ways and prediction.mask.any():
                     # The previous slice is embedded already (its window too, unless the model
                     # zooms to a box that moved): checking back costs a decoder call.
-                    reverse = self.predictor.predict(axis, index - step, *self._carried_prompt(prediction), as_given=True)
+                    reverse = self.predictor.predict(
+                        axis, index - step, *self._carried_prompt(prediction), as_given=True
+                    )
                 reason = self.stop_rule.check(carry.track, prediction, image, reverse)
                 if reason:
                     self._stop(carry.object_id, step, last_index[carry.object_id], reason)
@@ -150,9 +156,14 @@ class MaskCarryPropagation(SliceWalk[StopRule]):
         rule = self.stop_rule
         if not rule.appearance_gate:
             return None
-        return ObjectAppearance.learn(self.predictor.embed(self.request.axis, index), seed.mask,
-                                      self.predictor.model.input_size, rule.appearance_min_cells,
-                                      rule.appearance_surround_cells, rule.appearance_neighbours)
+        return ObjectAppearance.learn(
+            self.predictor.embed(self.request.axis, index),
+            seed.mask,
+            self.predictor.model.input_size,
+            rule.appearance_min_cells,
+            rule.appearance_surround_cells,
+            rule.appearance_neighbours,
+        )
 
     def _without_foreign_growth(self, carry: _Carry, index: int, prediction: Prediction) -> Prediction:
         """``prediction`` without what it adds to the previous mask on pixels unlike the object."""

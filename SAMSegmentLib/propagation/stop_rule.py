@@ -154,35 +154,60 @@ class StopRule:
         """A rule that refuses nothing and trims no mask: a walk ends only at an empty mask or the
         range's end, and the prompted slice is never judged absent (timing and plumbing with random
         weights)."""
-        return cls(min_score=-math.inf, min_area_fraction=0.0, min_area_mm2=0.0, min_overlap=-math.inf,
-                   max_area_growth=math.inf, max_intensity_shift=math.inf, min_reverse_overlap=None,
-                   absent_score=-math.inf, appearance_gate=False)
+        return cls(
+            min_score=-math.inf,
+            min_area_fraction=0.0,
+            min_area_mm2=0.0,
+            min_overlap=-math.inf,
+            max_area_growth=math.inf,
+            max_intensity_shift=math.inf,
+            min_reverse_overlap=None,
+            absent_score=-math.inf,
+            appearance_gate=False,
+        )
 
     @property
     def checks_both_ways(self) -> bool:
         return self.min_reverse_overlap is not None
 
-    def box_margin(self, width: float, height: float, spacing_xy: tuple[float, float] = (1.0, 1.0)) -> tuple[float, float]:
+    def box_margin(
+        self, width: float, height: float, spacing_xy: tuple[float, float] = (1.0, 1.0)
+    ) -> tuple[float, float]:
         """Margin in pixels added around the carried box so a growing object is not clipped."""
-        return (max(self.min_margin_mm / spacing_xy[0], self.min_margin_pixels, self.margin_fraction * width),
-                max(self.min_margin_mm / spacing_xy[1], self.min_margin_pixels, self.margin_fraction * height))
+        return (
+            max(self.min_margin_mm / spacing_xy[0], self.min_margin_pixels, self.margin_fraction * width),
+            max(self.min_margin_mm / spacing_xy[1], self.min_margin_pixels, self.margin_fraction * height),
+        )
 
-    def absent_reason(self, seed: Prediction, image01: np.ndarray, as_drawn: Prediction | None = None,
-                      spacing_xy: tuple[float, float] = (1.0, 1.0)) -> str:
+    def absent_reason(
+        self,
+        seed: Prediction,
+        image01: np.ndarray,
+        as_drawn: Prediction | None = None,
+        spacing_xy: tuple[float, float] = (1.0, 1.0),
+    ) -> str:
         """Why the prompted slice shows no object, or "" when it shows one.
 
         ``as_drawn``: the box decoded as drawn, where ``seed`` averages it over widths
         (``ModelSpec.drawn_box_widenings``); see ``judge_absence``. ``spacing_xy``: the slice's
         pixel size in mm (x, y), which sets the ring's width and the gradient's scale."""
-        return self.judge_absence(self.seed_evidence(seed, image01, spacing_xy),
-                                  None if as_drawn is None else self.seed_evidence(as_drawn, image01, spacing_xy))
+        return self.judge_absence(
+            self.seed_evidence(seed, image01, spacing_xy),
+            None if as_drawn is None else self.seed_evidence(as_drawn, image01, spacing_xy),
+        )
 
-    def seed_evidence(self, seed: Prediction, image01: np.ndarray, spacing_xy: tuple[float, float] = (1.0, 1.0)) -> SeedEvidence:
+    def seed_evidence(
+        self, seed: Prediction, image01: np.ndarray, spacing_xy: tuple[float, float] = (1.0, 1.0)
+    ) -> SeedEvidence:
         """The signals the absence check reads on a prompted slice's prediction."""
         if not seed.mask.any():
             return SeedEvidence(False, seed.score, 0.0, 0.0)
-        return SeedEvidence(True, seed.score, self.boundary_contrast(seed.mask, image01, spacing_xy),
-                            self.edge_alignment(seed.mask, image01, spacing_xy))
+        return SeedEvidence(
+            True,
+            seed.score,
+            self.boundary_contrast(seed.mask, image01, spacing_xy),
+            self.edge_alignment(seed.mask, image01, spacing_xy),
+        )
 
     def judge_absence(self, seed: SeedEvidence, as_drawn: SeedEvidence | None = None) -> str:
         """Why the prompted slice shows no object ("" when it shows one), from its evidence.
@@ -198,11 +223,15 @@ class StopRule:
             reason = self.judge_absence(as_drawn)
             return "" if reason and seed.contrast >= self.absent_contrast else reason
         if seed.score < self.absent_score and seed.contrast < self.absent_contrast and seed.edge < self.absent_edge:
-            return (f"absent: nothing stands out at the prompts (predicted quality {seed.score:.2f}, "
-                    f"contrast with the surroundings {seed.contrast:.2f}, edge alignment {seed.edge:.2f})")
+            return (
+                f"absent: nothing stands out at the prompts (predicted quality {seed.score:.2f}, "
+                f"contrast with the surroundings {seed.contrast:.2f}, edge alignment {seed.edge:.2f})"
+            )
         return ""
 
-    def edge_alignment(self, mask: np.ndarray, image01: np.ndarray, spacing_xy: tuple[float, float] = (1.0, 1.0)) -> float:
+    def edge_alignment(
+        self, mask: np.ndarray, image01: np.ndarray, spacing_xy: tuple[float, float] = (1.0, 1.0)
+    ) -> float:
         """Mean gradient magnitude on the mask's outline relative to the mean within
         ``edge_region_mm`` around the mask."""
         pixel_mm = _mean_pixel_mm(spacing_xy)
@@ -211,7 +240,9 @@ class StopRule:
         around = ndimage.binary_dilation(mask, iterations=_pixels(self.edge_region_mm, pixel_mm))
         return float(gradient[outline].mean()) / (float(gradient[around].mean()) + 1e-6)
 
-    def boundary_contrast(self, mask: np.ndarray, image01: np.ndarray, spacing_xy: tuple[float, float] = (1.0, 1.0)) -> float:
+    def boundary_contrast(
+        self, mask: np.ndarray, image01: np.ndarray, spacing_xy: tuple[float, float] = (1.0, 1.0)
+    ) -> float:
         """Difference of mean intensity inside the mask and in a ring ``contrast_ring_mm`` wide just
         outside it, in units of their average standard deviation."""
         ring_pixels = _pixels(self.contrast_ring_mm, _mean_pixel_mm(spacing_xy))
@@ -227,8 +258,9 @@ class StopRule:
         median, spread = robust_stats(image01[seed.mask])
         return ObjectTrack(float(seed.mask.sum()) * pixel_area, median, spread, seed.mask, pixel_area)
 
-    def measure(self, track: ObjectTrack, prediction: Prediction, image01: np.ndarray,
-                reverse: Prediction | None = None) -> SliceEvidence:
+    def measure(
+        self, track: ObjectTrack, prediction: Prediction, image01: np.ndarray, reverse: Prediction | None = None
+    ) -> SliceEvidence:
         """The evidence on a non-empty propagated slice; ``reverse`` is the prediction on the previous
         slice from this slice's carried box (needed when the rule checks both ways)."""
         mask = prediction.mask
@@ -261,14 +293,20 @@ class StopRule:
             return f"object ended: area grew {evidence.area_growth:.1f} times from the previous slice"
         if evidence.intensity_shift > self.max_intensity_shift:
             return f"object ended: intensity changed by {evidence.intensity_shift:.1f} standard deviations"
-        if self.min_reverse_overlap is not None and evidence.reverse_overlap is not None \
-                and evidence.reverse_overlap < self.min_reverse_overlap:
-            return (f"object ended: checked back, the previous slice is not reproduced "
-                    f"(overlap {evidence.reverse_overlap:.2f})")
+        if (
+            self.min_reverse_overlap is not None
+            and evidence.reverse_overlap is not None
+            and evidence.reverse_overlap < self.min_reverse_overlap
+        ):
+            return (
+                f"object ended: checked back, the previous slice is not reproduced "
+                f"(overlap {evidence.reverse_overlap:.2f})"
+            )
         return ""
 
-    def check(self, track: ObjectTrack, prediction: Prediction, image01: np.ndarray,
-              reverse: Prediction | None = None) -> str:
+    def check(
+        self, track: ObjectTrack, prediction: Prediction, image01: np.ndarray, reverse: Prediction | None = None
+    ) -> str:
         """The reason to stop before this slice, or "" to accept it (and update the track)."""
         if not prediction.mask.any():
             return "object ended: empty mask"

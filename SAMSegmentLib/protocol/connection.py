@@ -238,7 +238,9 @@ class HttpConnection:
             return True
         if code in (errno.EINPROGRESS, errno.EALREADY, errno.EWOULDBLOCK, getattr(errno, "WSAEWOULDBLOCK", -1)):
             if time.monotonic() > self._connect_deadline:
-                raise ConnectionLostError(f"No answer from {self.host}:{self.port} within {self._connect_timeout_s:.0f} s.")
+                raise ConnectionLostError(
+                    f"No answer from {self.host}:{self.port} within {self._connect_timeout_s:.0f} s."
+                )
             return False
         raise ConnectionLostError(f"Cannot connect to {self.host}:{self.port}: {os.strerror(code).lower()}.")
 

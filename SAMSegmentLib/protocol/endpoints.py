@@ -34,8 +34,7 @@ class Endpoint:
             raise ValueError(f"{url!r} is not a server address: {error}.") from None
         if parts.scheme != "http":
             raise ValueError(
-                f"{url!r}: only http:// addresses are supported; reach an https server through a "
-                "local tunnel or proxy."
+                f"{url!r}: only http:// addresses are supported; reach an https server through a local tunnel or proxy."
             )
         if not parts.hostname:
             raise ValueError(f"{url!r} names no server; write it as http://host:port.")

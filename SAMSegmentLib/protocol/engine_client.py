@@ -344,7 +344,9 @@ class EngineClient:
         self._send_state_first(unless=[request for _, request in again])
 
 
-def wait_for(client: EngineClient, done: Callable[[list[WorkerMessage]], bool], timeout_s: float) -> list[WorkerMessage]:
+def wait_for(
+    client: EngineClient, done: Callable[[list[WorkerMessage]], bool], timeout_s: float
+) -> list[WorkerMessage]:
     """Poll ``client`` until ``done(messages so far)``; for scripts and the CLI, which may block."""
     import select
 

@@ -89,5 +89,3 @@ class HealthProbe:
             later[len(later) // 2],
         )
         self.close()
-
-

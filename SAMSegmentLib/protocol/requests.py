@@ -100,7 +100,15 @@ class Cancel:
 
 
 Request = (
-    LoadModel | SetVolume | Predict | Propagate | Download | SegmentEverything | ComputePriorMaps | FineTune | Register
+    LoadModel
+    | SetVolume
+    | Predict
+    | Propagate
+    | Download
+    | SegmentEverything
+    | ComputePriorMaps
+    | FineTune
+    | Register
     | Cancel
 )
 REQUEST_TYPES = (

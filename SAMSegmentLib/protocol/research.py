@@ -121,4 +121,3 @@ class Register:
 
 ResearchRequest = SegmentEverything | ComputePriorMaps | FineTune | Register
 RESEARCH_REQUESTS = (SegmentEverything, ComputePriorMaps, FineTune, Register)
-

@@ -36,8 +36,16 @@ from .calibration_walks import (
 
 # ----- judging stop-rule variants on recorded walks -----
 
-_FEATURES = ("score", "area_mm2", "area_fraction", "overlap", "area_growth", "intensity_change", "legacy_shift",
-             "reverse_overlap")
+_FEATURES = (
+    "score",
+    "area_mm2",
+    "area_fraction",
+    "overlap",
+    "area_growth",
+    "intensity_change",
+    "legacy_shift",
+    "reverse_overlap",
+)
 
 
 @dataclass
@@ -84,8 +92,11 @@ class WalkTable:
     def accepted_steps(self, rule: StopRule, legacy_shift: bool = False) -> np.ndarray:
         """How many steps of each direction ``rule`` accepts before its first refusal."""
         f = self.features
-        shift = f["legacy_shift"] if legacy_shift else \
-            f["intensity_change"] / np.maximum(self.seed_spread, rule.min_intensity_spread)
+        shift = (
+            f["legacy_shift"]
+            if legacy_shift
+            else f["intensity_change"] / np.maximum(self.seed_spread, rule.min_intensity_spread)
+        )
         refuse = ~self.valid
         refuse |= f["score"] < rule.min_score
         refuse |= f["area_mm2"] < rule.min_area_mm2
@@ -112,8 +123,9 @@ class WalkTable:
         counts = np.array([w.slice_count for w in walks])
         self._inside = (self._ends > 0) & (self._ends < counts[:, None] - 1)
         self._best = np.array([self.best_dice(n) for n in range(len(walks))])
-        self._oracle = np.array([2.0 * w.oracle_hits / (w.oracle_area + w.reference_voxels) if w.oracle_area
-                                 else np.nan for w in walks])
+        self._oracle = np.array(
+            [2.0 * w.oracle_hits / (w.oracle_area + w.reference_voxels) if w.oracle_area else np.nan for w in walks]
+        )
 
     def measures(self, rule: StopRule, legacy_shift: bool = False) -> dict[str, np.ndarray]:
         """Per structure: one-box 3D Dice with ``rule``; per structure and end (forward, backward):
@@ -135,21 +147,27 @@ class WalkTable:
         m = self.measures(rule, legacy_shift)
         results = []
         for n, walk in enumerate(self.walks):
-            results.append({
-                "dataset": walk.dataset,
-                "structure": walk.structure,
-                "mapping": walk.mapping,
-                "reference_slices": [walk.reference_first, walk.reference_last],
-                "seed": walk.seed,
-                "dice": round(float(m["dice"][n]), 4),
-                "best_stop_dice": round(float(self._best[n]), 4),
-                "oracle": None if np.isnan(self._oracle[n]) else round(float(self._oracle[n]), 4),
-                "ends": {
-                    name: {"end_inside_volume": bool(self._inside[n, e]), "last_slice": int(m["last"][n, e]),
-                           "beyond": int(m["beyond"][n, e]), "short": int(m["short"][n, e])}
-                    for e, name in enumerate(("forward", "backward"))
-                },
-            })
+            results.append(
+                {
+                    "dataset": walk.dataset,
+                    "structure": walk.structure,
+                    "mapping": walk.mapping,
+                    "reference_slices": [walk.reference_first, walk.reference_last],
+                    "seed": walk.seed,
+                    "dice": round(float(m["dice"][n]), 4),
+                    "best_stop_dice": round(float(self._best[n]), 4),
+                    "oracle": None if np.isnan(self._oracle[n]) else round(float(self._oracle[n]), 4),
+                    "ends": {
+                        name: {
+                            "end_inside_volume": bool(self._inside[n, e]),
+                            "last_slice": int(m["last"][n, e]),
+                            "beyond": int(m["beyond"][n, e]),
+                            "short": int(m["short"][n, e]),
+                        }
+                        for e, name in enumerate(("forward", "backward"))
+                    },
+                }
+            )
         return results
 
     def summary(self, rule: StopRule, legacy_shift: bool = False, tolerance: float = 0.05) -> dict:
@@ -176,13 +194,15 @@ class WalkTable:
         measured = ~np.isnan(self._oracle)
         if measured.any():
             oracle_gaps = self._oracle[measured] - m["dice"][measured]
-            summary.update({
-                "oracle_measured_on": int(measured.sum()),
-                "mean_oracle": round(float(self._oracle[measured].mean()), 4),
-                "mean_dice_where_oracle": round(float(m["dice"][measured].mean()), 4),
-                "mean_gap_to_oracle": round(float(oracle_gaps.mean()), 4),
-                "worst_gap_to_oracle": round(float(oracle_gaps.max()), 4),
-            })
+            summary.update(
+                {
+                    "oracle_measured_on": int(measured.sum()),
+                    "mean_oracle": round(float(self._oracle[measured].mean()), 4),
+                    "mean_dice_where_oracle": round(float(m["dice"][measured].mean()), 4),
+                    "mean_gap_to_oracle": round(float(oracle_gaps.mean()), 4),
+                    "worst_gap_to_oracle": round(float(oracle_gaps.max()), 4),
+                }
+            )
         return summary
 
     def best_dice(self, number: int) -> float:
@@ -193,8 +213,12 @@ class WalkTable:
         for row in (2 * number, 2 * number + 1):
             prefix = np.cumsum(self.valid[row])  # steps up to the first empty mask
             usable = prefix == np.arange(1, len(prefix) + 1)
-            sums.append((np.concatenate([[0.0], np.cumsum(np.where(usable, self.area[row], 0.0))]),
-                         np.concatenate([[0.0], np.cumsum(np.where(usable, self.hits[row], 0.0))])))
+            sums.append(
+                (
+                    np.concatenate([[0.0], np.cumsum(np.where(usable, self.area[row], 0.0))]),
+                    np.concatenate([[0.0], np.cumsum(np.where(usable, self.hits[row], 0.0))]),
+                )
+            )
         (area_f, hits_f), (area_b, hits_b) = sums
         hits = walk.seed_hits + hits_f[:, None] + hits_b[None, :]
         area = walk.seed_area + area_f[:, None] + area_b[None, :]
@@ -204,8 +228,11 @@ class WalkTable:
 def objective(summary: dict) -> tuple:
     """Smaller is better: bars missed (a structure more than the tolerance below its best stop, an end
     run more than one slice past), then the mean gap, then slices short of the ends."""
-    return (summary["structures_over_tolerance"] + summary["ends_more_than_one_beyond"],
-            summary["mean_gap_to_best_stop"], summary["slices_short_total"])
+    return (
+        summary["structures_over_tolerance"] + summary["ends_more_than_one_beyond"],
+        summary["mean_gap_to_best_stop"],
+        summary["slices_short_total"],
+    )
 
 
 # The stop-rule thresholds tried, each checked alone and in every combination.
@@ -240,13 +267,22 @@ def search(table: WalkTable, base: StopRule, grid: dict | None = None) -> list[t
 
 def legacy_rule() -> StopRule:
     """The rule before 2026-11-29 (judged with its mean/std intensity shift: ``legacy_shift``)."""
-    return StopRule(min_score=0.5, min_area_fraction=0.02, min_area_mm2=0.0, min_overlap=0.4,
-                    max_area_growth=float("inf"), max_intensity_shift=1.5, min_reverse_overlap=None)
+    return StopRule(
+        min_score=0.5,
+        min_area_fraction=0.02,
+        min_area_mm2=0.0,
+        min_overlap=0.4,
+        max_area_growth=float("inf"),
+        max_intensity_shift=1.5,
+        min_reverse_overlap=None,
+    )
 
 
 def _thresholds(rule: StopRule) -> dict:
-    return {name: (None if value is None else float(value)) for name, value in
-            ((name, getattr(rule, name)) for name in (*GRID, "min_reverse_overlap"))}
+    return {
+        name: (None if value is None else float(value))
+        for name, value in ((name, getattr(rule, name)) for name in (*GRID, "min_reverse_overlap"))
+    }
 
 
 def _json_number(value: Any) -> Any:
@@ -287,25 +323,40 @@ def calibrate(walks: list[StructureWalk], base: StopRule, grid: dict | None = No
     for outcome in table.outcomes(chosen):
         old = today[(outcome["dataset"], outcome["structure"])]
         structures.append({**outcome, "before": {"dice": old["dice"], "ends": old["ends"]}})
-    return _json_number({
-        "variants_tried": len(scored),
-        "grid": {name: [float(v) for v in values] for name, values in (grid or GRID).items()},
-        "objective": (objective.__doc__ or "").strip(),
-        "chosen": _thresholds(chosen),
-        "chosen_summary": summaries(chosen),
-        "before": {"thresholds": _thresholds(before), "intensity_shift": "mean difference in seed std + 0.02",
-                   "summary": summaries(before, legacy=True)},
-        "next_best": [{"objective": list(score), "thresholds": _thresholds(rule)} for score, rule in scored[1:11]],
-        "leave_one_dataset_out": left_out,
-        "structures": structures,
-    })
+    return _json_number(
+        {
+            "variants_tried": len(scored),
+            "grid": {name: [float(v) for v in values] for name, values in (grid or GRID).items()},
+            "objective": (objective.__doc__ or "").strip(),
+            "chosen": _thresholds(chosen),
+            "chosen_summary": summaries(chosen),
+            "before": {
+                "thresholds": _thresholds(before),
+                "intensity_shift": "mean difference in seed std + 0.02",
+                "summary": summaries(before, legacy=True),
+            },
+            "next_best": [{"objective": list(score), "thresholds": _thresholds(rule)} for score, rule in scored[1:11]],
+            "leave_one_dataset_out": left_out,
+            "structures": structures,
+        }
+    )
 
 
 # Ribs: 4 of the 26 in the two CTs are walked, to bound the compute on a 2-core machine.
 KEPT_RIBS = frozenset({"rib_left_7", "rib_left_10", "rib_right_9", "rib_right_12"})
 # Structures with gas or lung in their box, also walked with percentiles to judge ``auto``.
-AIR_SUSPECTS = frozenset({"lung_upper_lobe_left", "lung_lower_lobe_left", "lung_lower_lobe_right", "colon",
-                          "stomach", "duodenum", "gallbladder", "liver"})
+AIR_SUSPECTS = frozenset(
+    {
+        "lung_upper_lobe_left",
+        "lung_lower_lobe_left",
+        "lung_lower_lobe_right",
+        "colon",
+        "stomach",
+        "duodenum",
+        "gallbladder",
+        "liver",
+    }
+)
 
 
 def calibrated_structure(name: str) -> bool:
@@ -335,13 +386,16 @@ def intensity_comparison(
         values = prompted_values(case.volume.array[walk.seed], box_from_reference(reference), (1.0, 1.0))
         soft_row = WalkTable.of([partner]).outcomes(rule)[0]
         wide_row = WalkTable.of([walk]).outcomes(rule)[0]
-        rows.append({
-            "dataset": walk.dataset, "structure": walk.structure,
-            "box_share_below_soft_tissue_window": round(float(np.mean(values < -160.0)), 3),
-            "auto_picks": ct_auto_preset(values),
-            "soft_tissue": {"dice": soft_row["dice"], "best_stop_dice": soft_row["best_stop_dice"]},
-            "percentile": {"dice": wide_row["dice"], "best_stop_dice": wide_row["best_stop_dice"]},
-        })
+        rows.append(
+            {
+                "dataset": walk.dataset,
+                "structure": walk.structure,
+                "box_share_below_soft_tissue_window": round(float(np.mean(values < -160.0)), 3),
+                "auto_picks": ct_auto_preset(values),
+                "soft_tissue": {"dice": soft_row["dice"], "best_stop_dice": soft_row["best_stop_dice"]},
+                "percentile": {"dice": wide_row["dice"], "best_stop_dice": wide_row["best_stop_dice"]},
+            }
+        )
     return rows
 
 
@@ -352,8 +406,12 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-root", type=Path, default=Path("..") / "shared" / "data")
-    parser.add_argument("--cache", type=Path, default=Path("/tmp/samsegment-calibration"),
-                        help="embeddings and walks, reused by later runs")
+    parser.add_argument(
+        "--cache",
+        type=Path,
+        default=Path("/tmp/samsegment-calibration"),
+        help="embeddings and walks, reused by later runs",
+    )
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args(argv)
@@ -367,13 +425,33 @@ def main(argv: list[str] | None = None) -> int:
         # Walked with the margin the rule had before (2 pixels: on these grids the shipped margin too,
         # but for the DICOM's 2.05 pixels), so the rule before is judged exactly.
         before_margin = replace(shipped, min_margin_mm=0.0, min_margin_pixels=2.0)
-        found = walk_dataset(model, args.data_root, dataset, image, preset, args.cache, before_margin, reverse=False,
-                             oracle=False, structures=calibrated_structure)
+        found = walk_dataset(
+            model,
+            args.data_root,
+            dataset,
+            image,
+            preset,
+            args.cache,
+            before_margin,
+            reverse=False,
+            oracle=False,
+            structures=calibrated_structure,
+        )
         walks += found
         if preset == "soft_tissue":
             soft += found
-            wide += walk_dataset(model, args.data_root, dataset, image, "percentile", args.cache, before_margin,
-                                 reverse=False, oracle=False, structures=AIR_SUSPECTS.__contains__)
+            wide += walk_dataset(
+                model,
+                args.data_root,
+                dataset,
+                image,
+                "percentile",
+                args.cache,
+                before_margin,
+                reverse=False,
+                oracle=False,
+                structures=AIR_SUSPECTS.__contains__,
+            )
     # Walks with a margin floor of 2 mm (tried on the MR and a few CT structures, not chosen); they
     # also carry the oracle, which depends on the reference's boxes only.
     trial = [pickle.loads(path.read_bytes()) for path in sorted(args.cache.glob("walk-margin2mm_*.pkl"))]
@@ -384,7 +462,7 @@ def main(argv: list[str] | None = None) -> int:
     record = {
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
         "what": "stop rule of LiteMedSAM's mask-carrying propagation, and intensity auto, calibrated on the "
-                "shared labelled sets (one box on each structure's largest axial slice)",
+        "shared labelled sets (one box on each structure's largest axial slice)",
         "harness": "python -m SAMSegmentLib.research.calibration",
         "model": "litemedsam",
         "data_sets": {d: sorted({w.structure for w in walks if w.dataset == d}) for d, _ in SHARED_SETS},
@@ -399,29 +477,41 @@ def main(argv: list[str] | None = None) -> int:
     }
     record["shipped_defaults_are_the_choice"] = _json_number(_thresholds(shipped)) == record["chosen"]
     if not record["shipped_defaults_are_the_choice"]:
-        record["shipped"] = _json_number({
-            "thresholds": _thresholds(shipped),
-            "why": "max_intensity_shift 2 and min_intensity_spread 0.05 instead of the search's 4 and 0.02: with "
-                   "those, a small hypodense synthetic lesion (tests/test_stop_rule_real.py, radius 5 px, -50 HU) "
-                   "ran 2 slices past its end; a floor of 0.05 keeps contrast-saturated vessels going",
-            "summary": {"all": WalkTable.of(walks).summary(shipped), **{
-                d: WalkTable.of([w for w in walks if w.dataset == d]).summary(shipped) for d, _ in SHARED_SETS}},
-            "structures": WalkTable.of(walks).outcomes(shipped),
-        })
+        record["shipped"] = _json_number(
+            {
+                "thresholds": _thresholds(shipped),
+                "why": "max_intensity_shift 2 and min_intensity_spread 0.05 instead of the search's 4 and 0.02: with "
+                "those, a small hypodense synthetic lesion (tests/test_stop_rule_real.py, radius 5 px, -50 HU) "
+                "ran 2 slices past its end; a floor of 0.05 keeps contrast-saturated vessels going",
+                "summary": {
+                    "all": WalkTable.of(walks).summary(shipped),
+                    **{d: WalkTable.of([w for w in walks if w.dataset == d]).summary(shipped) for d, _ in SHARED_SETS},
+                },
+                "structures": WalkTable.of(walks).outcomes(shipped),
+            }
+        )
     record["margin"] = {
-        "shipped": {"margin_fraction": shipped.margin_fraction, "min_margin_mm": shipped.min_margin_mm,
-                    "min_margin_pixels": shipped.min_margin_pixels},
-        "tried": ["2 pixels (before; the calibration walks)", "2 mm alone (margin_trial below: 3 mm MR worse)",
-                  "two slice spacings (a synthetic 5-pixel lesion on 2.5 mm slices: next mask 3.4 times the "
-                  "seed's area, propagation stopped at once)"],
+        "shipped": {
+            "margin_fraction": shipped.margin_fraction,
+            "min_margin_mm": shipped.min_margin_mm,
+            "min_margin_pixels": shipped.min_margin_pixels,
+        },
+        "tried": [
+            "2 pixels (before; the calibration walks)",
+            "2 mm alone (margin_trial below: 3 mm MR worse)",
+            "two slice spacings (a synthetic 5-pixel lesion on 2.5 mm slices: next mask 3.4 times the "
+            "seed's area, propagation stopped at once)",
+        ],
     }
     if trial:
         same = [w for w in walks if (w.dataset, w.structure) in {(t.dataset, t.structure) for t in trial}]
-        record["margin_trial"] = _json_number({
-            "what": "the same structures walked with a margin floor of 2 mm instead of 2 pixels (6 mm here)",
-            "with_2mm_floor": WalkTable.of(trial).summary(shipped),
-            "with_2_pixels": WalkTable.of(same).summary(shipped),
-        })
+        record["margin_trial"] = _json_number(
+            {
+                "what": "the same structures walked with a margin floor of 2 mm instead of 2 pixels (6 mm here)",
+                "with_2mm_floor": WalkTable.of(trial).summary(shipped),
+                "with_2_pixels": WalkTable.of(same).summary(shipped),
+            }
+        )
     record["intensity_auto"] = intensity_comparison(args.data_root, soft, wide, shipped)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(record, indent=1) + "\n")

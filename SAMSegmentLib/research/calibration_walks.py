@@ -43,8 +43,9 @@ def load_case(folder: Path, image_name: str) -> LabelledCase:
     return dataclasses.replace(case, names={v: n for v, n in case.names.items() if v in present})
 
 
-def embedded_predictor(model: PromptableModel, case_name: str, volume: Volume, mapping: IntensityMapping,
-                       cache_dir: Path, log: Log = print) -> VolumePredictor:
+def embedded_predictor(
+    model: PromptableModel, case_name: str, volume: Volume, mapping: IntensityMapping, cache_dir: Path, log: Log = print
+) -> VolumePredictor:
     """A predictor on ``volume`` whose every axial slice is embedded, loading the embeddings from
     ``cache_dir`` when an earlier run stored them there (and storing them otherwise)."""
     predictor = VolumePredictor(model, EmbeddingCache(budget_bytes=8 << 30))
@@ -103,8 +104,16 @@ def _legacy_shift(image01: np.ndarray, seed_mask: np.ndarray, mask: np.ndarray) 
     return abs(float(image01[mask].mean()) - float(seed_values.mean())) / (float(seed_values.std()) + 0.02)
 
 
-def walk_structure(predictor: VolumePredictor, reference: np.ndarray, dataset: str, structure: str,
-                   walk_rule: StopRule, reverse: bool = True, oracle: bool = True, past_end: int = 4) -> StructureWalk:
+def walk_structure(
+    predictor: VolumePredictor,
+    reference: np.ndarray,
+    dataset: str,
+    structure: str,
+    walk_rule: StopRule,
+    reverse: bool = True,
+    oracle: bool = True,
+    past_end: int = 4,
+) -> StructureWalk:
     """Propagate one box on the reference's largest slice in both directions without stopping (up to
     ``past_end`` slices past the reference's end), recording every slice's evidence; with ``oracle``
     also the reference's box on every slice."""
@@ -127,9 +136,19 @@ def walk_structure(predictor: VolumePredictor, reference: np.ndarray, dataset: s
         oracle_area += int(found.sum())
         oracle_hits += int((found & reference[index]).sum())
     walk = StructureWalk(
-        dataset, structure, predictor.require_mapping().preset, volume.slice_count(AXIS), seed, seed_prediction.score,
-        int(seed_prediction.mask.sum()), int((seed_prediction.mask & reference[seed]).sum()), int(reference.sum()),
-        int(present.min()), int(present.max()), oracle_area, oracle_hits,
+        dataset,
+        structure,
+        predictor.require_mapping().preset,
+        volume.slice_count(AXIS),
+        seed,
+        seed_prediction.score,
+        int(seed_prediction.mask.sum()),
+        int((seed_prediction.mask & reference[seed]).sum()),
+        int(reference.sum()),
+        int(present.min()),
+        int(present.max()),
+        oracle_area,
+        oracle_hits,
     )
     if not seed_prediction.mask.any():
         return walk
@@ -175,14 +194,27 @@ def annotate_seed_spread(model: PromptableModel, data_root: Path, walks: list[St
             predictor = embedded_predictor(model, dataset, case.volume, mapping_for(case.volume, preset), cache_dir)
             for walk in (w for w in missing if w.mapping == preset):
                 seed = predictor.predict(AXIS, walk.seed, box_from_reference(case.mask(walk.structure)[walk.seed]))
-                walk.seed_spread = (StopRule().start(seed, predictor.slice_image(AXIS, walk.seed)).seed_spread
-                                    if seed.mask.any() else 0.0)
+                walk.seed_spread = (
+                    StopRule().start(seed, predictor.slice_image(AXIS, walk.seed)).seed_spread
+                    if seed.mask.any()
+                    else 0.0
+                )
 
 
-def walk_dataset(model: PromptableModel, data_root: Path, dataset: str, image_name: str, preset: str, cache_dir: Path,
-                 walk_rule: StopRule, reverse: bool = True, oracle: bool = True,
-                 structures: Callable[[str], bool] | None = None, tag: str = "", log: Log = print
-                 ) -> list[StructureWalk]:
+def walk_dataset(
+    model: PromptableModel,
+    data_root: Path,
+    dataset: str,
+    image_name: str,
+    preset: str,
+    cache_dir: Path,
+    walk_rule: StopRule,
+    reverse: bool = True,
+    oracle: bool = True,
+    structures: Callable[[str], bool] | None = None,
+    tag: str = "",
+    log: Log = print,
+) -> list[StructureWalk]:
     """Walk every structure of one labelled set (or those ``structures`` accepts: a name -> bool)."""
     case = load_case(data_root / dataset, image_name)
     predictor = embedded_predictor(model, dataset, case.volume, mapping_for(case.volume, preset), cache_dir, log)
@@ -190,7 +222,10 @@ def walk_dataset(model: PromptableModel, data_root: Path, dataset: str, image_na
     for value, name in sorted(case.names.items()):
         if structures is not None and not structures(name):
             continue
-        stored = cache_dir / f"walk{tag}_{model.spec.name}_{dataset}_{preset}_{name}_{'reverse' if reverse else 'forward'}.pkl"
+        stored = (
+            cache_dir
+            / f"walk{tag}_{model.spec.name}_{dataset}_{preset}_{name}_{'reverse' if reverse else 'forward'}.pkl"
+        )
         if stored.exists():
             walks.append(pickle.loads(stored.read_bytes()))
             continue

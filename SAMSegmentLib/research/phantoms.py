@@ -10,7 +10,11 @@ from ..volume import Volume
 
 
 def lesion_volume(
-    radius: float, contrast: float, shape: tuple[int, int, int] = (40, 96, 96), noise: float = 12.0, seed: int = 0,
+    radius: float,
+    contrast: float,
+    shape: tuple[int, int, int] = (40, 96, 96),
+    noise: float = 12.0,
+    seed: int = 0,
     spacing: tuple[float, float, float] = (0.8, 0.8, 2.5),
 ) -> tuple[Volume, np.ndarray]:
     """A slab of textured soft tissue (HU) holding one ellipsoidal lesion, flattened along k as a

@@ -106,5 +106,7 @@ def write_prior_maps(
     }
     # One set: a failure leaves the three earlier maps, never a mix of old and new ones.
     with written_together() as outputs:
-        written = {role: write_image(directory / PRIOR_MAP_FILES[role], image, outputs) for role, image in images.items()}
+        written = {
+            role: write_image(directory / PRIOR_MAP_FILES[role], image, outputs) for role, image in images.items()
+        }
     return written

@@ -260,9 +260,7 @@ def resample_onto(
 TRANSFORM_SUFFIXES = (".tfm", ".txt", ".h5", ".hdf5", ".mat")
 
 
-def write_transform(
-    path: str | os.PathLike[str], transform: sitk.Transform, outputs: OutputSet | None = None
-) -> Path:
+def write_transform(path: str | os.PathLike[str], transform: sitk.Transform, outputs: OutputSet | None = None) -> Path:
     """Write an ITK transform file (.tfm, .txt or .h5) that Slicer loads as a linear transform node.
 
     ITK files hold the resampling transform in LPS; Slicer converts it to RAS on reading and

@@ -76,16 +76,31 @@ class Example:
     dice_2d: float | None
 
 
-def _example(kind: str, dataset: str, name: str, predictor: VolumePredictor, index: int, prompts: Prompts,
-             reference: np.ndarray | None = None) -> Example:
+def _example(
+    kind: str,
+    dataset: str,
+    name: str,
+    predictor: VolumePredictor,
+    index: int,
+    prompts: Prompts,
+    reference: np.ndarray | None = None,
+) -> Example:
     averaged = predictor.predict(AXIS, index, prompts)
     widened = bool(predictor.model.spec.drawn_box_widenings)
     as_drawn = predictor.predict(AXIS, index, prompts, as_given=True) if widened else None
     assert predictor.volume is not None
     spacing = predictor.volume.slice_spacing(AXIS)
-    return Example(predictor.model.spec.name, kind, dataset, name, predictor.slice_image(AXIS, index),
-                   (float(spacing[0]), float(spacing[1])), averaged, as_drawn,
-                   None if reference is None else dice(averaged.mask, reference))
+    return Example(
+        predictor.model.spec.name,
+        kind,
+        dataset,
+        name,
+        predictor.slice_image(AXIS, index),
+        (float(spacing[0]), float(spacing[1])),
+        averaged,
+        as_drawn,
+        None if reference is None else dice(averaged.mask, reference),
+    )
 
 
 def shared_examples(model: PromptableModel, data_root: Path, cache_dir: Path) -> list[Example]:
@@ -93,14 +108,19 @@ def shared_examples(model: PromptableModel, data_root: Path, cache_dir: Path) ->
     examples = []
     for dataset, image_name in SHARED_SETS:
         case = load_case(data_root / dataset, image_name)
-        predictor = embedded_predictor(model, dataset, case.volume, mapping_for(case.volume, PRESETS[dataset]), cache_dir)
+        predictor = embedded_predictor(
+            model, dataset, case.volume, mapping_for(case.volume, PRESETS[dataset]), cache_dir
+        )
         spacing = case.volume.slice_spacing(AXIS)
         for value, name in sorted(case.names.items()):
             reference = case.labels == value
             index = largest_slice(reference, AXIS)
             try:
-                examples.append(_example("kept", dataset, name, predictor, index, box_from_reference(reference[index]),
-                                         reference[index]))
+                examples.append(
+                    _example(
+                        "kept", dataset, name, predictor, index, box_from_reference(reference[index]), reference[index]
+                    )
+                )
             except PromptError:
                 continue
             depth = ndimage.distance_transform_edt(reference[index], sampling=(spacing[1], spacing[0]))
@@ -121,15 +141,24 @@ def plain_examples(model: PromptableModel) -> list[Example]:
         predictor.set_volume(volume)
         for half in _PLAIN_HALF_SIZES:
             box = (32.0 - half, 32.0 - half, 31.0 + half, 31.0 + half)
-            examples.append(_example("plain", f"synthetic {pixel_mm} mm", f"seed {seed}, box {2 * half} px",
-                                     predictor, 12, Prompts(box=box)))
+            examples.append(
+                _example(
+                    "plain",
+                    f"synthetic {pixel_mm} mm",
+                    f"seed {seed}, box {2 * half} px",
+                    predictor,
+                    12,
+                    Prompts(box=box),
+                )
+            )
     return examples
 
 
 def _scaled(rule: StopRule, scale_mm: float | None) -> StopRule:
     reference = 1.0 if scale_mm is None else scale_mm
-    return dataclasses.replace(rule, contrast_ring_mm=3 * reference, gradient_sigma_mm=reference,
-                               edge_region_mm=6 * reference)
+    return dataclasses.replace(
+        rule, contrast_ring_mm=3 * reference, gradient_sigma_mm=reference, edge_region_mm=6 * reference
+    )
 
 
 Evidence = tuple[SeedEvidence, SeedEvidence | None]  # (averaged, as drawn) as MaskCarryPropagation reads them
@@ -152,8 +181,10 @@ def outcome(rule: StopRule, examples: list[Example], table: list[Evidence]) -> d
         "kept_judged_absent": [f"{e.model}, {e.dataset}: {e.name}" for e in kept_lost],
         "seed_dice_lost": round(sum(e.dice_2d or 0.0 for e, a in zip(examples, absent) if a and e.kind == "kept"), 3),
         "plain_judged_absent": sum(a for e, a in zip(examples, absent) if e.kind == "plain"),
-        "plain_judged_absent_by_model": {m: sum(a for e, a in zip(examples, absent) if e.kind == "plain" and e.model == m)
-                                         for m in sorted({e.model for e in examples})},
+        "plain_judged_absent_by_model": {
+            m: sum(a for e, a in zip(examples, absent) if e.kind == "plain" and e.model == m)
+            for m in sorted({e.model for e in examples})
+        },
         "plain_boxes": sum(e.kind == "plain" for e in examples),
         "inside_judged_absent": sum(a for e, a in zip(examples, absent) if e.kind == "inside"),
         "inside_boxes": sum(e.kind == "inside" for e in examples),
@@ -180,26 +211,40 @@ def _evidence_row(example: Example, pair: Evidence) -> dict:
         row["seed_dice_2d"] = round(example.dice_2d, 3)
     for label, item in zip(("averaged", "as_drawn"), pair):
         if item is not None:
-            row[label] = {"score": round(item.score, 3), "contrast": round(item.contrast, 3), "edge": round(item.edge, 3)}
+            row[label] = {
+                "score": round(item.score, 3),
+                "contrast": round(item.contrast, 3),
+                "edge": round(item.edge, 3),
+            }
     return row
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-root", type=Path, default=Path("..") / "shared" / "data")
-    parser.add_argument("--cache", type=Path, default=Path("/tmp/samsegment-calibration"),
-                        help="embeddings kept between runs (shared with the stop-rule calibration)")
+    parser.add_argument(
+        "--cache",
+        type=Path,
+        default=Path("/tmp/samsegment-calibration"),
+        help="embeddings kept between runs (shared with the stop-rule calibration)",
+    )
     parser.add_argument("--model", action="append", help="a model to calibrate on (repeatable; default litemedsam)")
-    parser.add_argument("--checkpoint", action="append", default=[], metavar="MODEL=PATH",
-                        help="a model's weights outside the checkpoint store, e.g. mobile_sam=../shared/models/...")
+    parser.add_argument(
+        "--checkpoint",
+        action="append",
+        default=[],
+        metavar="MODEL=PATH",
+        help="a model's weights outside the checkpoint store, e.g. mobile_sam=../shared/models/...",
+    )
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
     torch.set_grad_enabled(False)
     checkpoints = dict(item.split("=", 1) for item in args.checkpoint)
     examples = []
     for name in args.model or ["litemedsam"]:
-        model = load_model(get_spec(name), torch.device("cpu"),
-                           checkpoint=Path(checkpoints[name]) if name in checkpoints else None)
+        model = load_model(
+            get_spec(name), torch.device("cpu"), checkpoint=Path(checkpoints[name]) if name in checkpoints else None
+        )
         examples += shared_examples(model, args.data_root, args.cache) + plain_examples(model)
     ranked = search(examples)
     shipped = StopRule()
@@ -208,21 +253,31 @@ def main(argv: list[str] | None = None) -> int:
     record = {
         "date": datetime.now(timezone.utc).date().isoformat(),
         "what": "when the prompted slice is judged absent: kept structures (reference boxes, seed 2D Dice above "
-                f"{_KEPT_DICE}) must not be, boxes on synthetic plain tissue should be",
+        f"{_KEPT_DICE}) must not be, boxes on synthetic plain tissue should be",
         "harness": "python -m SAMSegmentLib.research.seed_absence",
         "models": args.model or ["litemedsam"],
         "intensity": PRESETS,
         "scales": "ring, gradient sigma and edge region = 3, 1 and 6 times scale_mm (null: 3, 1 and 6 pixels)",
-        "before": {"scale_mm": None, "absent_score": 0.8, "absent_contrast": 0.5, "absent_edge": 1.1,
-                   **outcome(before, examples, evidence(before, examples, in_pixels=True))},
-        "shipped": {"contrast_ring_mm": shipped.contrast_ring_mm, "gradient_sigma_mm": shipped.gradient_sigma_mm,
-                    "edge_region_mm": shipped.edge_region_mm, "absent_score": shipped.absent_score,
-                    "absent_contrast": shipped.absent_contrast, "absent_edge": shipped.absent_edge,
-                    **outcome(shipped, examples, shipped_evidence)},
+        "before": {
+            "scale_mm": None,
+            "absent_score": 0.8,
+            "absent_contrast": 0.5,
+            "absent_edge": 1.1,
+            **outcome(before, examples, evidence(before, examples, in_pixels=True)),
+        },
+        "shipped": {
+            "contrast_ring_mm": shipped.contrast_ring_mm,
+            "gradient_sigma_mm": shipped.gradient_sigma_mm,
+            "edge_region_mm": shipped.edge_region_mm,
+            "absent_score": shipped.absent_score,
+            "absent_contrast": shipped.absent_contrast,
+            "absent_edge": shipped.absent_edge,
+            **outcome(shipped, examples, shipped_evidence),
+        },
         "chosen": "the search's first: the scale and thresholds that lose no kept structure of either model and "
-                  "judge the most plain-tissue boxes absent. Calibrated on LiteMedSAM alone, a 2 mm scale with "
-                  "0.85 / 0.2 / 1.3 judged 22 of its 24 plain boxes absent, but dropped MobileSAM's CT aorta and "
-                  "duodenum and MR lung tip: the models' predicted qualities differ, so both calibrate one rule",
+        "judge the most plain-tissue boxes absent. Calibrated on LiteMedSAM alone, a 2 mm scale with "
+        "0.85 / 0.2 / 1.3 judged 22 of its 24 plain boxes absent, but dropped MobileSAM's CT aorta and "
+        "duodenum and MR lung tip: the models' predicted qualities differ, so both calibrate one rule",
         "best_tried": ranked[:20],
         "examples_at_shipped_scale": [_evidence_row(e, pair) for e, pair in zip(examples, shipped_evidence)],
     }

@@ -37,7 +37,6 @@ class GridOptions:
             raise ValueError(f"The NMS IoU threshold must lie in (0, 1], got {self.nms_iou}.")
 
 
-
 @dataclass
 class EverythingObject:
     """One structure found on one or more consecutive slices."""
@@ -59,7 +58,6 @@ class EverythingResult:
     axis: Axis
     objects: list[EverythingObject]  # best mean predicted IoU first
     masks_per_slice: dict[int, int]  # slice index -> masks kept on it
-
 
 
 # SAMAug keeps more masks than SAM's generator (it used predicted IoU 0.5 and NMS 0.5): a prior
@@ -87,7 +85,6 @@ class PriorMaps:
     seconds_per_slice: float
 
 
-
 @dataclass(frozen=True)
 class ValidationSplit:
     """Which slices are held out: a slice range on every case, and/or whole cases."""
@@ -109,7 +106,6 @@ class ValidationSplit:
         if self.cases:
             parts.append("cases " + ",".join(str(case) for case in sorted(self.cases)))
         return " and ".join(parts)
-
 
 
 @dataclass(frozen=True)

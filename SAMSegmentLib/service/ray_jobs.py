@@ -65,8 +65,9 @@ def run_cases(
     return _run_on_ray(work, cases, options, report)
 
 
-def _run_on_ray(work: Callable[[Case], Result], cases: Sequence[Case], options: RayOptions,
-                report: Progress) -> list[Result]:
+def _run_on_ray(
+    work: Callable[[Case], Result], cases: Sequence[Case], options: RayOptions, report: Progress
+) -> list[Result]:
     try:
         import ray
     except ImportError:

@@ -148,9 +148,7 @@ class Ingress:
 
         target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         try:
-            route, _length = check_request(
-                request.method, target, request.headers, self.tokens, self.max_upload_bytes
-            )
+            route, _length = check_request(request.method, target, request.headers, self.tokens, self.max_upload_bytes)
             body = await self._body(request) if route.kind is RouteKind.REQUESTS else b""
             reply = await self._forward(route, body)
         except RefusedError as refused:
@@ -279,9 +277,7 @@ def serve_on_ray(args: argparse.Namespace, settings: ServiceSettings, tokens: To
     try:
         import ray  # noqa: F401 - only to say clearly what is missing
     except ImportError:
-        raise SAMSegmentError(
-            "--ray needs Ray Serve: pip install 'samsegment[server]' (or 'ray[serve]')."
-        ) from None
+        raise SAMSegmentError("--ray needs Ray Serve: pip install 'samsegment[server]' (or 'ray[serve]').") from None
     port = _start_for_cli(args, settings, tokens)
     announce(args, port)
     stopping = threading.Event()

@@ -75,4 +75,6 @@ class Prefetch:
         slice_bytes = max(1, sum(self.predictor.embed(self.axis, seed, view).nbytes for view in self.views))
         fits = self.predictor.cache.budget_bytes // slice_bytes - 1
         slice_count = self.predictor.require_volume().slice_count(self.axis)
-        yield from ((index, view) for index in neighbour_order(seed, min(count, fits), slice_count) for view in self.views)
+        yield from (
+            (index, view) for index in neighbour_order(seed, min(count, fits), slice_count) for view in self.views
+        )

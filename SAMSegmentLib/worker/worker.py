@@ -70,6 +70,8 @@ _DROP_TEXT = {
     MessageKind.STALE: "Superseded by a newer prompt.",
     MessageKind.CANCELLED: "Cancelled.",
 }
+
+
 class _Stop:
     """What the worker thread takes when the worker is closing."""
 

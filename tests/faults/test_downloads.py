@@ -80,8 +80,6 @@ class MirrorHandler(BaseHTTPRequestHandler):
         pass
 
 
-
-
 @pytest.fixture
 def mirror() -> Iterator[tuple[Mirror, str]]:
     httpd = DownloadServer(("127.0.0.1", 0), MirrorHandler)

@@ -78,13 +78,17 @@ def test_answers_keep_masks_specs_and_results():
     transform.SetTranslation([1, 2, 3])
     answers = [
         WorkerMessage(1, MessageKind.RESULT, ModelReady(get_spec("litemedsam"), "cpu")),
-        WorkerMessage(2, MessageKind.RESULT, Preview(Axis.AXIAL, 4, Prediction(mask, 0.9, np.ones(3), np.ones((2, 2))))),
+        WorkerMessage(
+            2, MessageKind.RESULT, Preview(Axis.AXIAL, 4, Prediction(mask, 0.9, np.ones(3), np.ones((2, 2))))
+        ),
         WorkerMessage(
             3,
             MessageKind.CANCELLED,
             PropagationResult({"s": ObjectResult("s", volume_mask, [10, 11], [Stop("forward", 11, "cut")])}, True),
         ),
-        WorkerMessage(4, MessageKind.RESULT, EverythingResult(Axis.AXIAL, [EverythingObject({3: mask}, [0.8])], {3: 1})),
+        WorkerMessage(
+            4, MessageKind.RESULT, EverythingResult(Axis.AXIAL, [EverythingObject({3: mask}, [0.8])], {3: 1})
+        ),
         WorkerMessage(5, MessageKind.RESULT, RegistrationResult(transform, 0.1, 0.2, 0.3, 0.4, False)),
         WorkerMessage(6, MessageKind.RESULT, ValidationSplit(range(2, 8), frozenset({1}))),
         WorkerMessage(7, MessageKind.ERROR, text="No model"),

@@ -31,7 +31,9 @@ OTHER_TOKEN = "another-department-token"
 def service(tiny_sam_model):
     engine = EngineService(
         ServiceSettings(max_sessions=4),
-        lambda budget: InferenceWorker(WorkerSettings(budget, prefetch_slices=0), loader=lambda request: tiny_sam_model),
+        lambda budget: InferenceWorker(
+            WorkerSettings(budget, prefetch_slices=0), loader=lambda request: tiny_sam_model
+        ),
     )
     server = HttpEngineServer(("127.0.0.1", 0), engine, Tokens([TOKEN, OTHER_TOKEN]), max_upload_bytes=8 << 20)
     server.serve_in_thread()

@@ -31,8 +31,9 @@ def free_port() -> int:
 
 def ask(port: int, token: str) -> tuple[int, dict]:
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-    connection.request("GET", "/v1/health", headers={"Authorization": f"Bearer {token}",
-                                                     PROTOCOL_HEADER: str(PROTOCOL_VERSION)})
+    connection.request(
+        "GET", "/v1/health", headers={"Authorization": f"Bearer {token}", PROTOCOL_HEADER: str(PROTOCOL_VERSION)}
+    )
     response = connection.getresponse()
     return response.status, json.loads(response.read())
 
@@ -86,7 +87,8 @@ def test_a_started_cluster_gives_serves_proxy_time_to_start(administrators, expe
     environment.pop("RAY_SERVE_PROXY_READY_CHECK_TIMEOUT_S", None)
     if administrators is not None:
         environment["RAY_SERVE_PROXY_READY_CHECK_TIMEOUT_S"] = administrators
-    done = subprocess.run([sys.executable, "-c", probe], env=environment, capture_output=True, text=True,
-                          timeout=START_TIMEOUT_S)
+    done = subprocess.run(
+        [sys.executable, "-c", probe], env=environment, capture_output=True, text=True, timeout=START_TIMEOUT_S
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert f"allowed {expected}" in done.stdout

@@ -35,13 +35,16 @@ def test_cases_run_in_order_with_progress():
 @pytest.mark.ray
 def test_cases_as_ray_tasks_give_the_same_results_and_errors():
     ray = pytest.importorskip("ray")
-    path = os.pathsep.join([str(ROOT), str(ROOT / "tests"), str(ROOT / "tests" / "service"), os.environ.get("PYTHONPATH", "")])
+    path = os.pathsep.join(
+        [str(ROOT), str(ROOT / "tests"), str(ROOT / "tests" / "service"), os.environ.get("PYTHONPATH", "")]
+    )
     ray.init(num_cpus=2, include_dashboard=False, runtime_env={"env_vars": {"PYTHONPATH": path}})
     try:
         seen = []
         cases = [5, 0, 7, 2, 9, 1]
-        results = run_cases(square_or_refuse, cases, RayOptions(enabled=True, cpus_per_case=0.5),
-                            lambda done, total: seen.append(done))
+        results = run_cases(
+            square_or_refuse, cases, RayOptions(enabled=True, cpus_per_case=0.5), lambda done, total: seen.append(done)
+        )
         assert results == [case * case for case in cases]  # in the order given, whatever finished first
         assert seen[0] == 0 and seen[-1] == len(cases) and seen == sorted(seen)
         with pytest.raises(InputImageError, match="case -1 is not an image"):  # its own error, as without Ray

@@ -76,8 +76,9 @@ def test_the_session_sends_the_displayed_window_with_the_volume(scene, volumeNod
     _show(scene, volumeNode, window=400, level=40)
     editor = makeEditor(scene, volumeNode)
     worker = SubmitRecorder()
-    session = EditorSession(worker, scene, editor.segmentation, editor.logic.GetAlignedSourceVolume(),
-                            EditorLogicEditing(editor.logic))
+    session = EditorSession(
+        worker, scene, editor.segmentation, editor.logic.GetAlignedSourceVolume(), EditorLogicEditing(editor.logic)
+    )
     session.setVolume(engineIntensity(DISPLAY_PRESET, volumeNode))
     (request,) = [r for r in worker.submitted if isinstance(r, SetVolume)]
     assert request.intensity == IntensityMapping(-160.0, 240.0, DISPLAY_PRESET)

@@ -80,4 +80,7 @@ def test_pyproject_is_installed_where_dependencies_looks():
     cmake = (MODULE_DIR / "CMakeLists.txt").read_text()
     assert re.search(r"install\(\s*FILES \$\{PROJECT_SOURCE_DIR\}/pyproject.toml", cmake)
     assert "DESTINATION ${Slicer_INSTALL_QTSCRIPTEDMODULES_LIB_DIR}/Resources/SAMSegment" in cmake
-    assert '"Resources", "SAMSegment", "pyproject.toml"' in (MODULE_DIR / "SAMSegmentEffect" / "dependencies.py").read_text()
+    assert (
+        '"Resources", "SAMSegment", "pyproject.toml"'
+        in (MODULE_DIR / "SAMSegmentEffect" / "dependencies.py").read_text()
+    )

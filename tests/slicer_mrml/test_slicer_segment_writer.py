@@ -151,7 +151,9 @@ def test_masking_inside_another_segment_never_gives_it_voxels(editor, overwrite)
     _write(editor, editor.target, oldTarget)
     otherBefore = _segment(editor, editor.other)
     editor.node.SetOverwriteMode(
-        slicer.vtkMRMLSegmentEditorNode.OverwriteAllSegments if overwrite else slicer.vtkMRMLSegmentEditorNode.OverwriteNone
+        slicer.vtkMRMLSegmentEditorNode.OverwriteAllSegments
+        if overwrite
+        else slicer.vtkMRMLSegmentEditorNode.OverwriteNone
     )
     editor.node.SetMaskMode(slicer.vtkMRMLSegmentationNode.EditAllowedInsideSingleSegment)
     editor.node.SetMaskSegmentID(editor.other)

@@ -89,7 +89,10 @@ def test_running_out_of_memory_mid_propagation_leaves_no_preview_and_the_segment
     model = _OutOfMemoryAfter(tiny_sam(), 3)
     with InferenceWorker(WorkerSettings(prefetch_slices=0), loader=lambda request: model) as worker:
         session = EditorSession(
-            RecordingWorker(worker), scene, editor.segmentation, editor.logic.GetAlignedSourceVolume(),
+            RecordingWorker(worker),
+            scene,
+            editor.segmentation,
+            editor.logic.GetAlignedSourceVolume(),
             EditorLogicEditing(editor.logic),
         )
         session.loadModel("sam_vit_b", "cpu")

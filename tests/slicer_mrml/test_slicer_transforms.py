@@ -165,9 +165,7 @@ def test_a_click_lands_on_the_voxel_under_it_and_its_marker_is_drawn_there(scene
     assert abs(sliceToXy(sliceNode, otherSlice, arrayToWorld)[2]) > 0.5
 
 
-def test_the_preview_is_under_the_segmentations_transform_and_shows_at_the_masked_voxels(
-    scene, editor, volumeNode
-):
+def test_the_preview_is_under_the_segmentations_transform_and_shows_at_the_masked_voxels(scene, editor, volumeNode):
     aligned = editor.logic.GetAlignedSourceVolume()
     geometry = geometryOf(aligned)
     mask = np.zeros(volumeFromOrientedImage(aligned).array.shape, bool)

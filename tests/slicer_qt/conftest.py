@@ -26,7 +26,6 @@ import pytest
 if importlib.util.find_spec("slicer") is None:
     collect_ignore_glob = ["test_*.py"]
 else:
-
     import slicer
 
     sys.path.insert(0, str(Path(__file__).resolve().parent))

@@ -343,12 +343,12 @@ def makeScriptedLoadableModule() -> types.ModuleType:
             return os.path.join(os.path.dirname(self.parent.path), "Resources", filename)
 
         def getDefaultModuleDocumentationLink(self, docPage: str | None = None) -> str:
-            url = slicer.app.documentationBaseUrl + docPage if docPage else slicer.app.moduleDocumentationUrl(self.moduleName)
-            return (
-                "<p>"
-                + f'For more information, see the <a href="{url}">online documentation</a>.'
-                + "</p>"
+            url = (
+                slicer.app.documentationBaseUrl + docPage
+                if docPage
+                else slicer.app.moduleDocumentationUrl(self.moduleName)
             )
+            return "<p>" + f'For more information, see the <a href="{url}">online documentation</a>.' + "</p>"
 
         def runTest(self, msec: int = 100, **kwargs: Any) -> None:
             testCase = getattr(sys.modules[self.__module__], self.moduleName + "Test")()
@@ -404,7 +404,12 @@ def makeScriptedLoadableModule() -> types.ModuleType:
         def runTest(self) -> None:
             pass
 
-    for cls in (ScriptedLoadableModule, ScriptedLoadableModuleWidget, ScriptedLoadableModuleLogic, ScriptedLoadableModuleTest):
+    for cls in (
+        ScriptedLoadableModule,
+        ScriptedLoadableModuleWidget,
+        ScriptedLoadableModuleLogic,
+        ScriptedLoadableModuleTest,
+    ):
         cls.__module__ = module.__name__
         setattr(module, cls.__name__, cls)
     module.__all__ = [

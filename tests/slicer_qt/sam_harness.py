@@ -87,7 +87,9 @@ class Editor:
         return effect.self()
 
     def segmentArray(self, segmentID: str | None = None) -> np.ndarray:
-        return slicer.util.arrayFromSegmentBinaryLabelmap(self.segmentationNode, segmentID or self.segmentID, self.volumeNode)
+        return slicer.util.arrayFromSegmentBinaryLabelmap(
+            self.segmentationNode, segmentID or self.segmentID, self.volumeNode
+        )
 
 
 def organVolume(shape=(12, 64, 64)) -> tuple[np.ndarray, np.ndarray]:

@@ -84,7 +84,9 @@ class qSlicerSegmentEditorScriptedEffect(qSlicerSegmentEditorAbstractEffect):
             spec.loader.exec_module(loaded)  # errors propagate (PythonQt prints them; setPythonSource fails)
             classToInstantiate = getattr(sys.modules[moduleName], className, None)
         if classToInstantiate is None:
-            raise RuntimeError(f"Failed to load segment editor scripted effect: class {className} was not found in {path}")
+            raise RuntimeError(
+                f"Failed to load segment editor scripted effect: class {className} was not found in {path}"
+            )
         # PythonQtCppAPI.instantiateClass: a class is required (a module, e.g. a submodule
         # attribute of a package, cannot be instantiated)
         if not isinstance(classToInstantiate, type):
@@ -246,7 +248,9 @@ class qSlicerSegmentEditorScriptedEffect(qSlicerSegmentEditorAbstractEffect):
     def saveStateForUndo(self) -> None:
         self._logic.SaveStateForUndo()  # qMRMLSegmentEditorWidget::saveStateForUndo
 
-    def modifySelectedSegmentByLabelmap(self, labelmap: Any, mode: int, extent: Any = None, bypassMasking: bool = False) -> None:
+    def modifySelectedSegmentByLabelmap(
+        self, labelmap: Any, mode: int, extent: Any = None, bypassMasking: bool = False
+    ) -> None:
         node = self._parameterSetNode
         extent = list(extent) if extent is not None else [0, -1, 0, -1, 0, -1]
         self._logic.ModifySegmentByLabelmap(
@@ -296,7 +300,12 @@ class qSlicerSegmentEditorScriptedEffect(qSlicerSegmentEditorAbstractEffect):
 
 def _logicMode(mode: int) -> Any:
     logic = slicer.vtkSlicerSegmentEditorLogic
-    modes = [logic.ModificationModeSet, logic.ModificationModeAdd, logic.ModificationModeRemove, logic.ModificationModeRemoveAll]
+    modes = [
+        logic.ModificationModeSet,
+        logic.ModificationModeAdd,
+        logic.ModificationModeRemove,
+        logic.ModificationModeRemoveAll,
+    ]
     return next(m for m in modes if int(m) == int(mode))
 
 
@@ -444,7 +453,12 @@ class qMRMLSegmentEditorWidget(qt.QWidget):
     # --- mouse ---
 
     def interact(
-        self, sliceWidget: Any, eventId: int, xy: tuple[int, int], ctrl: bool = False, shift: bool = False,
+        self,
+        sliceWidget: Any,
+        eventId: int,
+        xy: tuple[int, int],
+        ctrl: bool = False,
+        shift: bool = False,
         alt: bool = False,
     ) -> bool:
         """Deliver one interactor event as qMRMLSegmentEditorWidget::processEvents does; returns
@@ -474,7 +488,10 @@ class qMRMLSegmentEditorWidget(qt.QWidget):
             "left": (vtk.vtkCommand.LeftButtonPressEvent, vtk.vtkCommand.LeftButtonReleaseEvent),
             "right": (vtk.vtkCommand.RightButtonPressEvent, vtk.vtkCommand.RightButtonReleaseEvent),
         }[button]
-        return [self.interact(sliceWidget, press, xy, **modifiers), self.interact(sliceWidget, release, xy, **modifiers)]
+        return [
+            self.interact(sliceWidget, press, xy, **modifiers),
+            self.interact(sliceWidget, release, xy, **modifiers),
+        ]
 
     def doubleClick(self, sliceWidget: Any, xy: tuple[int, int]) -> list[bool]:
         """What Qt delivers for a quick second click: press, release, double click, release."""

@@ -116,7 +116,9 @@ def test_failed_start_restarts_on_volume_change(samModule, editor, packages, mon
     constant = slicer.util.addVolumeFromArray(np.zeros((4, 32, 32), np.int16), name="constant")
     editor.widget.setSourceVolumeNode(constant)
     assert effect.session is None and "constant" in effect.options.statusLabel.text  # said, not raised
-    otherVolume = slicer.util.addVolumeFromArray(np.arange(4 * 32 * 32, dtype=np.int16).reshape(4, 32, 32), name="other")
+    otherVolume = slicer.util.addVolumeFromArray(
+        np.arange(4 * 32 * 32, dtype=np.int16).reshape(4, 32, 32), name="other"
+    )
     editor.widget.setSourceVolumeNode(otherVolume)
     assert effect.session is not None
     editor.widget.setActiveEffectByName("")

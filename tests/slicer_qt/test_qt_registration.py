@@ -134,7 +134,7 @@ def test_self_test_skips_without_packages(samModule, monkeypatch):
 
 def test_self_test_waits_in_the_event_loop_not_in_sleep():
     source = MODULE_FILE.read_text()
-    assert "time.sleep(" not in source and "setActiveEffectByName(\"SAM\")" in source
+    assert "time.sleep(" not in source and 'setActiveEffectByName("SAM")' in source
 
 
 def test_self_test_passes_with_the_real_engine(samModule):

@@ -90,8 +90,10 @@ def load_sam2_predictor(
     state = load_state_dict(path)  # before building: a wrong file fails fast and safely
     predictor = build_sam2_predictor(spec.architecture, device)
     if predictor.image_size != spec.input_size:
-        raise ValueError(f"The {spec.architecture} config builds {predictor.image_size} px input; "
-                         f"{spec.name} expects {spec.input_size}.")
+        raise ValueError(
+            f"The {spec.architecture} config builds {predictor.image_size} px input; "
+            f"{spec.name} expects {spec.input_size}."
+        )
     try:
         missing, unexpected = predictor.load_state_dict(state, strict=False)
     except RuntimeError as error:  # same names, other shapes: another model size

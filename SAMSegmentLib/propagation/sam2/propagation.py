@@ -111,5 +111,3 @@ class SAM2Propagation(SliceWalk[SAM2StopRule]):
         put_slice(outcome.mask, self.request.axis, result.index, result.mask)
         outcome.slices.append(result.index)
         return True
-
-

@@ -46,8 +46,10 @@ class SAM2VolumeSession:
         bank_settings: SelfSortingSettings | None = None,
     ) -> None:
         if not predictor.add_all_frames_to_correct_as_cond:
-            raise ValueError("The SAM 2 predictor must treat corrected slices as prompted slices; "
-                             "build it with load_sam2_predictor().")
+            raise ValueError(
+                "The SAM 2 predictor must treat corrected slices as prompted slices; "
+                "build it with load_sam2_predictor()."
+            )
         self.memory_policy = MemoryPolicy(memory_policy)
         if self.memory_policy is MemoryPolicy.SELF_SORTING and predictor.memory_temporal_stride_for_eval != 1:
             raise ValueError("The self-sorting memory bank needs a memory stride of 1 (the SAM 2.1 configs' value).")

@@ -101,7 +101,6 @@ class UpstreamState:
         return outputs["cond_frame_outputs"].get(frame, outputs["non_cond_frame_outputs"].get(frame))
 
 
-
 # Image embeddings are pooled to this grid before comparing slices: enough to tell where
 # bright and dark structures are, small enough to keep one vector per slice in memory.
 IMAGE_KEY_GRID = 8
@@ -130,8 +129,9 @@ class VolumeVideoPredictor(SAM2VideoPredictor):
         self._last_predicted_iou = ious.detach().float().max(dim=-1).values
         return current_out, sam_outputs, high_res_features, pix_feat
 
-    def _run_single_frame_inference(self, inference_state: dict, output_dict: dict, frame_idx: int,
-                                    **kwargs: Any) -> tuple[dict, torch.Tensor]:
+    def _run_single_frame_inference(
+        self, inference_state: dict, output_dict: dict, frame_idx: int, **kwargs: Any
+    ) -> tuple[dict, torch.Tensor]:
         # Upstream keeps a compact copy of the track_step output; the IoU it computed on the
         # way (in _track_step above, which this call runs exactly once) is added back here.
         compact_out, pred_masks = super()._run_single_frame_inference(
@@ -143,15 +143,22 @@ class VolumeVideoPredictor(SAM2VideoPredictor):
             compact_out[IMAGE_KEY] = image_key(backbone_out["backbone_fpn"][-1])
         return compact_out, pred_masks
 
-    def _prepare_memory_conditioned_features(self, frame_idx: int, is_init_cond_frame: bool,
-                                             current_vision_feats: list[torch.Tensor],
-                                             current_vision_pos_embeds: list[torch.Tensor],
-                                             feat_sizes: list[tuple[int, int]], output_dict: dict,
-                                             num_frames: int, track_in_reverse: bool = False) -> torch.Tensor:
+    def _prepare_memory_conditioned_features(
+        self,
+        frame_idx: int,
+        is_init_cond_frame: bool,
+        current_vision_feats: list[torch.Tensor],
+        current_vision_pos_embeds: list[torch.Tensor],
+        feat_sizes: list[tuple[int, int]],
+        output_dict: dict,
+        num_frames: int,
+        track_in_reverse: bool = False,
+    ) -> torch.Tensor:
         bank = output_dict.get(MEMORY_BANK_KEY)
         if bank is not None and not is_init_cond_frame and self.num_maskmem > 0:
-            output_dict = self._with_bank_memories(bank, output_dict, frame_idx, current_vision_feats[-1],
-                                                   feat_sizes[-1], track_in_reverse)
+            output_dict = self._with_bank_memories(
+                bank, output_dict, frame_idx, current_vision_feats[-1], feat_sizes[-1], track_in_reverse
+            )
         return super()._prepare_memory_conditioned_features(
             frame_idx=frame_idx,
             is_init_cond_frame=is_init_cond_frame,
@@ -163,8 +170,15 @@ class VolumeVideoPredictor(SAM2VideoPredictor):
             track_in_reverse=track_in_reverse,
         )
 
-    def _with_bank_memories(self, bank: SelfSortingMemoryBank, output_dict: dict, frame_idx: int,
-                            features: torch.Tensor, size: tuple[int, int], reverse: bool) -> dict:
+    def _with_bank_memories(
+        self,
+        bank: SelfSortingMemoryBank,
+        output_dict: dict,
+        frame_idx: int,
+        features: torch.Tensor,
+        size: tuple[int, int],
+        reverse: bool,
+    ) -> dict:
         """A view of ``output_dict`` whose non-prompted outputs are the bank's chosen memories.
 
         Upstream reads the memory of the slice ``t`` steps back from position ``t`` (1 to
