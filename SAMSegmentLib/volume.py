@@ -76,6 +76,10 @@ class Volume:
         ix, iy = _IN_PLANE_IJK[axis]
         return self.spacing[ix], self.spacing[iy]
 
+    def spacing_along(self, axis: Axis) -> float:
+        """Distance in mm between neighbouring slices along ``axis``."""
+        return self.spacing[2 - axis.array_axis]  # spacing is (i, j, k), arrays [k, j, i]
+
     def check_slice_index(self, axis: Axis, index: int) -> None:
         count = self.slice_count(axis)
         if not 0 <= index < count:

@@ -7,11 +7,12 @@ from dataclasses import replace
 import numpy as np
 
 from SAMSegmentLib.propagation import StopRule
+from SAMSegmentLib.propagation.stop_rule import SliceEvidence
 from SAMSegmentLib.research.calibration import WalkTable, calibrate, legacy_rule
 from SAMSegmentLib.research.calibration_walks import StructureWalk, WalkStep
 
 
-def step(index, area, hits, score=0.9, overlap=0.8, shift=0.5):
+def step(index, area, hits, score=0.9, overlap=0.8, shift=0.5, **recorded):
     evidence = {
         "score": score,
         "area_mm2": area * 9.0,
@@ -22,6 +23,7 @@ def step(index, area, hits, score=0.9, overlap=0.8, shift=0.5):
         "intensity_change": shift * 0.05,
         "legacy_shift": shift,
         "reverse_overlap": None,
+        **recorded,
     }
     return WalkStep(index, area, hits, evidence)
 
@@ -75,6 +77,19 @@ def test_the_intensity_shift_alone_stops_the_backward_direction():
     # A floor on the seed's spread (0.05 here) twice as high halves the shift: 5 -> 2.5 still stops, at 4 not.
     assert table.measures(replace(rule, min_intensity_spread=0.1))["last"].tolist() == [[8, 4]]
     assert table.measures(replace(rule, min_intensity_spread=0.2))["last"].tolist() == [[8, 3]]
+
+
+def test_the_replay_allows_intensity_drift_as_the_rule_does():
+    walk = lesion_walk()
+    rule = StopRule(min_score=-math.inf, max_intensity_shift=2.0, min_overlap=0.0, intensity_drift_mm=2.0)
+    for likeness, last in ((0.9, 3), (0.5, 4), (None, 4)):  # 5 spreads at 6 mm: 2 + 6 / 2 spreads allowed if seen
+        walk.backward[1] = step(3, 50, 0, score=0.35, shift=5.0, distance_mm=6.0, likeness=likeness)
+        assert WalkTable.of([walk]).measures(rule)["last"].tolist() == [[8, last]]
+        evidence = {key: value for key, value in walk.backward[1].evidence.items() if key != "legacy_shift"}
+        refused = "intensity" in rule.judge(SliceEvidence(**evidence))
+        assert refused == (last == 4)
+    # Walks recorded before the distance was kept replay as before: no allowance.
+    assert WalkTable.of([lesion_walk()]).measures(rule)["last"].tolist() == [[8, 4]]
 
 
 def test_calibrate_prefers_the_rule_that_stops_at_the_ends_and_checks_each_set_left_out():

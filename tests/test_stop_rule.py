@@ -101,6 +101,22 @@ def test_a_mask_that_balloons_into_a_neighbour_stops(image):
     assert "area grew" in rule.check(track, prediction(disc(20)), image)
 
 
+def test_intensity_may_drift_with_the_distance_walked_where_the_object_still_looks_like_itself(image):
+    rule = StopRule(max_intensity_shift=2.0, intensity_drift_mm=60.0, drift_min_likeness=0.8)
+    drifted = image.copy()
+    drifted[disc(10)] += 2.5 * rule.min_intensity_spread  # 2.5 spreads from the uniform seed
+    track = rule.start(prediction(disc(10)), image, slice_spacing_mm=3.0)
+    assert "intensity changed" in rule.check(track.copy(), prediction(disc(10)), drifted, likeness=1.0)  # 3 mm on
+    for _ in range(11):
+        assert rule.check(track, prediction(disc(10)), image) == ""
+    assert track.walked_mm == 33.0
+    # At 36 mm the limit is 2.6 spreads, where the encoder still sees the object.
+    assert "intensity changed" in rule.check(track.copy(), prediction(disc(10)), drifted, likeness=None)
+    assert "intensity changed" in rule.check(track.copy(), prediction(disc(10)), drifted, likeness=0.5)
+    assert rule.check(track, prediction(disc(10)), drifted, likeness=0.9) == ""
+    assert track.walked_mm == 36.0
+
+
 def test_a_few_pixels_of_another_tissue_do_not_shift_the_robust_intensity(image):
     rule = StopRule(max_intensity_shift=1.5)
     track = rule.start(prediction(disc(10)), image)

@@ -1,14 +1,17 @@
 """The stop rule with the real LiteMedSAM on synthetic lesions of several sizes and contrasts:
-propagation from one box must end where the lesion ends, and a box on plain tissue must not
-produce a structure."""
+propagation from one box must end where the lesion ends, a box on plain tissue must not produce a
+structure, and a vessel whose contrast drifts along it must be followed to its ends."""
 
+import math
+
+import numpy as np
 import pytest
 
 from SAMSegmentLib.evaluation import EvaluationSettings, evaluate_structure
 from SAMSegmentLib.predictor import VolumePredictor
 from SAMSegmentLib.prompts import Prompts
-from SAMSegmentLib.propagation import MaskCarryPropagation, ObjectPrompts, PropagationRequest
-from SAMSegmentLib.research.phantoms import lesion_volume
+from SAMSegmentLib.propagation import MaskCarryPropagation, ObjectPrompts, PropagationRequest, StopRule
+from SAMSegmentLib.research.phantoms import drifting_vessel_volume, lesion_volume
 from SAMSegmentLib.volume import Axis
 
 
@@ -39,3 +42,24 @@ def test_a_box_on_plain_tissue_is_reported_absent_not_propagated(litemedsam, pix
     assert outcome.absent and not outcome.mask.any()
     assert outcome.stops[0].reason.startswith("absent")
     assert predictor.embed_count == 1
+
+
+def test_a_vessel_whose_contrast_drifts_is_followed_to_its_ends(litemedsam):
+    # 100 HU of change over the vessel's 96 mm: measured against the prompted slice alone, the
+    # intensity check ends it 3-4 slices short of each end.
+    volume, vessel = drifting_vessel_volume(10, 150, drift=100)
+    first, last = np.flatnonzero(vessel.any(axis=(1, 2)))[[0, -1]]
+    middle = (first + last) // 2
+    ys, xs = np.nonzero(vessel[middle])
+    request = PropagationRequest(
+        Axis.AXIAL, middle, [ObjectPrompts("vessel", Prompts(box=(xs.min(), ys.min(), xs.max(), ys.max())))]
+    )
+    extents = {}
+    for name, rule in (("shipped", StopRule()), ("from the prompted slice", StopRule(intensity_drift_mm=math.inf))):
+        predictor = VolumePredictor(litemedsam)
+        predictor.set_volume(volume)
+        outcome = MaskCarryPropagation(predictor, request, rule).run().objects["vessel"]
+        extents[name] = (min(outcome.slices), max(outcome.slices))
+        print(name, extents[name], [stop.reason for stop in outcome.stops])
+    assert abs(extents["shipped"][0] - first) <= 1 and abs(extents["shipped"][1] - last) <= 1
+    assert extents["from the prompted slice"][0] > first + 1 and extents["from the prompted slice"][1] < last - 1

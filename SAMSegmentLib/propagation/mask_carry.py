@@ -60,6 +60,7 @@ class MaskCarryPropagation(SliceWalk[StopRule]):
         super().__init__(request, objects, volume.array.shape, count, stop_rule or StopRule(), cancel, progress)
         self.predictor = predictor
         self._spacing_xy = volume.slice_spacing(request.axis)
+        self._slice_spacing_mm = volume.spacing_along(request.axis)
 
     def __iter__(self) -> Iterator[SliceResult]:
         embeds_before = self.predictor.embed_count
@@ -93,7 +94,7 @@ class MaskCarryPropagation(SliceWalk[StopRule]):
                 self.result.objects[item.object_id].stops.append(Stop("both", None, absent))
                 continue
             self._accept(item.object_id, index, prediction)
-            track = self.stop_rule.start(prediction, image, self._spacing_xy)
+            track = self.stop_rule.start(prediction, image, self._spacing_xy, self._slice_spacing_mm)
             seeds.append(_Carry(item.object_id, prediction, track, self._appearance(index, prediction)))
             yield SliceResult(item.object_id, index, prediction.mask, prediction.score)
         self._tick()
@@ -116,7 +117,7 @@ class MaskCarryPropagation(SliceWalk[StopRule]):
             image = self.predictor.slice_image(axis, index)
             still_live = []
             for carry, (prompts, mask_logits) in zip(live, carried):
-                prediction = self._without_foreign_growth(
+                prediction, likeness = self._gated(
                     carry, index, self.predictor.predict(axis, index, prompts, mask_logits, as_given=True)
                 )
                 reverse = None
@@ -126,7 +127,7 @@ class MaskCarryPropagation(SliceWalk[StopRule]):
                     reverse = self.predictor.predict(
                         axis, index - step, *self._carried_prompt(prediction), as_given=True
                     )
-                reason = self.stop_rule.check(carry.track, prediction, image, reverse)
+                reason = self.stop_rule.check(carry.track, prediction, image, reverse, likeness)
                 if reason:
                     self._stop(carry.object_id, step, last_index[carry.object_id], reason)
                     continue
@@ -165,13 +166,15 @@ class MaskCarryPropagation(SliceWalk[StopRule]):
             rule.appearance_neighbours,
         )
 
-    def _without_foreign_growth(self, carry: _Carry, index: int, prediction: Prediction) -> Prediction:
-        """``prediction`` without what it adds to the previous mask on pixels unlike the object."""
+    def _gated(self, carry: _Carry, index: int, prediction: Prediction) -> tuple[Prediction, float | None]:
+        """``prediction`` without what it adds to the previous mask on pixels unlike the object, and
+        the share of its pixels that look like the object (None without an appearance)."""
         if carry.appearance is None or not prediction.mask.any():
-            return prediction
+            return prediction, None
         foreign = carry.appearance.foreign(self.predictor.embed(self.request.axis, index))
         mask = remove_foreign_growth(prediction.mask, carry.prediction.mask, foreign)
-        return dataclasses.replace(prediction, mask=mask)
+        likeness = float((~foreign[mask]).mean()) if mask.any() else None
+        return dataclasses.replace(prediction, mask=mask), likeness
 
     def _carried_prompt(self, previous: Prediction) -> tuple[Prompts, Any]:
         return carried_prompt(self.predictor, previous, self.stop_rule, self._spacing_xy)

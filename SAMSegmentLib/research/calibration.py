@@ -45,6 +45,8 @@ _FEATURES = (
     "intensity_change",
     "legacy_shift",
     "reverse_overlap",
+    "distance_mm",
+    "likeness",  # not recorded by the walks (they are not gated by appearance): NaN, no drift allowance
 )
 
 
@@ -103,7 +105,7 @@ class WalkTable:
         refuse |= f["area_fraction"] < rule.min_area_fraction
         refuse |= f["overlap"] < rule.min_overlap
         refuse |= f["area_growth"] > rule.max_area_growth
-        refuse |= shift > rule.max_intensity_shift
+        refuse |= shift > rule.intensity_limit(f["distance_mm"], f["likeness"])
         if rule.min_reverse_overlap is not None:
             refuse |= f["reverse_overlap"] < rule.min_reverse_overlap
         refuse = np.concatenate([refuse, np.ones((refuse.shape[0], 1), bool)], axis=1)

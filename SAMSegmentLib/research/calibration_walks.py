@@ -155,7 +155,7 @@ def walk_structure(
     seed_image = predictor.slice_image(AXIS, seed)
     walk.seed_spread = walk_rule.start(seed_prediction, seed_image, spacing_xy).seed_spread
     for step, steps in ((1, walk.forward), (-1, walk.backward)):
-        track = walk_rule.start(seed_prediction, seed_image, spacing_xy)
+        track = walk_rule.start(seed_prediction, seed_image, spacing_xy, volume.spacing_along(AXIS))
         previous = seed_prediction
         current = int(seed) + step
         end = int(present.max()) + past_end if step > 0 else int(present.min()) - past_end
@@ -171,10 +171,11 @@ def walk_structure(
                 carried_back = carried_prompt(predictor, prediction, walk_rule, spacing_xy)
                 back = predictor.predict(AXIS, current - step, *carried_back, as_given=True)
             image = predictor.slice_image(AXIS, current)
-            evidence = asdict(walk_rule.measure(track, prediction, image, back))
+            measured = walk_rule.measure(track, prediction, image, back)
+            evidence = asdict(measured)
             evidence["legacy_shift"] = _legacy_shift(seed_image, seed_prediction.mask, mask)
             steps.append(WalkStep(current, int(mask.sum()), int((mask & reference[current]).sum()), evidence))
-            track.previous_mask = mask
+            track.previous_mask, track.walked_mm = mask, measured.distance_mm
             previous = prediction
             current += step
     return walk
