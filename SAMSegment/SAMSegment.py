@@ -441,6 +441,7 @@ class SAMSegmentTest(ScriptedLoadableModuleTest):
         for test in (
             self.test_promptApplyAndPropagate,
             self.test_propagationFillsTheGapAndKeepsSegmentedSlices,
+            self.test_propagatingAnObjectKeepsTheSegmentsOtherObjects,
             self.test_segmentEverythingAndUndo,
         ):
             self.setUp()
@@ -546,6 +547,30 @@ class SAMSegmentTest(ScriptedLoadableModuleTest):
         self.assertTrue(written[4:8].any(axis=(1, 2)).all())  # the gap up to the applied slice is filled
         self.assertTrue(np.array_equal(written[8:], applied[8:]))  # the applied slice kept, nothing past it
         self.delayDisplay("Gap filling test passed")
+
+    def test_propagatingAnObjectKeepsTheSegmentsOtherObjects(self):
+        """Two lesions in one segment: propagating the second keeps the first on the slices they share."""
+        self._skipWithoutPackages()
+        import numpy as np
+
+        from SAMSegmentLib.volume import Axis
+        from SAMSegmentMRML.slice_views import SlicePosition
+
+        k, j, i = np.meshgrid(np.arange(12), np.arange(64), np.arange(64), indexing="ij")
+        left = ((k - 6) / 5.0) ** 2 + ((j - 32) / 12.0) ** 2 + ((i - 16) / 10.0) ** 2 < 1
+        right = ((k - 6) / 5.0) ** 2 + ((j - 32) / 12.0) ** 2 + ((i - 48) / 10.0) ** 2 < 1
+        volumeNode, segmentationNode, segmentID, effect = self._editorWithEffect(
+            np.where(left | right, 160, 20).astype(np.int16)
+        )
+        for x0, x1 in ((3.0, 29.0), (35.0, 61.0)):  # a box on each lesion, in turn
+            effect.session.setBox(SlicePosition(Axis.AXIAL, 6, (x0, 18.0)), SlicePosition(Axis.AXIAL, 6, (x1, 46.0)))
+            effect.onPropagate()
+            self._waitUntil(lambda: not effect.session.propagating, what="the propagation")
+        written = slicer.util.arrayFromSegmentBinaryLabelmap(segmentationNode, segmentID, volumeNode) > 0
+        for lesion, side in ((left, i < 32), (right, i >= 32)):
+            found = written & side
+            self.assertGreater(2 * (found & lesion).sum() / (found.sum() + lesion.sum()), 0.7)
+        self.delayDisplay("Two objects in one segment test passed")
 
     def test_segmentEverythingAndUndo(self):
         """The effect's "Segment everything": new segments on one slice, removed by one undo."""

@@ -75,7 +75,9 @@ class SegmentEditorEffect(AbstractScriptedSegmentEditorEffect):
             </ul><p>
             A preview follows each prompt. <b>Apply</b> writes it into the selected segment on that
             slice; <b>Propagate</b> continues slice by slice through the volume. Each is one undo step,
-            and the editor's masking and overwrite settings apply.<p>
+            and the editor's masking and overwrite settings apply. A result replaces the parts of the
+            segment it covers or that you clicked (click a stray piece outside it to remove it); other
+            objects in the segment stay.<p>
             Where a propagation stopped early, prompt a slice it missed and Propagate again: with
             <b>Keep segmented slices</b> it fills only the slices up to those already segmented.<p>
             SAM 2 models remember what they segmented: after a propagation, prompts on any slice

@@ -10,7 +10,7 @@ import math
 from dataclasses import dataclass
 
 from SAMSegmentLib.prompts import Prompts
-from SAMSegmentLib.volume import Axis
+from SAMSegmentLib.volume import Axis, slice_to_ijk
 
 from .slice_views import SlicePosition
 
@@ -84,6 +84,14 @@ class PromptSession:
         for point in self.points:
             prompts.add_point(*point.xy, positive=point.positive)
         return prompts
+
+    def clickedVoxels(self) -> list[tuple[int, int, int]]:
+        """The ``[k, j, i]`` voxel under each point, positive or negative."""
+        voxels = []
+        for point in self.points:
+            i, j, k = (round(index) for index in slice_to_ijk(self.axis, self.index, point.xy))
+            voxels.append((k, j, i))
+        return voxels
 
     def _moveTo(self, position: SlicePosition) -> bool:
         if self.onSlice(position):

@@ -22,11 +22,19 @@ from .segment_writer import MaskWrite, SegmentEditing, writeSegmentMasks
 class PropagationCollector:
     """One propagation of one or more objects (segment IDs) along ``axis`` on a grid of ``shape``."""
 
-    def __init__(self, axis: Axis, shape: tuple[int, int, int], names: dict[str, str] | None = None) -> None:
-        """``names``: each object's segment name when it started, to recreate a segment removed meanwhile."""
+    def __init__(
+        self,
+        axis: Axis,
+        shape: tuple[int, int, int],
+        names: dict[str, str] | None = None,
+        clicks: dict[str, list[tuple[int, int, int]]] | None = None,
+    ) -> None:
+        """``names``: each object's segment name when it started, to recreate a segment removed
+        meanwhile; ``clicks``: each object's clicked voxels on the prompted slice (``MaskWrite.clicks``)."""
         self.axis = axis
         self.shape = shape
         self.names = dict(names or {})
+        self.clicks = dict(clicks or {})
         self.masks: dict[str, np.ndarray] = {}  # object ID -> bool [k, j, i], its finished slices
         self.slices: dict[str, set[int]] = {}
         self.done = 0
@@ -47,7 +55,8 @@ class PropagationCollector:
         for outcome in result.objects.values():
             slices = sorted(set(outcome.slices) & self.slices.get(outcome.object_id, set()))
             if slices:
-                writes.append(MaskWrite(outcome.object_id, self.masks[outcome.object_id], self.axis, slices))
+                mask, clicks = self.masks[outcome.object_id], self.clicks.get(outcome.object_id, [])
+                writes.append(MaskWrite(outcome.object_id, mask, self.axis, slices, clicks))
         return writes
 
     def write(

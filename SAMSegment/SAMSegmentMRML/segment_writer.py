@@ -1,6 +1,10 @@
 """Write engine masks into segments through the Segment Editor's own modification logic, so the
 editor's masking (editable area, intensity range) and overwrite settings apply and every write
-is one undo step."""
+is one undo step.
+
+A mask written on a slice replaces the part of the segment it lands on, not the whole slice: a
+segment may hold several objects (lesions, both kidneys), and segmenting one must not erase the
+others where they share slices."""
 
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ from typing import ClassVar, Protocol
 
 import numpy as np
 import slicer
+from scipy import ndimage  # bundled with Slicer (Slicer's SuperBuild/External_python-scipy.cmake)
 
 from SAMSegmentLib.volume import Axis
 
@@ -67,14 +72,18 @@ class EditorLogicEditing:
 
 @dataclass
 class MaskWrite:
-    """Replace ``segmentID`` on ``indices`` (slices along ``axis``) by ``mask`` ``[k, j, i]``; with
-    ``axis`` None the whole grid is replaced. Only the written slices of ``mask`` are read, so a
+    """Write ``mask`` ``[k, j, i]`` into ``segmentID`` on ``indices`` (slices along ``axis``): on each
+    of those slices the segment's parts that the mask overlaps are replaced by it, and its other
+    parts are kept (``replacedParts``), unless ``clicks`` (the ``[k, j, i]`` voxels of the user's
+    clicks) land on them: a negative click on a stray part removes it. With ``axis`` None the
+    segment becomes ``mask`` on the whole grid. Only the written slices of ``mask`` are read, so a
     mask made with ``np.zeros`` (memory the system maps only when touched) costs what is written."""
 
     segmentID: str
     mask: np.ndarray
     axis: Axis | None = None
     indices: Sequence[int] = ()
+    clicks: Sequence[tuple[int, int, int]] = ()
 
     def extent(self, geometry: slicer.vtkOrientedImageData) -> tuple[int, int, int, int, int, int]:
         """VTK extent (in ``geometry``'s indices) of the slab holding the written slices."""
@@ -86,7 +95,7 @@ class MaskWrite:
         return tuple(extent)  # type: ignore[return-value]
 
     def region(self, shape: tuple[int, int, int], first: int = 0) -> np.ndarray:
-        """Bool ``[k, j, i]`` of ``shape``: the voxels this write replaces, in a slab whose first
+        """Bool ``[k, j, i]`` of ``shape``: the voxels of the written slices, in a slab whose first
         slice along ``axis`` is slice ``first``."""
         if self.axis is None:
             return np.ones(shape, bool)
@@ -95,6 +104,15 @@ class MaskWrite:
         indexer[self.axis.array_axis] = [index - first for index in self.indices]
         region[tuple(indexer)] = True
         return region
+
+    def touched(self, slabMask: np.ndarray, crop: tuple[slice, slice, slice]) -> np.ndarray:
+        """Bool like ``slabMask`` (the mask cut to ``crop``): the mask and the clicks on the slab."""
+        touched = slabMask.copy()
+        for voxel in self.clicks:
+            inSlab = tuple(index - part.start for index, part in zip(voxel, crop, strict=True))
+            if all(0 <= index < size for index, size in zip(inSlab, touched.shape, strict=True)):
+                touched[inSlab] = True
+        return touched
 
 
 def segmentMaskOnGrid(
@@ -121,6 +139,25 @@ def segmentMaskOnGrid(
     return arrayFromImage(onGrid) == segment.GetLabelValue()
 
 
+def replacedParts(segment: np.ndarray, mask: np.ndarray, axis: Axis) -> np.ndarray:
+    """The parts of ``segment`` (bool ``[k, j, i]``) that ``mask`` touches, a part being a region
+    connected within a slice along ``axis`` (8-neighbours): the old outline of the object being
+    written, leaks joined to it included, but not another object of the segment on that slice."""
+    inPlane = np.ones((3, 3, 3), bool)
+    across = [slice(None)] * 3
+    for side in (0, 2):
+        across[axis.array_axis] = slice(side, side + 1)
+        inPlane[tuple(across)] = False
+    replaced = np.zeros_like(segment)
+    if not (segment & mask).any():
+        return replaced
+    box = ndimage.find_objects(segment.astype(np.uint8))[0]  # labelling costs the segment's extent only
+    parts, _ = ndimage.label(segment[box], inPlane)
+    overlapped = np.unique(parts[mask[box] & segment[box]])
+    replaced[box] = np.isin(parts, overlapped)
+    return replaced
+
+
 def writeSegmentMasks(
     editing: SegmentEditing,
     segmentationNode: slicer.vtkMRMLSegmentationNode,
@@ -129,8 +166,8 @@ def writeSegmentMasks(
     saveUndoState: bool = True,
 ) -> None:
     """Apply ``writes`` as one undo step (``saveUndoState`` False: the caller saved it already): on
-    each write's region the segment becomes its mask, within what the editor's masking allows;
-    elsewhere the segment is left as it was, and no other segment changes except as the editor's
+    each write's slices the segment's parts its mask overlaps become the mask, within what the
+    editor's masking allows; elsewhere the segment is left as it was, and no other segment changes except as the editor's
     overwrite setting says for the segment's new voxels.
 
     The editor computes its editable area relative to the selected segment, so each written
@@ -162,8 +199,11 @@ def writeSegmentMasks(
         first = crop[write.axis.array_axis].start if write.axis is not None else 0
         region = write.region(slabMask.shape, first)
         current = segmentMaskOnGrid(segmentationNode, write.segmentID, slab)
+        replaced = current & region
+        if write.axis is not None:
+            replaced = replacedParts(replaced, write.touched(slabMask, crop) & region, write.axis)
         for modification, voxels in (
-            (Modification.REMOVE, current & region & ~slabMask),
+            (Modification.REMOVE, replaced & ~slabMask),
             (Modification.ADD, slabMask & region),
         ):
             if voxels.any():

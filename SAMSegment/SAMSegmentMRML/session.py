@@ -213,7 +213,7 @@ class EditorSession:
             self.editing,
             self.segmentationNode,
             self.geometry,
-            [MaskWrite(segmentID, mask, preview.axis, [preview.index])],
+            [MaskWrite(segmentID, mask, preview.axis, [preview.index], self.prompts.clickedVoxels())],
         )
         self.clearPrompts()
 
@@ -246,7 +246,12 @@ class EditorSession:
             raise ValueError(tr("The segmentation has no segment '{segment}'.").format(segment=segmentID))
         if keepSegmentedSlices:
             request = request.filling_gap(segmentMaskOnGrid(self.segmentationNode, segmentID, self.geometry))
-        collector = PropagationCollector(request.axis, self.volume.array.shape, {segmentID: segment.GetName()})
+        collector = PropagationCollector(
+            request.axis,
+            self.volume.array.shape,
+            {segmentID: segment.GetName()},
+            {segmentID: self.prompts.clickedVoxels()},
+        )
         # The slices come one by one (SLICE): the final answer need not carry the whole volume again.
         propagate = Propagate(request, stopRule, volume_masks=False)
         self.tracker.track(self.worker.submit(propagate), Purpose.PROPAGATION, collector)

@@ -78,6 +78,22 @@ class _Kind(Enum):
         return self is _Kind.RESULT
 
 
+@pytest.mark.parametrize(
+    ("axis", "expected"),
+    [
+        (Axis.AXIAL, [(4, 7, 3), (4, 2, 10)]),
+        (Axis.CORONAL, [(7, 4, 3), (2, 4, 10)]),
+        (Axis.SAGITTAL, [(7, 3, 4), (2, 10, 4)]),
+    ],
+)
+def test_clicked_voxels_are_array_indices_of_the_points(axis, expected):
+    prompts = PromptSession()
+    prompts.addPoint(_at(3.4, 6.6, axis=axis), True)
+    prompts.addPoint(_at(9.6, 2.2, axis=axis), False)
+    prompts.setBox(_at(0.0, 0.0, axis=axis), _at(5.0, 5.0, axis=axis))  # a box clicks no voxel
+    assert prompts.clickedVoxels() == expected
+
+
 @dataclass
 class _Message:
     request_id: int

@@ -157,9 +157,69 @@ def test_masking_inside_another_segment_never_gives_it_voxels(editor, overwrite)
     )
     editor.node.SetMaskMode(slicer.vtkMRMLSegmentationNode.EditAllowedInsideSingleSegment)
     editor.node.SetMaskSegmentID(editor.other)
-    wanted = _box(slice(None), slice(4, 7), slice(8, 12))
+    wanted = _box(slice(None), slice(4, 12), slice(4, 12))  # overlaps both of A's old parts: both replaced
     _write(editor, editor.target, wanted, Axis.AXIAL, [2])
     target, other = _segment(editor, editor.target), _segment(editor, editor.other)
-    np.testing.assert_array_equal(target[2], (wanted & insideOther)[2])  # A's slice is the new mask within B
+    # A's slice is the new mask within B, with what A held of it outside B (the mask keeps it A's).
+    np.testing.assert_array_equal(target[2], ((wanted & insideOther) | (wanted & oldTarget))[2])
     np.testing.assert_array_equal(other, otherBefore & ~target if overwrite else otherBefore)
     assert editor.node.GetMaskMode() == slicer.vtkMRMLSegmentationNode.EditAllowedInsideSingleSegment
+
+
+def test_another_object_of_the_segment_on_the_written_slice_is_kept(editor):
+    """A segment holding two objects (two lesions, both kidneys): writing one of them on a slice
+    replaces its old outline, a leak joined to it included, and keeps the other object."""
+    written = _box(slice(1, 5), slice(2, 7), slice(2, 7))
+    leak = _box(slice(1, 5), slice(6, 8), slice(2, 12))  # joined to the written object's outline
+    other = _box(slice(1, 5), slice(11, 15), slice(14, 18))
+    _write(editor, editor.target, written | leak | other)
+    corrected = _box(slice(None), slice(3, 6), slice(3, 6))
+    _write(editor, editor.target, corrected, Axis.AXIAL, [2, 3])
+
+    result = _segment(editor, editor.target)
+    for index in (2, 3):
+        np.testing.assert_array_equal(result[index], (corrected | other)[index])
+    np.testing.assert_array_equal(result[[1, 4]], (written | leak | other)[[1, 4]])
+    editor.logic.Undo()
+    np.testing.assert_array_equal(_segment(editor, editor.target), written | leak | other)
+
+
+def test_a_click_on_a_part_the_mask_misses_replaces_that_part(editor):
+    """A negative click on a stray part (a leak into a neighbour not joined to the object) removes
+    it with the written mask; a part without a click is kept."""
+    objectOutline = _box(slice(2, 4), slice(2, 7), slice(2, 7))
+    stray, kept = _box(slice(2, 4), slice(11, 14), slice(2, 6)), _box(slice(2, 4), slice(11, 14), slice(14, 18))
+    _write(editor, editor.target, objectOutline | stray | kept)
+    editor.node.SetSelectedSegmentID(editor.target)
+    writeSegmentMasks(
+        EditorLogicEditing(editor.logic),
+        editor.segmentation,
+        editor.logic.GetAlignedSourceVolume(),
+        [MaskWrite(editor.target, objectOutline, Axis.AXIAL, [3], clicks=[(3, 12, 3), (3, 100, 3)])],
+    )  # the second click is off the grid: ignored
+    result = _segment(editor, editor.target)
+    np.testing.assert_array_equal(result[3], (objectOutline | kept)[3])
+    np.testing.assert_array_equal(result[2], (objectOutline | stray | kept)[2])
+
+
+@pytest.mark.parametrize("axis", list(Axis))
+def test_parts_are_connected_within_the_written_slice(editor, axis):
+    """Two objects on a written slice joined only through the next written slice are two parts
+    there: writing one keeps the other on that slice (on the next slice they are one part)."""
+    count = SHAPE[axis.array_axis]
+    rows, columns = (size for index, size in enumerate(SHAPE) if index != axis.array_axis)
+
+    def onSlices(first: int, last: int, row: slice, column: slice) -> np.ndarray:
+        inSliceOrder = np.zeros((count, rows, columns), bool)
+        inSliceOrder[first : last + 1, row, column] = True
+        return np.moveaxis(inSliceOrder, 0, axis.array_axis)
+
+    written, other = onSlices(2, 3, slice(1, 4), slice(1, 4)), onSlices(2, 3, slice(rows - 4, rows - 1), slice(-4, -1))
+    bridge = onSlices(2, 2, slice(1, rows - 1), slice(1, columns - 1))
+    _write(editor, editor.target, written | other | bridge)
+    before = _segment(editor, editor.target)
+    corrected = onSlices(2, 3, slice(1, 2), slice(1, 2))
+    _write(editor, editor.target, corrected, axis, [2, 3])
+    onWritten, onSlice3 = onSlices(2, 3, slice(None), slice(None)), onSlices(3, 3, slice(None), slice(None))
+    expected = (before & ~onWritten) | corrected | (other & onSlice3)
+    np.testing.assert_array_equal(_segment(editor, editor.target), expected)
