@@ -25,6 +25,18 @@ PRESETS = (AUTO_PRESET, *CT_WINDOWS, PERCENTILE_PRESET)
 # on the shared CTs on 2026-11-29 (SAMSegmentLib.research.calibration, see
 # Testing/calibration/2026-11-29_stop_rule.json): no abdominal organ reaches it.
 AIR_SHARE_FOR_WIDE_MAPPING = 0.5
+# ``auto`` on CT: the prompted region's share of voxels above the soft-tissue window (bone, contrast),
+# which that window saturates, from which the bone window is tried as well; it is kept where the model
+# predicts a better mask with it by ``BONE_WINDOW_MIN_QUALITY_GAIN`` (``VolumePredictor.choose_intensity``).
+# Calibrated 2026-12-01 on the shared CTs (Testing/calibration/2026-12-01_bone_window.json): one box,
+# LiteMedSAM, the 1 mm CT 0.533 -> 0.657 (its 14 ribs 0.31 -> 0.59; two ribs lose, running past their
+# ends), the 3 mm CT 0.515 -> 0.524; MobileSAM takes it once. The quality check keeps small
+# bright soft structures (contrast-filled vessels and enhancing lesions, radius 4-12 pixels, synthetic)
+# in the soft-tissue window, where they are segmented better, and MobileSAM's bones that lose in the
+# bone window (quality up to 0.028 higher there); no organ, and neither spinal cord (its box holds
+# vertebra), reaches the share.
+BRIGHT_SHARE_FOR_BONE_WINDOW = 0.15
+BONE_WINDOW_MIN_QUALITY_GAIN = 0.04
 
 # Lowest and highest percentile kept for MR and other non-CT images.
 _PERCENTILES = (0.5, 99.5)
@@ -93,12 +105,23 @@ def auto_preset(volume: Volume, prompted: np.ndarray | None = None) -> str:
 
 
 def ct_auto_preset(prompted: np.ndarray | None) -> str:
-    """``auto`` on a CT: the soft-tissue window unless the prompted voxels are mostly below it."""
-    if prompted is not None and np.asarray(prompted).size:
-        low = CT_WINDOWS["soft_tissue"][0] - CT_WINDOWS["soft_tissue"][1] / 2.0
-        if float(np.mean(np.asarray(prompted) < low)) >= AIR_SHARE_FOR_WIDE_MAPPING:
-            return PERCENTILE_PRESET
-    return "soft_tissue"
+    """``auto`` on a CT without a model to ask: the first of ``ct_auto_presets``."""
+    return ct_auto_presets(prompted)[0]
+
+
+def ct_auto_presets(prompted: np.ndarray | None) -> tuple[str, ...]:
+    """``auto`` on a CT, from the prompted voxels: the soft-tissue window, unless they are mostly
+    below it (percentiles); where enough of them are above it, the bone window is a second candidate,
+    for the model to judge (``VolumePredictor.choose_intensity``)."""
+    if prompted is None or not np.asarray(prompted).size:
+        return ("soft_tissue",)
+    prompted = np.asarray(prompted)
+    level, width = CT_WINDOWS["soft_tissue"]
+    if float(np.mean(prompted < level - width / 2.0)) >= AIR_SHARE_FOR_WIDE_MAPPING:
+        return (PERCENTILE_PRESET,)
+    if float(np.mean(prompted > level + width / 2.0)) >= BRIGHT_SHARE_FOR_BONE_WINDOW:
+        return ("soft_tissue", "bone")
+    return ("soft_tissue",)
 
 
 def _percentile_range(values: np.ndarray) -> tuple[float, float] | None:

@@ -12,7 +12,14 @@ import torch
 from .cache import EmbeddingCache, content_fingerprint
 from .candidate_choice import candidate_qualities, choose_candidate
 from .errors import CheckpointError, InferenceOutOfMemoryError, PromptError
-from .intensity import AUTO_PRESET, IntensityMapping, ct_auto_preset, looks_like_ct, mapping_for
+from .intensity import (
+    AUTO_PRESET,
+    BONE_WINDOW_MIN_QUALITY_GAIN,
+    IntensityMapping,
+    ct_auto_presets,
+    looks_like_ct,
+    mapping_for,
+)
 from .models.base import Decoded, ImageEmbedding, PromptableModel
 from .prediction import Prediction
 from .prompts import Prompts
@@ -69,15 +76,41 @@ class VolumePredictor:
 
     def choose_intensity(self, axis: Axis, index: int, prompts: Prompts) -> IntensityMapping:
         """With ``auto``, decide the mapping from the voxels under ``prompts`` on slice ``index`` (see
-        ``intensity.mapping_for``); other settings keep theirs. Returns the mapping in force."""
+        ``intensity.ct_auto_presets``); where that leaves two, the slice is segmented with each and the
+        second is kept only if the model's predicted quality is higher by
+        ``BONE_WINDOW_MIN_QUALITY_GAIN`` (one more encoder call, the first time). Other settings keep
+        theirs. Returns the mapping in force."""
         volume = self.require_volume()
         if self._auto_mappings is not None:
             axis = Axis(axis)
-            preset = ct_auto_preset(prompted_values(volume.slice_2d(axis, index), prompts, volume.slice_spacing(axis)))
-            if preset not in self._auto_mappings:
-                self._auto_mappings[preset] = mapping_for(volume, preset)
-            self.mapping = self._auto_mappings[preset]
+            values = prompted_values(volume.slice_2d(axis, index), prompts, volume.slice_spacing(axis))
+            first, *others = (self._auto_mapping(preset) for preset in ct_auto_presets(values))
+            self.mapping = first
+            if others:
+                self.mapping = self._better_scored(axis, index, prompts, first, others)
         return self.require_mapping()
+
+    def _auto_mapping(self, preset: str) -> IntensityMapping:
+        assert self._auto_mappings is not None
+        if preset not in self._auto_mappings:
+            self._auto_mappings[preset] = mapping_for(self.require_volume(), preset)
+        return self._auto_mappings[preset]
+
+    def _better_scored(
+        self, axis: Axis, index: int, prompts: Prompts, first: IntensityMapping, others: list[IntensityMapping]
+    ) -> IntensityMapping:
+        """Of ``first`` and ``others``, the mapping under which the model segments ``prompts`` best,
+        ``first`` unless another is better by ``BONE_WINDOW_MIN_QUALITY_GAIN``."""
+        try:
+            prompts.validate(self.require_volume().slice_shape(axis), self.model.spec)
+        except PromptError:
+            return first  # predict will say what is wrong with the prompts
+        scores = {}
+        for mapping in (first, *others):
+            self.mapping = mapping
+            scores[mapping] = self.predict(axis, index, prompts).score
+        best = max(others, key=scores.__getitem__)
+        return best if scores[best] >= scores[first] + BONE_WINDOW_MIN_QUALITY_GAIN else first
 
     def slice_image(self, axis: Axis, index: int) -> np.ndarray:
         """The slice mapped to [0, 1] with the volume's intensity mapping."""

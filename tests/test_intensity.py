@@ -68,6 +68,41 @@ def test_auto_on_ct_adapts_to_the_prompted_region():
     assert mapping_for(mr, "auto", nodule_box).preset == "percentile"
 
 
+def test_auto_on_ct_offers_the_bone_window_for_a_bright_prompt():
+    from SAMSegmentLib.intensity import BRIGHT_SHARE_FOR_BONE_WINDOW, ct_auto_preset, ct_auto_presets
+
+    tissue = np.full(100, 40.0)
+    bright = tissue.copy()
+    bright[: int(100 * BRIGHT_SHARE_FOR_BONE_WINDOW)] = 600.0  # cortical bone, or contrast
+    assert ct_auto_presets(bright) == ("soft_tissue", "bone")
+    assert ct_auto_preset(bright) == "soft_tissue"  # without a model to judge: the first
+    assert ct_auto_presets(bright[1:]) == ("soft_tissue",)  # just under the share
+    assert ct_auto_presets(tissue) == ("soft_tissue",)
+    assert ct_auto_presets(np.full(10, -850.0)) == ("percentile",)
+
+
+@pytest.mark.parametrize(("soft", "bone", "kept"), [(0.60, 0.90, "bone"), (0.80, 0.82, "soft_tissue")])
+def test_the_bone_window_is_kept_only_where_the_model_is_surer_of_it(tiny_sam_model, monkeypatch, soft, bone, kept):
+    import dataclasses
+
+    from SAMSegmentLib.predictor import VolumePredictor
+    from SAMSegmentLib.prompts import Prompts
+
+    array = np.full((4, 32, 32), 40, dtype=np.int16)
+    array[:, 10:20, 10:20] = 700  # a bone filling the box
+    predictor = VolumePredictor(tiny_sam_model)
+    predictor.set_volume(Volume(array, modality="CT"))
+    predict = predictor.predict
+    scores = {"soft_tissue": soft, "bone": bone}
+
+    def scored(*args, **kwargs):  # the model's predicted quality, as if it were surer under one window
+        return dataclasses.replace(predict(*args, **kwargs), score=scores[predictor.mapping.preset])
+
+    monkeypatch.setattr(predictor, "predict", scored)
+    assert predictor.choose_intensity("axial", 2, Prompts(box=(8, 8, 21, 21))).preset == kept
+    assert predictor.choose_intensity("axial", 2, Prompts(box=(0, 0, 31, 31))).preset == "soft_tissue"  # mostly tissue
+
+
 def test_the_predictor_decides_auto_at_the_prompt_and_keeps_forced_presets(tiny_sam_model):
     from SAMSegmentLib.predictor import VolumePredictor
     from SAMSegmentLib.prompts import Prompts

@@ -101,6 +101,7 @@ def evaluate_case(
     names = list(structures) if structures is not None else sorted(labelled.names.values())
     predictor = VolumePredictor(model.open() if isinstance(model, ModelChoice) else model)
     predictor.set_volume(labelled.volume, intensity)
+    before_prompts = vars(predictor.require_mapping())  # ``auto`` decides per structure (StructureReport.intensity)
     results = []
     masks = {}
     for done, name in enumerate(names, start=1):
@@ -122,7 +123,7 @@ def evaluate_case(
         image=str(case.image),
         labels=str(case.labels),
         model=predictor.model.spec.name,
-        intensity=vars(predictor.require_mapping()),
+        intensity=before_prompts,
         structures=results,
         slices_embedded=predictor.embed_count,
         seconds=time.perf_counter() - started,

@@ -75,6 +75,7 @@ class StructureReport:
     segmented_slices: list[int]
     stops: list[Stop]
     seconds: float
+    intensity: str = ""  # the mapping's preset (with ``auto``, the one decided at the seed)
     mask: np.ndarray | None = field(default=None, repr=False)
 
     @property
@@ -110,6 +111,7 @@ class StructureReport:
             "slices_beyond_reference": {"lower": self.beyond[0], "upper": self.beyond[1]},
             "slices_short_of_reference": {"lower": self.short[0], "upper": self.short[1]},
             "stops": [{"direction": s.direction, "last_slice": s.last_index, "reason": s.reason} for s in self.stops],
+            "intensity": self.intensity,
             "seconds": round(self.seconds, 2),
         }
 
@@ -215,6 +217,7 @@ def evaluate_structure(
         segmented_slices=sorted(segmented),
         stops=stops,
         seconds=time.perf_counter() - started,
+        intensity=predictor.require_mapping().preset,
         mask=mask,
     )
 
@@ -222,7 +225,8 @@ def evaluate_structure(
 def evaluate_oracle(
     predictor: VolumePredictor, reference: np.ndarray, settings: EvaluationSettings, margin: bool = False
 ) -> OracleReport:
-    """Segment every slice of the reference's extent from the reference's box on it: tight, or with
+    """Segment every slice of the reference's extent from the reference's box on it (with the
+    intensity mapping in force: after ``evaluate_structure``, the one its seed decided): tight, or with
     ``margin`` widened as propagation widens the box it carries (the prompts propagation would
     give every slice if each previous mask were exact; small structures do better with it)."""
     axis = settings.axis
