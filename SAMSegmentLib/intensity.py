@@ -83,8 +83,9 @@ def mapping_for(volume: Volume, preset: str = AUTO_PRESET, prompted: np.ndarray 
     prompted structure when ``prompted`` (the voxel values under the first prompt) is given: the
     soft-tissue window, unless at least ``AIR_SHARE_FOR_WIDE_MAPPING`` of those voxels lie below it
     (a lesion in lung, gas-filled bowel), where that window would flatten the surroundings to black
-    and percentiles are taken instead; without ``prompted``, the soft-tissue window. A CT window name
-    or ``percentile`` forces that mapping.
+    and percentiles are taken instead; without ``prompted``, the soft-tissue window. The bone window
+    for bright prompts needs the model's judgement, so only ``VolumePredictor.choose_intensity``
+    takes it (``ct_auto_presets``). A CT window name or ``percentile`` forces that mapping.
     """
     if preset == AUTO_PRESET:
         preset = auto_preset(volume, prompted)
