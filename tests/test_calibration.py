@@ -102,3 +102,16 @@ def test_calibrate_prefers_the_rule_that_stops_at_the_ends_and_checks_each_set_l
     assert set(record["leave_one_dataset_out"]) == {"set-a", "set-b"}
     assert record["before"]["thresholds"]["min_score"] == legacy_rule().min_score
     assert len(record["structures"]) == 2 and "before" in record["structures"][0]
+
+
+def test_the_replay_stops_where_the_mask_moved_toward_the_surroundings_as_the_rule_does():
+    walk = lesion_walk()
+    rule = StopRule(min_score=-math.inf, max_intensity_shift=2.0, min_overlap=0.0, intensity_drift_mm=2.0)
+    # At 2 mm the share allowed grows from 0.5 to 0.75 where the encoder sees the object. None: walks
+    # recorded before 2026-12-01, and objects not standing apart from their surroundings.
+    for toward, likeness, last in ((None, None, 3), (0.4, None, 3), (0.6, None, 4), (0.6, 0.9, 3)):
+        walk.backward[1] = step(3, 50, 0, distance_mm=2.0, likeness=likeness, toward_surroundings=toward)
+        assert WalkTable.of([walk]).measures(rule)["last"].tolist() == [[8, last]]
+        evidence = {key: value for key, value in walk.backward[1].evidence.items() if key != "legacy_shift"}
+        refused = "surroundings" in rule.judge(SliceEvidence(**evidence))
+        assert refused == (last == 4)

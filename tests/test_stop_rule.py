@@ -1,5 +1,7 @@
 """The stop rule's checks on hand-made predictions: each signal stops, a good slice passes."""
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -115,6 +117,41 @@ def test_intensity_may_drift_with_the_distance_walked_where_the_object_still_loo
     assert "intensity changed" in rule.check(track.copy(), prediction(disc(10)), drifted, likeness=0.5)
     assert rule.check(track, prediction(disc(10)), drifted, likeness=0.9) == ""
     assert track.walked_mm == 36.0
+
+
+def faint(object_value, background_noise=0.005):
+    """A uniform object at ``object_value`` on background 0.5: 0.06 above it, under the spread floor."""
+    picture = 0.5 + np.random.default_rng(2).normal(0, background_noise, (64, 64))
+    picture[disc(10)] = object_value
+    return picture
+
+
+def test_a_faint_object_ends_where_its_mask_looks_like_its_surroundings():
+    rule = StopRule()
+    track = rule.start(prediction(disc(10)), faint(0.56))
+    plain = faint(0.5)  # the object ended: its place holds the surroundings' tissue
+    assert "of the way to its surroundings'" in rule.check(track.copy(), prediction(disc(9)), plain)
+    # The shift check alone (its floor of 0.05 a spread) lets the mask run on over plain tissue.
+    assert StopRule(max_toward_surroundings=math.inf).check(track.copy(), prediction(disc(9)), plain) == ""
+    # The same change away from the surroundings is not a move toward them.
+    assert rule.check(track.copy(), prediction(disc(9)), faint(0.62)) == ""
+
+
+def test_the_surroundings_check_needs_an_object_that_stands_apart_from_them():
+    rule = StopRule()
+    noisy = faint(0.56, background_noise=0.02)  # 0.06 is under 4 of the surroundings' spreads
+    track = rule.start(prediction(disc(10)), noisy)
+    evidence = rule.measure(track, prediction(disc(9)), faint(0.5, background_noise=0.02))
+    assert evidence.toward_surroundings is None
+    assert rule.judge(evidence) == ""
+
+
+def test_the_share_toward_the_surroundings_grows_with_the_walk_where_the_object_looks_like_itself():
+    rule = StopRule(intensity_drift_mm=60.0, drift_min_likeness=0.8)
+    track = rule.start(prediction(disc(10)), faint(0.56), slice_spacing_mm=60.0)
+    two_thirds = faint(0.52)  # 2/3 of the way; at 60 mm the limit is 0.5 * (2 + 1) / 2 = 0.75
+    assert "surroundings" in rule.check(track.copy(), prediction(disc(10)), two_thirds, likeness=None)
+    assert rule.check(track, prediction(disc(10)), two_thirds, likeness=0.9) == ""
 
 
 def test_a_few_pixels_of_another_tissue_do_not_shift_the_robust_intensity(image):

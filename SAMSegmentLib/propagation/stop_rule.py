@@ -28,6 +28,9 @@ class ObjectTrack:
     seed_median: float
     seed_spread: float  # robust standard deviation (interquartile range / 1.349) of the seed's pixels
     previous_mask: np.ndarray
+    # The ring ``contrast_ring_mm`` wide around the seed's mask: (median, robust spread) of its pixels.
+    surroundings_median: float = math.nan
+    surroundings_spread: float = math.nan
     pixel_area_mm2: float = 1.0
     slice_spacing_mm: float = 1.0  # between neighbouring slices along the walk
     walked_mm: float = 0.0  # from the prompted slice to the last accepted one
@@ -50,6 +53,9 @@ class SliceEvidence:
     reverse_overlap: float | None  # Dice of the reverse prediction with the previous mask
     distance_mm: float  # from the prompted slice
     likeness: float | None  # share of the mask's pixels that look like the object (None: no appearance)
+    # share of the way from the seed's median to its surroundings' the median moved (None: the seed
+    # does not stand apart from its surroundings, see StopRule.surroundings_min_separation)
+    toward_surroundings: float | None = None
 
 
 @dataclass(frozen=True)
@@ -86,6 +92,13 @@ class StopRule:
       ``appearance_gate``), the limit grows by one spread per ``intensity_drift_mm`` walked from the
       prompted slice: intensity drifts along a long structure (contrast thinning along a vessel, an
       MR coil's sensitivity falling off);
+    - its median has moved ``max_toward_surroundings`` of the way from the prompted slice's median to
+      that of the ring ``contrast_ring_mm`` wide around the prompted mask (its surroundings), where
+      the two differ by at least ``surroundings_min_separation`` of the larger of their robust
+      spreads: past the end of a lesion that stands out by less than the spread floor on the scale
+      the model sees (a faint lesion, or an MR lesion under a mapping set by brighter fat), the
+      carried mask lies on the surroundings and the shift check alone lets it run through the
+      volume. This share grows with the intensity limit along the walk;
     - checked both ways (``min_reverse_overlap`` not None): the box of this slice's mask, carried
       back to the previous slice, gives a mask overlapping the accepted one there by less than
       ``min_reverse_overlap`` Dice. Past an object's end the model segments whatever the carried box
@@ -152,6 +165,15 @@ class StopRule:
     # CT's gallbladder 0.90 -> 0.84: Testing/calibration/2026-11-30_intensity_drift.json.
     intensity_drift_mm: float = 60.0
     drift_min_likeness: float = 0.8
+    # Halfway to the surroundings is another tissue. With 4 spreads of separation, halfway is at least
+    # 2 spreads of either: never stricter than the shift check without its floor. Trial of 2026-12-01
+    # (Testing/calibration/2026-12-01_toward_surroundings.json): synthetic lesions of 3-5 slices in an
+    # MR-like volume (lesion 40-300 above tissue, a bright fat rim setting the mapping) that ran to the
+    # volume's ends stop at them; on the shared sets only MobileSAM's 3 mm MR moves (duodenum, portal
+    # vein +0.01-0.05). Separation counted in the seed's spread alone stopped MobileSAM's 3 mm CT
+    # rib 11 right 22 slices short (0.28 -> 0.12): a thin bone's 3 mm ring mixes bone and fat.
+    max_toward_surroundings: float = 0.5
+    surroundings_min_separation: float = 4.0
     # The absence thresholds and scales: calibrated 2026-11-30 with
     # ``SAMSegmentLib.research.seed_absence`` on the shared sets' reference boxes (structures that
     # must be kept) and boxes on synthetic plain tissue at 0.8 and 3 mm pixels (which must not), with
@@ -178,6 +200,7 @@ class StopRule:
             min_overlap=-math.inf,
             max_area_growth=math.inf,
             max_intensity_shift=math.inf,
+            max_toward_surroundings=math.inf,
             min_reverse_overlap=None,
             absent_score=-math.inf,
             appearance_gate=False,
@@ -257,13 +280,17 @@ class StopRule:
         around = ndimage.binary_dilation(mask, iterations=_pixels(self.edge_region_mm, pixel_mm))
         return float(gradient[outline].mean()) / (float(gradient[around].mean()) + 1e-6)
 
+    def surroundings(self, mask: np.ndarray, spacing_xy: tuple[float, float] = (1.0, 1.0)) -> np.ndarray:
+        """The ring ``contrast_ring_mm`` wide just outside ``mask``."""
+        ring_pixels = _pixels(self.contrast_ring_mm, _mean_pixel_mm(spacing_xy))
+        return ndimage.binary_dilation(mask, iterations=ring_pixels) & ~mask
+
     def boundary_contrast(
         self, mask: np.ndarray, image01: np.ndarray, spacing_xy: tuple[float, float] = (1.0, 1.0)
     ) -> float:
         """Difference of mean intensity inside the mask and in a ring ``contrast_ring_mm`` wide just
         outside it, in units of their average standard deviation."""
-        ring_pixels = _pixels(self.contrast_ring_mm, _mean_pixel_mm(spacing_xy))
-        ring = ndimage.binary_dilation(mask, iterations=ring_pixels) & ~mask
+        ring = self.surroundings(mask, spacing_xy)
         if not ring.any():
             return float("inf")
         inside, outside = image01[mask], image01[ring]
@@ -279,8 +306,17 @@ class StopRule:
     ) -> ObjectTrack:
         pixel_area = float(spacing_xy[0]) * float(spacing_xy[1])
         median, spread = robust_stats(image01[seed.mask])
+        ring = self.surroundings(seed.mask, spacing_xy)
+        around_median, around_spread = robust_stats(image01[ring]) if ring.any() else (math.nan, math.nan)
         return ObjectTrack(
-            float(seed.mask.sum()) * pixel_area, median, spread, seed.mask, pixel_area, float(slice_spacing_mm)
+            float(seed.mask.sum()) * pixel_area,
+            median,
+            spread,
+            seed.mask,
+            around_median,
+            around_spread,
+            pixel_area,
+            float(slice_spacing_mm),
         )
 
     def measure(
@@ -299,6 +335,10 @@ class StopRule:
         previous_area = float(track.previous_mask.sum()) * track.pixel_area_mm2
         median, _ = robust_stats(image01[mask])
         change = abs(median - track.seed_median)
+        contrast = track.surroundings_median - track.seed_median
+        stands_apart = abs(contrast) > self.surroundings_min_separation * max(
+            track.seed_spread, track.surroundings_spread
+        )
         return SliceEvidence(
             area_mm2=area,
             area_fraction=area / track.seed_area_mm2,
@@ -310,14 +350,24 @@ class StopRule:
             reverse_overlap=None if reverse is None else dice(reverse.mask, track.previous_mask),
             distance_mm=track.walked_mm + track.slice_spacing_mm,
             likeness=likeness,
+            toward_surroundings=(median - track.seed_median) / contrast if stands_apart else None,
         )
 
     def intensity_limit(self, distance_mm: npt.ArrayLike, likeness: npt.ArrayLike | None) -> np.ndarray:
         """The intensity shift allowed (in seed spreads) at ``distance_mm`` from the prompted slice, on a
         slice whose mask looks like the object to ``likeness`` (None or NaN: no appearance).
         Elementwise on arrays: the calibration replays recorded walks with it."""
+        return self.max_intensity_shift + self._drift(distance_mm, likeness)
+
+    def surroundings_limit(self, distance_mm: npt.ArrayLike, likeness: npt.ArrayLike | None) -> np.ndarray:
+        """The share of the way to the surroundings allowed at ``distance_mm``: ``max_toward_surroundings``,
+        grown along the walk in proportion to the intensity limit. Elementwise, like ``intensity_limit``."""
+        return self.max_toward_surroundings * (1.0 + self._drift(distance_mm, likeness) / self.max_intensity_shift)
+
+    def _drift(self, distance_mm: npt.ArrayLike, likeness: npt.ArrayLike | None) -> np.ndarray:
+        """Spreads the intensity limit grows by at ``distance_mm``, where the encoder confirms the object."""
         confirmed = np.nan_to_num(np.asarray(likeness, dtype=float), nan=-1.0) >= self.drift_min_likeness
-        return self.max_intensity_shift + np.where(confirmed, np.asarray(distance_mm) / self.intensity_drift_mm, 0.0)
+        return np.where(confirmed, np.asarray(distance_mm) / self.intensity_drift_mm, 0.0)
 
     def judge(self, evidence: SliceEvidence) -> str:
         """The reason to stop before a slice with this evidence, or "" to accept it."""
@@ -333,6 +383,13 @@ class StopRule:
             return f"object ended: area grew {evidence.area_growth:.1f} times from the previous slice"
         if evidence.intensity_shift > self.intensity_limit(evidence.distance_mm, evidence.likeness):
             return f"object ended: intensity changed by {evidence.intensity_shift:.1f} standard deviations"
+        if evidence.toward_surroundings is not None and evidence.toward_surroundings > self.surroundings_limit(
+            evidence.distance_mm, evidence.likeness
+        ):
+            return (
+                f"object ended: intensity moved {evidence.toward_surroundings:.0%} of the way to its "
+                "surroundings' on the prompted slice"
+            )
         if (
             self.min_reverse_overlap is not None
             and evidence.reverse_overlap is not None

@@ -47,6 +47,7 @@ _FEATURES = (
     "reverse_overlap",
     "distance_mm",
     "likeness",  # not recorded by the walks (they are not gated by appearance): NaN, no drift allowance
+    "toward_surroundings",  # NaN where not recorded (walks before 2026-12-01) or not standing apart
 )
 
 
@@ -106,6 +107,7 @@ class WalkTable:
         refuse |= f["overlap"] < rule.min_overlap
         refuse |= f["area_growth"] > rule.max_area_growth
         refuse |= shift > rule.intensity_limit(f["distance_mm"], f["likeness"])
+        refuse |= f["toward_surroundings"] > rule.surroundings_limit(f["distance_mm"], f["likeness"])
         if rule.min_reverse_overlap is not None:
             refuse |= f["reverse_overlap"] < rule.min_reverse_overlap
         refuse = np.concatenate([refuse, np.ones((refuse.shape[0], 1), bool)], axis=1)
