@@ -17,6 +17,7 @@ CT_WINDOWS: dict[str, tuple[float, float]] = {
     "liver": (60.0, 160.0),
 }
 PERCENTILE_PRESET = "percentile"
+PERCENTILE_WIDENED = "percentile_widened"  # a label, not a preset: auto's percentiles widened to a prompt
 AUTO_PRESET = "auto"
 PRESETS = (AUTO_PRESET, *CT_WINDOWS, PERCENTILE_PRESET)
 
@@ -37,6 +38,14 @@ AIR_SHARE_FOR_WIDE_MAPPING = 0.5
 # vertebra), reaches the share.
 BRIGHT_SHARE_FOR_BONE_WINDOW = 0.15
 BONE_WINDOW_MIN_QUALITY_GAIN = 0.04
+# ``auto`` on MR and other non-CT images: the prompted region's share of voxels beyond the volume's robust
+# percentiles (which clip them to white or black) from which the range is widened to the prompted voxels'
+# own percentiles. A small lesion brighter than everything else (a skull-stripped FLAIR, a crop) is
+# under 0.5% of the volume: clipped to the white of the brightest tissue, it has nothing to stand out
+# from. No structure of the shared MR has a voxel of its reference box clipped (2026-12-01,
+# Testing/calibration/2026-12-01_toward_surroundings.json); a synthetic 3-slice lesion clipped so went
+# from running to both ends of the volume (3D Dice 0.37) to stopping at its own.
+CLIPPED_SHARE_FOR_WIDER_RANGE = 0.15
 
 # Lowest and highest percentile kept for MR and other non-CT images.
 _PERCENTILES = (0.5, 99.5)
@@ -79,7 +88,8 @@ def looks_like_ct(volume: Volume) -> bool:
 def mapping_for(volume: Volume, preset: str = AUTO_PRESET, prompted: np.ndarray | None = None) -> IntensityMapping:
     """Choose the intensity mapping of ``volume``.
 
-    ``auto`` takes robust percentiles for MR and other non-CT images. For CT it adapts to the
+    ``auto`` takes robust percentiles for MR and other non-CT images (widened to the prompt by
+    ``VolumePredictor.choose_intensity`` where they clip it, ``widened_to_prompt``). For CT it adapts to the
     prompted structure when ``prompted`` (the voxel values under the first prompt) is given: the
     soft-tissue window, unless at least ``AIR_SHARE_FOR_WIDE_MAPPING`` of those voxels lie below it
     (a lesion in lung, gas-filled bowel), where that window would flatten the surroundings to black
@@ -123,6 +133,21 @@ def ct_auto_presets(prompted: np.ndarray | None) -> tuple[str, ...]:
     if float(np.mean(prompted > level + width / 2.0)) >= BRIGHT_SHARE_FOR_BONE_WINDOW:
         return ("soft_tissue", "bone")
     return ("soft_tissue",)
+
+
+def widened_to_prompt(mapping: IntensityMapping, prompted: np.ndarray | None) -> IntensityMapping:
+    """``auto`` on a non-CT image, from the prompted voxels: the volume's robust percentiles
+    ``mapping``, each end moved to the prompted voxels' own percentile where at least
+    ``CLIPPED_SHARE_FOR_WIDER_RANGE`` of them lie beyond it."""
+    if prompted is None or not np.asarray(prompted).size:
+        return mapping
+    prompted = np.asarray(prompted, dtype=np.float32)
+    own_low, own_high = (float(v) for v in np.percentile(prompted, _PERCENTILES))
+    low = own_low if float(np.mean(prompted < mapping.low)) >= CLIPPED_SHARE_FOR_WIDER_RANGE else mapping.low
+    high = own_high if float(np.mean(prompted > mapping.high)) >= CLIPPED_SHARE_FOR_WIDER_RANGE else mapping.high
+    if (low, high) == (mapping.low, mapping.high):
+        return mapping
+    return IntensityMapping(min(low, mapping.low), max(high, mapping.high), PERCENTILE_WIDENED)
 
 
 def _percentile_range(values: np.ndarray) -> tuple[float, float] | None:

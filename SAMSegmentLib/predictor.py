@@ -19,6 +19,7 @@ from .intensity import (
     ct_auto_presets,
     looks_like_ct,
     mapping_for,
+    widened_to_prompt,
 )
 from .models.base import Decoded, ImageEmbedding, PromptableModel
 from .prediction import Prediction
@@ -44,7 +45,9 @@ class VolumePredictor:
         self.cache: EmbeddingCache[ImageEmbedding] = cache if cache is not None else EmbeddingCache()
         self.volume: Volume | None = None
         self.mapping: IntensityMapping | None = None
-        # ``auto`` on a CT: the mappings choose_intensity picks from, by preset, filled when first chosen.
+        # ``auto``: the mapping before any prompt (None: a fixed setting), and on a CT the mappings
+        # choose_intensity picks from, by preset, filled when first chosen.
+        self._auto_start: IntensityMapping | None = None
         self._auto_mappings: dict[str, IntensityMapping] | None = None
         self.volume_key = ""
         self.content = ""  # content_fingerprint of the volume
@@ -58,8 +61,9 @@ class VolumePredictor:
         reused for an edited volume or another grid never serves a stale embedding."""
         self.volume = volume
         self.mapping = intensity if isinstance(intensity, IntensityMapping) else mapping_for(volume, intensity)
-        adapts = intensity == AUTO_PRESET and looks_like_ct(volume)
-        self._auto_mappings = {self.mapping.preset: self.mapping} if adapts else None
+        self._auto_start = self.mapping if intensity == AUTO_PRESET else None
+        ct = self._auto_start is not None and looks_like_ct(volume)
+        self._auto_mappings = {self.mapping.preset: self.mapping} if ct else None
         self.volume_key = volume_key or uuid.uuid4().hex
         self.content = content_fingerprint(volume.array)
 
@@ -75,20 +79,25 @@ class VolumePredictor:
         return self.mapping
 
     def choose_intensity(self, axis: Axis, index: int, prompts: Prompts) -> IntensityMapping:
-        """With ``auto``, decide the mapping from the voxels under ``prompts`` on slice ``index`` (see
-        ``intensity.ct_auto_presets``); where that leaves two, the slice is segmented with each and the
-        second is kept only if the model's predicted quality is higher by
-        ``BONE_WINDOW_MIN_QUALITY_GAIN`` (one more encoder call, the first time). Other settings keep
-        theirs. Returns the mapping in force."""
+        """With ``auto``, decide the mapping from the voxels under ``prompts`` on slice ``index``. On a CT
+        (see ``intensity.ct_auto_presets``), where that leaves two windows, the slice is segmented with
+        each and the second is kept only if the model's predicted quality is higher by
+        ``BONE_WINDOW_MIN_QUALITY_GAIN`` (one more encoder call, the first time). On other images the
+        volume's percentiles, widened to the prompt where they clip it (``intensity.widened_to_prompt``).
+        Other settings keep theirs. Returns the mapping in force."""
         volume = self.require_volume()
-        if self._auto_mappings is not None:
-            axis = Axis(axis)
-            values = prompted_values(volume.slice_2d(axis, index), prompts, volume.slice_spacing(axis))
-            first, *others = (self._auto_mapping(preset) for preset in ct_auto_presets(values))
-            self.mapping = first
-            if others:
-                self.mapping = self._better_scored(axis, index, prompts, first, others)
-        return self.require_mapping()
+        if self._auto_start is None:
+            return self.require_mapping()
+        axis = Axis(axis)
+        values = prompted_values(volume.slice_2d(axis, index), prompts, volume.slice_spacing(axis))
+        if self._auto_mappings is None:
+            self.mapping = widened_to_prompt(self._auto_start, values)
+            return self.mapping
+        first, *others = (self._auto_mapping(preset) for preset in ct_auto_presets(values))
+        self.mapping = first
+        if others:
+            self.mapping = self._better_scored(axis, index, prompts, first, others)
+        return self.mapping
 
     def _auto_mapping(self, preset: str) -> IntensityMapping:
         assert self._auto_mappings is not None

@@ -136,3 +136,42 @@ def test_a_propagation_decides_auto_at_its_seed_and_keeps_it(tiny_sam_model):
     assert predictor.mapping.preset == "percentile"
     # Every slice was embedded once, with the mapping decided at the seed.
     assert predictor.embed_count == 6 and all(predictor.is_embedded(Axis.AXIAL, k) for k in range(6))
+
+
+def mr_with_a_small_bright_lesion():
+    """MR-like tissue about 500 with a lesion at 900 filling 0.1% of the volume: above its 99.5th percentile."""
+    rng = np.random.default_rng(3)
+    array = np.zeros((10, 40, 40), dtype=np.float32)
+    array[:, 5:35, 5:35] = rng.normal(500, 30, (10, 30, 30))
+    array[5, 18:22, 18:22] = rng.normal(900, 20, (4, 4))
+    return Volume(array, modality="MR")
+
+
+def test_auto_on_mr_widens_the_percentiles_to_a_prompt_they_clip():
+    from SAMSegmentLib.intensity import CLIPPED_SHARE_FOR_WIDER_RANGE, widened_to_prompt
+
+    volume = mr_with_a_small_bright_lesion()
+    start = mapping_for(volume)
+    lesion = volume.array[5, 18:22, 18:22].reshape(-1)
+    assert np.mean(lesion > start.high) > CLIPPED_SHARE_FOR_WIDER_RANGE
+    widened = widened_to_prompt(start, lesion)
+    assert widened.preset == "percentile_widened" and widened.low == start.low
+    assert widened.high == pytest.approx(np.percentile(lesion, 99.5))
+    assert np.sum(widened.apply(lesion) >= 1.0) <= 1 < np.sum(start.apply(lesion) >= 1.0)  # no longer clipped
+    tissue = volume.array[5, 8:14, 8:14].reshape(-1)
+    assert widened_to_prompt(start, tissue) is start
+    assert widened_to_prompt(start, np.array([])) is start
+
+
+def test_the_predictor_widens_auto_on_mr_at_the_prompt_and_never_a_forced_preset(tiny_sam_model):
+    from SAMSegmentLib.predictor import VolumePredictor
+    from SAMSegmentLib.prompts import Prompts
+
+    volume = mr_with_a_small_bright_lesion()
+    predictor = VolumePredictor(tiny_sam_model)
+    predictor.set_volume(volume)
+    start = predictor.mapping
+    assert predictor.choose_intensity("axial", 5, Prompts(box=(18, 18, 21, 21))).preset == "percentile_widened"
+    assert predictor.choose_intensity("axial", 5, Prompts(box=(6, 6, 12, 12))) == start  # decided afresh
+    predictor.set_volume(volume, "percentile")
+    assert predictor.choose_intensity("axial", 5, Prompts(box=(18, 18, 21, 21))) == start
