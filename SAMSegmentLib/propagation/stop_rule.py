@@ -169,9 +169,9 @@ class StopRule:
     # 2 spreads of either: never stricter than the shift check without its floor. Trial of 2026-12-01
     # (Testing/calibration/2026-12-01_toward_surroundings.json): synthetic lesions of 3-5 slices in an
     # MR-like volume (lesion 40-300 above tissue, a bright fat rim setting the mapping) that ran to the
-    # volume's ends stop at them; on the shared sets only MobileSAM's 3 mm MR moves (duodenum, portal
-    # vein +0.01-0.05). Separation counted in the seed's spread alone stopped MobileSAM's 3 mm CT
-    # rib 11 right 22 slices short (0.28 -> 0.12): a thin bone's 3 mm ring mixes bone and fat.
+    # volume's ends stop at them; no structure of the shared sets changes, with either model.
+    # Separation counted in the seed's spread alone stopped MobileSAM's 3 mm CT rib 11 right 22 slices
+    # short (0.28 -> 0.12): a thin bone's 3 mm ring mixes bone and fat.
     max_toward_surroundings: float = 0.5
     surroundings_min_separation: float = 4.0
     # The absence thresholds and scales: calibrated 2026-11-30 with
