@@ -120,7 +120,7 @@ def test_intensity_may_drift_with_the_distance_walked_where_the_object_still_loo
 
 
 def faint(object_value, background_noise=0.005):
-    """A uniform object at ``object_value`` on background 0.5: 0.06 above it, under the spread floor."""
+    """A uniform disc at ``object_value`` on background 0.5 (at 0.56: 0.06 above it, under the spread floor)."""
     picture = 0.5 + np.random.default_rng(2).normal(0, background_noise, (64, 64))
     picture[disc(10)] = object_value
     return picture
