@@ -167,8 +167,8 @@ def writeSegmentMasks(
 ) -> None:
     """Apply ``writes`` as one undo step (``saveUndoState`` False: the caller saved it already): on
     each write's slices the segment's parts its mask overlaps become the mask, within what the
-    editor's masking allows; elsewhere the segment is left as it was, and no other segment changes except as the editor's
-    overwrite setting says for the segment's new voxels.
+    editor's masking allows; elsewhere the segment is left as it was, and no other segment changes
+    except as the editor's overwrite setting says for the segment's new voxels.
 
     The editor computes its editable area relative to the selected segment, so each written
     segment is selected while it is written, and the user's selection is restored after.

@@ -10,11 +10,17 @@ from scipy import ndimage
 from ..volume import Volume
 
 
-def _tissue(shape: tuple[int, int, int], noise: float, rng: np.random.Generator) -> np.ndarray:
-    """Textured soft tissue (HU) in an elliptic body surrounded by air, before the noise."""
+def _body_radius(shape: tuple[int, int, int]) -> np.ndarray:
+    """[k, j, i]: each voxel's in-plane distance from the centre relative to the elliptic body's
+    outline (1 on it), the body filling 90 % of each side."""
     _, j, i = np.meshgrid(*(np.arange(n) for n in shape), indexing="ij")
     centre = np.array(shape) / 2
-    body = ((j - centre[1]) / (shape[1] * 0.45)) ** 2 + ((i - centre[2]) / (shape[2] * 0.45)) ** 2 < 1
+    return ((j - centre[1]) / (shape[1] * 0.45)) ** 2 + ((i - centre[2]) / (shape[2] * 0.45)) ** 2
+
+
+def _tissue(shape: tuple[int, int, int], noise: float, rng: np.random.Generator) -> np.ndarray:
+    """Textured soft tissue (HU) in an elliptic body surrounded by air, before the noise."""
+    body = _body_radius(shape) < 1
     array = np.full(shape, -1000.0)
     array[body] = 40.0
     return array + ndimage.gaussian_filter(rng.normal(0, noise * 4, shape), 2) * body
@@ -57,9 +63,7 @@ def mr_lesion_volume(
     rng = np.random.default_rng(seed)
     lesion = _ellipsoid(shape, radius, half_length)
     array = _tissue(shape, noise, rng)
-    _, j, i = np.meshgrid(*(np.arange(n) for n in shape), indexing="ij")
-    centre = np.array(shape) / 2
-    radial = ((j - centre[1]) / (shape[1] * 0.45)) ** 2 + ((i - centre[2]) / (shape[2] * 0.45)) ** 2
+    radial = _body_radius(shape)
     array[(radial > 0.8) & (radial < 1)] += fat
     array[lesion] += contrast
     array += rng.normal(0, noise, shape) + 1000.0
