@@ -15,9 +15,9 @@ from .errors import CheckpointError, InferenceOutOfMemoryError, PromptError
 from .intensity import (
     AUTO_PRESET,
     BONE_WINDOW_MIN_QUALITY_GAIN,
+    CT_WINDOWS,
     IntensityMapping,
     ct_auto_presets,
-    looks_like_ct,
     mapping_for,
     widened_to_prompt,
 )
@@ -62,7 +62,8 @@ class VolumePredictor:
         self.volume = volume
         self.mapping = intensity if isinstance(intensity, IntensityMapping) else mapping_for(volume, intensity)
         self._auto_start = self.mapping if intensity == AUTO_PRESET else None
-        ct = self._auto_start is not None and looks_like_ct(volume)
+        # Before a prompt, auto gives a CT a window and any other image its percentiles.
+        ct = self._auto_start is not None and self.mapping.preset in CT_WINDOWS
         self._auto_mappings = {self.mapping.preset: self.mapping} if ct else None
         self.volume_key = volume_key or uuid.uuid4().hex
         self.content = content_fingerprint(volume.array)

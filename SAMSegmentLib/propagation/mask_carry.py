@@ -177,33 +177,24 @@ class MaskCarryPropagation(SliceWalk[StopRule]):
         return dataclasses.replace(prediction, mask=mask), likeness
 
     def _carried_prompt(self, previous: Prediction) -> tuple[Prompts, Any]:
-        return carried_prompt(self.predictor, previous, self.stop_rule, self._spacing_xy)
+        """The next slice's prompt from the previous mask: a box with the stop rule's margin, and for
+        models that take them an interior point and the previous logits (``Prediction.low_res_logits``)."""
+        spec = self.predictor.model.spec
+        mask = previous.mask
+        ys, xs = np.nonzero(mask)
+        margins = self.stop_rule.box_margin(xs.max() - xs.min() + 1, ys.max() - ys.min() + 1, self._spacing_xy)
+        tight = Prompts(box=(float(xs.min()), float(ys.min()), float(xs.max()), float(ys.max())))
+        prompts = tight.widened(margins, mask.shape)
+        mask_logits = None
+        if spec.accepts(PromptKind.POINT):
+            distance = ndimage.distance_transform_edt(mask)
+            y, x = np.unravel_index(int(np.argmax(distance)), mask.shape)
+            prompts.add_point(float(x), float(y))
+        if spec.accepts(PromptKind.MASK):
+            mask_logits = previous.low_res_logits
+        return prompts, mask_logits
 
     def _accept(self, object_id: str, index: int, prediction: Prediction) -> None:
         outcome = self.result.objects[object_id]
         put_slice(outcome.mask, self.request.axis, index, prediction.mask)
         outcome.slices.append(index)
-
-
-def carried_prompt(
-    predictor: VolumePredictor,
-    previous: Prediction,
-    stop_rule: StopRule,
-    spacing_xy: tuple[float, float],
-) -> tuple[Prompts, Any]:
-    """The next slice's prompt from the previous mask: a box with the stop rule's margin, and for
-    models that take them an interior point and the previous logits (``Prediction.low_res_logits``)."""
-    spec = predictor.model.spec
-    mask = previous.mask
-    ys, xs = np.nonzero(mask)
-    margins = stop_rule.box_margin(xs.max() - xs.min() + 1, ys.max() - ys.min() + 1, spacing_xy)
-    tight = Prompts(box=(float(xs.min()), float(ys.min()), float(xs.max()), float(ys.max())))
-    prompts = tight.widened(margins, mask.shape)
-    mask_logits = None
-    if spec.accepts(PromptKind.POINT):
-        distance = ndimage.distance_transform_edt(mask)
-        y, x = np.unravel_index(int(np.argmax(distance)), mask.shape)
-        prompts.add_point(float(x), float(y))
-    if spec.accepts(PromptKind.MASK):
-        mask_logits = previous.low_res_logits
-    return prompts, mask_logits

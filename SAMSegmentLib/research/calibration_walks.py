@@ -5,6 +5,7 @@ recorded (see ``calibration``, which judges rule variants on these records)."""
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import pickle
 import time
@@ -21,7 +22,14 @@ from ..errors import PromptError
 from ..intensity import IntensityMapping, mapping_for
 from ..models import PromptableModel
 from ..predictor import VolumePredictor
-from ..propagation import StopRule
+from ..propagation import (
+    Direction,
+    MaskCarryPropagation,
+    ObjectPrompts,
+    PropagationRequest,
+    StopRule,
+)
+from ..propagation.stop_rule import SliceEvidence, robust_stats
 from ..volume import Axis, Volume
 
 AXIS = Axis.AXIAL
@@ -73,7 +81,9 @@ class WalkStep:
     index: int
     area: int  # pixels of the mask
     hits: int  # pixels of the mask inside the reference
-    evidence: dict | None  # asdict(SliceEvidence) plus "legacy_shift"; None when the mask is empty
+    evidence: (
+        dict | None
+    )  # asdict(SliceEvidence) plus "legacy_shift"; None when the mask is empty (walks before 2026-12-01)
 
 
 @dataclass
@@ -104,6 +114,28 @@ def _legacy_shift(image01: np.ndarray, seed_mask: np.ndarray, mask: np.ndarray) 
     return abs(float(image01[mask].mean()) - float(seed_values.mean())) / (float(seed_values.std()) + 0.02)
 
 
+@dataclass
+class EvidenceRecorder(StopRule):
+    """A stop rule that refuses nothing but an empty mask and keeps what it measured on each slice, in
+    order: the shipped propagation walks past the object's end with this rule's carry (margin,
+    appearance gate) and its measurements, so a variant judged on the record is judged on the walk
+    the engine makes."""
+
+    recorded: list[SliceEvidence] = field(default_factory=list)
+
+    @classmethod
+    def following(cls, rule: StopRule, reverse: bool) -> EvidenceRecorder:
+        """Records ``rule``'s evidence (the reverse overlap too, with ``reverse``); never judges the
+        prompted slice absent."""
+        settings = {f.name: getattr(rule, f.name) for f in dataclasses.fields(StopRule)}
+        settings.update(absent_score=-math.inf, min_reverse_overlap=-math.inf if reverse else None)
+        return cls(**settings)
+
+    def judge(self, evidence: SliceEvidence) -> str:
+        self.recorded.append(evidence)
+        return ""
+
+
 def walk_structure(
     predictor: VolumePredictor,
     reference: np.ndarray,
@@ -114,17 +146,14 @@ def walk_structure(
     oracle: bool = True,
     past_end: int = 4,
 ) -> StructureWalk:
-    """Propagate one box on the reference's largest slice in both directions without stopping (up to
-    ``past_end`` slices past the reference's end), recording every slice's evidence; with ``oracle``
-    also the reference's box on every slice."""
+    """Propagate one box on the reference's largest slice in both directions with ``MaskCarryPropagation``
+    carrying as ``walk_rule`` does, without stopping (up to ``past_end`` slices past the reference's
+    end), recording every slice's evidence; with ``oracle`` also the reference's box on every slice."""
     from ..evaluation.protocols import box_from_reference, largest_slice
-    from ..propagation.mask_carry import carried_prompt
 
     volume = predictor.require_volume()
-    spacing_xy = volume.slice_spacing(AXIS)
     present = np.nonzero(reference.any(axis=(1, 2)))[0]
     seed = largest_slice(reference, AXIS)
-    seed_prediction = predictor.predict(AXIS, seed, box_from_reference(reference[seed]))
     oracle_area = oracle_hits = 0
     for index in present if oracle else ():
         try:
@@ -135,49 +164,41 @@ def walk_structure(
         found = predictor.predict(AXIS, int(index), box).mask
         oracle_area += int(found.sum())
         oracle_hits += int((found & reference[index]).sum())
+    recorder = EvidenceRecorder.following(walk_rule, reverse)
+    request = PropagationRequest(
+        AXIS,
+        seed,
+        [ObjectPrompts(structure, box_from_reference(reference[seed]))],
+        Direction.BOTH,
+        (int(present.min()) - past_end, int(present.max()) + past_end),
+    )
+    results = iter(MaskCarryPropagation(predictor, request, recorder))
+    # The prompted slice comes first, unless the model found nothing at the box (nothing is walked then).
+    seed_result = next(results, None)
+    seed_image = predictor.slice_image(AXIS, seed)
+    seed_mask = seed_result.mask if seed_result is not None else np.zeros_like(reference[seed])
     walk = StructureWalk(
         dataset,
         structure,
         predictor.require_mapping().preset,
         volume.slice_count(AXIS),
         seed,
-        seed_prediction.score,
-        int(seed_prediction.mask.sum()),
-        int((seed_prediction.mask & reference[seed]).sum()),
+        seed_result.score if seed_result is not None else 0.0,
+        int(seed_mask.sum()),
+        int((seed_mask & reference[seed]).sum()),
         int(reference.sum()),
         int(present.min()),
         int(present.max()),
         oracle_area,
         oracle_hits,
+        seed_spread=robust_stats(seed_image[seed_mask])[1] if seed_mask.any() else None,
     )
-    if not seed_prediction.mask.any():
-        return walk
-    seed_image = predictor.slice_image(AXIS, seed)
-    walk.seed_spread = walk_rule.start(seed_prediction, seed_image, spacing_xy).seed_spread
-    for step, steps in ((1, walk.forward), (-1, walk.backward)):
-        track = walk_rule.start(seed_prediction, seed_image, spacing_xy, volume.spacing_along(AXIS))
-        previous = seed_prediction
-        current = int(seed) + step
-        end = int(present.max()) + past_end if step > 0 else int(present.min()) - past_end
-        while 0 <= current < volume.slice_count(AXIS) and (current - end) * step <= 0:
-            carried = carried_prompt(predictor, previous, walk_rule, spacing_xy)
-            prediction = predictor.predict(AXIS, current, *carried, as_given=True)
-            mask = prediction.mask
-            if not mask.any():
-                steps.append(WalkStep(current, 0, 0, None))
-                break
-            back = None
-            if reverse:
-                carried_back = carried_prompt(predictor, prediction, walk_rule, spacing_xy)
-                back = predictor.predict(AXIS, current - step, *carried_back, as_given=True)
-            image = predictor.slice_image(AXIS, current)
-            measured = walk_rule.measure(track, prediction, image, back)
-            evidence = asdict(measured)
-            evidence["legacy_shift"] = _legacy_shift(seed_image, seed_prediction.mask, mask)
-            steps.append(WalkStep(current, int(mask.sum()), int((mask & reference[current]).sum()), evidence))
-            track.previous_mask, track.walked_mm = mask, measured.distance_mm
-            previous = prediction
-            current += step
+    for result in results:  # each accepted slice right after the recorder measured it
+        evidence = asdict(recorder.recorded[-1])
+        evidence["legacy_shift"] = _legacy_shift(seed_image, seed_mask, result.mask)
+        steps = walk.forward if result.index > seed else walk.backward
+        mask = result.mask
+        steps.append(WalkStep(result.index, int(mask.sum()), int((mask & reference[result.index]).sum()), evidence))
     return walk
 
 
