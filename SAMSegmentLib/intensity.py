@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .volume import Volume
+
+if TYPE_CHECKING:
+    from .prompts import Prompts
 
 # (level, width) in Hounsfield units.
 CT_WINDOWS: dict[str, tuple[float, float]] = {
@@ -88,8 +92,8 @@ def looks_like_ct(volume: Volume) -> bool:
 def mapping_for(volume: Volume, preset: str = AUTO_PRESET, prompted: np.ndarray | None = None) -> IntensityMapping:
     """Choose the intensity mapping of ``volume``.
 
-    ``auto`` takes robust percentiles for MR and other non-CT images (widened to the prompt by
-    ``VolumePredictor.choose_intensity`` where they clip it, ``widened_to_prompt``). For CT it adapts to the
+    ``auto`` takes robust percentiles for MR and other non-CT images, widened to the prompted voxels
+    ``prompted`` where they clip them (``widened_to_prompt``). For CT it adapts to the
     prompted structure when ``prompted`` (the voxel values under the first prompt) is given: the
     soft-tissue window, unless at least ``AIR_SHARE_FOR_WIDE_MAPPING`` of those voxels lie below it
     (a lesion in lung, gas-filled bowel), where that window would flatten the surroundings to black
@@ -98,7 +102,9 @@ def mapping_for(volume: Volume, preset: str = AUTO_PRESET, prompted: np.ndarray 
     takes it (``ct_auto_presets``). A CT window name or ``percentile`` forces that mapping.
     """
     if preset == AUTO_PRESET:
-        preset = auto_preset(volume, prompted)
+        if not looks_like_ct(volume):
+            return widened_to_prompt(mapping_for(volume, PERCENTILE_PRESET), prompted)
+        preset = ct_auto_preset(prompted)
     if preset in CT_WINDOWS:
         return IntensityMapping.window(*CT_WINDOWS[preset], preset=preset)
     if preset == PERCENTILE_PRESET:
@@ -108,11 +114,6 @@ def mapping_for(volume: Volume, preset: str = AUTO_PRESET, prompted: np.ndarray 
         assert found is not None, "validate_volume_array refuses constant volumes"
         return IntensityMapping(*found, preset)
     raise ValueError(f"Unknown intensity preset '{preset}'. Choose one of: {', '.join(PRESETS)}.")
-
-
-def auto_preset(volume: Volume, prompted: np.ndarray | None = None) -> str:
-    """The preset ``auto`` stands for on ``volume``, given the voxel values under the first prompt."""
-    return ct_auto_preset(prompted) if looks_like_ct(volume) else PERCENTILE_PRESET
 
 
 def ct_auto_preset(prompted: np.ndarray | None) -> str:
@@ -148,6 +149,28 @@ def widened_to_prompt(mapping: IntensityMapping, prompted: np.ndarray | None) ->
     if (low, high) == (mapping.low, mapping.high):
         return mapping
     return IntensityMapping(min(low, mapping.low), max(high, mapping.high), PERCENTILE_WIDENED)
+
+
+# Around points (no box), the region whose voxels decide ``auto``: a disc of this radius.
+_POINT_REGION_MM = 10.0
+
+
+def prompted_values(image: np.ndarray, prompts: Prompts, spacing_xy: tuple[float, float]) -> np.ndarray:
+    """The voxel values of a slice ``[y, x]`` under ``prompts``: inside the box, or else the
+    bounding box of the positive points widened by ``_POINT_REGION_MM``."""
+    height, width = image.shape
+    if prompts.box is not None:
+        x0, y0, x1, y1 = prompts.box
+    else:
+        positive = [(x, y) for (x, y), label in zip(prompts.points, prompts.labels) if label]
+        if not positive:
+            return image.reshape(-1)[:0]
+        xs, ys = [p[0] for p in positive], [p[1] for p in positive]
+        rx, ry = _POINT_REGION_MM / spacing_xy[0], _POINT_REGION_MM / spacing_xy[1]
+        x0, y0, x1, y1 = min(xs) - rx, min(ys) - ry, max(xs) + rx, max(ys) + ry
+    left, top = max(0, int(np.floor(min(x0, x1)))), max(0, int(np.floor(min(y0, y1))))
+    right, bottom = min(width - 1, int(np.ceil(max(x0, x1)))), min(height - 1, int(np.ceil(max(y0, y1))))
+    return np.asarray(image[top : bottom + 1, left : right + 1]).reshape(-1)
 
 
 def _percentile_range(values: np.ndarray) -> tuple[float, float] | None:

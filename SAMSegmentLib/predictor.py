@@ -19,6 +19,7 @@ from .intensity import (
     IntensityMapping,
     ct_auto_presets,
     mapping_for,
+    prompted_values,
     widened_to_prompt,
 )
 from .models.base import Decoded, ImageEmbedding, PromptableModel
@@ -293,28 +294,6 @@ class VolumePredictor:
                 f"{self.model.spec.name} produced NaN or infinite values in its {what}: its checkpoint is broken "
                 "(damaged or not trained weights). Download or import the checkpoint again."
             )
-
-
-# Around points (no box), the region whose voxels decide ``auto``: a disc of this radius.
-_POINT_REGION_MM = 10.0
-
-
-def prompted_values(image: np.ndarray, prompts: Prompts, spacing_xy: tuple[float, float]) -> np.ndarray:
-    """The voxel values of a slice ``[y, x]`` under ``prompts``: inside the box, or else the
-    bounding box of the positive points widened by ``_POINT_REGION_MM``."""
-    height, width = image.shape
-    if prompts.box is not None:
-        x0, y0, x1, y1 = prompts.box
-    else:
-        positive = [(x, y) for (x, y), label in zip(prompts.points, prompts.labels) if label]
-        if not positive:
-            return image.reshape(-1)[:0]
-        xs, ys = [p[0] for p in positive], [p[1] for p in positive]
-        rx, ry = _POINT_REGION_MM / spacing_xy[0], _POINT_REGION_MM / spacing_xy[1]
-        x0, y0, x1, y1 = min(xs) - rx, min(ys) - ry, max(xs) + rx, max(ys) + ry
-    left, top = max(0, int(np.floor(min(x0, x1)))), max(0, int(np.floor(min(y0, y1))))
-    right, bottom = min(width - 1, int(np.ceil(max(x0, x1)))), min(height - 1, int(np.ceil(max(y0, y1))))
-    return np.asarray(image[top : bottom + 1, left : right + 1]).reshape(-1)
 
 
 @contextmanager

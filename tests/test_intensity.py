@@ -65,7 +65,7 @@ def test_auto_on_ct_adapts_to_the_prompted_region():
     assert mapping_for(volume, "auto", organ_box).preset == "soft_tissue"
     assert mapping_for(volume, "auto").preset == "soft_tissue"  # before any prompt: today's choice
     mr = Volume(np.abs(volume.array).astype(np.float32), modality="MR")
-    assert mapping_for(mr, "auto", nodule_box).preset == "percentile"
+    assert mapping_for(mr, "auto", mr.array[3, 20:40, 4:24]).preset == "percentile"  # never a CT window
 
 
 def test_auto_on_ct_offers_the_bone_window_for_a_bright_prompt():
@@ -158,6 +158,7 @@ def test_auto_on_mr_widens_the_percentiles_to_a_prompt_they_clip():
     assert widened.preset == "percentile_widened" and widened.low == start.low
     assert widened.high == pytest.approx(np.percentile(lesion, 99.5))
     assert np.sum(widened.apply(lesion) >= 1.0) <= 1 < np.sum(start.apply(lesion) >= 1.0)  # no longer clipped
+    assert mapping_for(volume, "auto", lesion) == widened  # what auto gives at that prompt
     tissue = volume.array[5, 8:14, 8:14].reshape(-1)
     assert widened_to_prompt(start, tissue) is start
     assert widened_to_prompt(start, np.array([])) is start

@@ -167,3 +167,18 @@ def test_reset_forgets_objects_and_memory(session) -> None:
     assert session.object_ids == [] and session.last_prompted_index is None
     with pytest.raises(PromptError):
         session.propagate()
+
+
+def test_auto_intensity_is_decided_at_the_first_prompt_and_kept(predictor) -> None:
+    from test_intensity import lung_and_abdomen_ct
+
+    volume = lung_and_abdomen_ct()
+    session = tiny_session(predictor, volume)
+    assert session.frames.mapping.preset == "soft_tissue"  # before a prompt: the CT's window
+    session.add_prompts(3, "nodule", Prompts(box=(40, 24, 55, 39)))  # mostly lung around it
+    assert session.frames.mapping.preset == "percentile"
+    session.add_prompts(3, "organ", Prompts(box=(4, 20, 23, 39)))  # soft tissue: the decision stays
+    assert session.frames.mapping.preset == "percentile"
+    forced = tiny_session(predictor, volume, intensity="soft_tissue")
+    forced.add_prompts(3, "nodule", Prompts(box=(40, 24, 55, 39)))
+    assert forced.frames.mapping.preset == "soft_tissue"

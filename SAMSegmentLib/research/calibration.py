@@ -373,8 +373,7 @@ def intensity_comparison(
     """Per CT structure walked with both the soft-tissue window and percentiles: the share of its
     box below the window, what ``auto`` picks, and the one-box Dice (and best stop) with each."""
     from ..evaluation.protocols import box_from_reference
-    from ..intensity import ct_auto_preset
-    from ..predictor import prompted_values
+    from ..intensity import ct_auto_preset, prompted_values
 
     by_key = {(w.dataset, w.structure): w for w in soft}
     rows = []

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from ..errors import SAMSegmentError
-from ..intensity import IntensityMapping, mapping_for
+from ..intensity import IntensityMapping
 from ..prompts import Prompts
 from ..propagation import CancelToken, SliceResult
 from ..propagation.factory import make_propagator
@@ -79,7 +79,7 @@ class SAM2Sessions:
     ) -> None:
         self.model = model
         self.volume = volume
-        self.mapping = intensity if isinstance(intensity, IntensityMapping) else mapping_for(volume, intensity)
+        self.intensity = intensity  # ``auto``: each session decides it at its first prompt
         self.memory_policy = memory_policy
         self._sessions: dict[tuple[Axis, frozenset[str]], _ObjectSession] = {}
 
@@ -117,7 +117,7 @@ class SAM2Sessions:
         key = (Axis(axis), frozenset(object_ids))
         if key not in self._sessions:
             session = SAM2VolumeSession(
-                self.model.predictor, self.model.spec, self.volume, key[0], self.mapping, self.memory_policy
+                self.model.predictor, self.model.spec, self.volume, key[0], self.intensity, self.memory_policy
             )
             self._sessions[key] = _ObjectSession(session)
         return self._sessions[key]

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ...errors import PromptError
-from ...intensity import AUTO_PRESET, IntensityMapping, mapping_for
+from ...intensity import AUTO_PRESET, IntensityMapping, mapping_for, prompted_values
 from ...prompts import Prompts
 from ...registry import ModelSpec
 from ...volume import Axis, Volume
@@ -59,6 +59,8 @@ class SAM2VolumeSession:
         self.axis = Axis(axis)
         mapping = intensity if isinstance(intensity, IntensityMapping) else mapping_for(volume, intensity)
         self.frames = VolumeFrames(volume, self.axis, mapping, predictor.image_size)
+        # ``auto`` is decided at the session's first prompt, from the voxels under it, and kept.
+        self._intensity_undecided = intensity == AUTO_PRESET
         self.bank_settings = bank_settings or SelfSortingSettings()
         from .upstream import UpstreamState  # sam2 is importable: the predictor exists
 
@@ -75,6 +77,8 @@ class SAM2VolumeSession:
         earlier prompts on that slice (send all of them). On a slice propagation has already
         reached, this corrects the propagated mask, using the memory of the other slices."""
         self._check_prompts(index, prompts)
+        if self._intensity_undecided:
+            self._decide_intensity(index, prompts)
         object_index = self._upstream.object_index(self.predictor, object_id)
         if self.memory_policy is MemoryPolicy.SELF_SORTING:
             outputs = self._upstream.object_outputs(object_index)
@@ -126,6 +130,14 @@ class SAM2VolumeSession:
         for item in request.objects:
             self.add_prompts(request.seed_index, item.object_id, item.prompts)
         return self.propagate(request.direction, request.slice_range, request.seed_index, stop_rule, cancel, progress)
+
+    def _decide_intensity(self, index: int, prompts: Prompts) -> None:
+        """``auto`` from the voxels under the first prompt (``intensity.mapping_for``; no slice is encoded
+        yet). The bone window, which ``VolumePredictor.choose_intensity`` offers the model for bright
+        prompts on a CT, is not tried: SAM 2 would encode the slice twice and keep both in its state."""
+        values = prompted_values(self.volume.slice_2d(self.axis, index), prompts, self.volume.slice_spacing(self.axis))
+        self.frames.mapping = mapping_for(self.volume, AUTO_PRESET, values)
+        self._intensity_undecided = False
 
     def frame_output(self, object_id: str, index: int) -> dict[str, Any] | None:
         """SAM 2's stored output (mask logits, memory, scores) of an object on a slice, if any."""
