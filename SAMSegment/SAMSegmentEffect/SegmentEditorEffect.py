@@ -67,7 +67,8 @@ class SegmentEditorEffect(AbstractScriptedSegmentEditorEffect):
         return "<html>" + _(
             """Segment with Segment Anything models from a few prompts.<p>
             <ul style="margin: 0">
-            <li><b>Left-click:</b> add a point inside the structure.</li>
+            <li><b>Left-click:</b> add a point inside the structure (models listed as "box only", such
+            as LiteMedSAM, take a box alone).</li>
             <li><b>Ctrl + left-click</b> or <b>right-click:</b> add a point outside it (right-drag zooms
             only when another effect is active).</li>
             <li><b>Left-drag:</b> draw a box around it.</li>
@@ -246,6 +247,7 @@ class SegmentEditorEffect(AbstractScriptedSegmentEditorEffect):
 
     def _loadModel(self):
         name, device = self.scriptedEffect.parameter("Model"), self.scriptedEffect.parameter("Device")
+        self.session.modelSpec = self.options.modelSpec(name)
         logic = slicer.util.getModuleLogic("SAMSegment")
         if logic.loadedModel == (name, device):
             self.session.modelReady = True

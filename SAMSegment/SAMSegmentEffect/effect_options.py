@@ -272,6 +272,10 @@ class EffectOptions:
         self.modelSelector.blockSignals(wasBlocked)
         self.updateModelButtons()
 
+    def modelSpec(self, name):
+        """The listed model called ``name``, or None when the list does not hold it."""
+        return getattr(self, "_specs", {}).get(name)
+
     def updateModelButtons(self):
         specs, store = getattr(self, "_specs", {}), getattr(self, "_store", None)
         spec = specs.get(self.modelSelector.currentData)

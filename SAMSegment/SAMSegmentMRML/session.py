@@ -32,6 +32,7 @@ from SAMSegmentLib.protocol import (
     WorkerMessage,
 )
 from SAMSegmentLib.protocol.clients import Engine
+from SAMSegmentLib.registry import ModelSpec, PromptKind
 from SAMSegmentLib.volume import Axis, put_slice
 
 from .everything_writer import addEverythingSegments
@@ -112,6 +113,9 @@ class EditorSession:
         self.tracker = RequestTracker()
         self.modelReady = False
         self.modelDevice = ""  # where the engine runs the model ("cpu", "cuda:0", ...), once ready
+        # The chosen model's, as the effect knows it before loading or the engine says once loaded
+        # (None: not known, e.g. a model only a server has): what prompts it takes.
+        self.modelSpec: ModelSpec | None = None
         self._lastPreview: _Preview | None = None
         self._closing = False
         # Propagated slices that arrived in the batch being processed, not yet shown, by propagation.
@@ -151,7 +155,15 @@ class EditorSession:
     # ----- prompts -----
 
     def addPoint(self, position: SlicePosition, positive: bool) -> None:
+        """Add a click; refused (ValueError, prompts unchanged) where the model takes only a box, so a
+        point that could never be segmented does not stay among the prompts and fail every preview."""
         self._checkPosition(position)
+        if self.modelSpec is not None and not self.modelSpec.accepts(PromptKind.POINT):
+            raise ValueError(
+                tr("{model} takes only a box: drag a box around the structure instead of clicking.").format(
+                    model=self.modelSpec.name
+                )
+            )
         self.prompts.addPoint(position, positive)
         self._promptsChanged()
 
@@ -329,6 +341,7 @@ class EditorSession:
         if purpose is Purpose.MODEL and kind is MessageKind.RESULT:
             self.modelReady = True
             self.modelDevice = str(message.value.device)
+            self.modelSpec = message.value.spec
             return [
                 Notice(
                     NoticeKind.MODEL,

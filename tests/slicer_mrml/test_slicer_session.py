@@ -224,3 +224,31 @@ def _permissive():
     from SAMSegmentLib.propagation import StopRule
 
     return StopRule.keep_going()
+
+
+def test_a_box_only_model_refuses_a_click_and_keeps_the_prompts(editor, scene):
+    from tiny_models import tiny_sam, zooming
+
+    from SAMSegmentLib.worker import InferenceWorker, WorkerSettings
+
+    with InferenceWorker(WorkerSettings(prefetch_slices=0), loader=lambda request: zooming(tiny_sam())) as boxOnly:
+        session = EditorSession(
+            RecordingWorker(boxOnly),
+            scene,
+            editor.segmentation,
+            editor.logic.GetAlignedSourceVolume(),
+            EditorLogicEditing(editor.logic),
+        )
+        try:
+            session.loadModel("litemedsam", "cpu")
+            session.setVolume("soft_tissue")
+            _pump(session, lambda notices: session.modelReady)
+            session.setBox(*_box(session))
+            _pump(session, lambda notices: session.canApply)
+            box = session.prompts.box
+            with pytest.raises(ValueError, match="takes only a box"):
+                session.addPoint(SlicePosition(Axis.AXIAL, 5, (24.0, 20.0)), True)
+            assert session.prompts.points == [] and session.prompts.box == box
+            assert session.canApply  # the preview of the box stays
+        finally:
+            session.close()

@@ -143,10 +143,17 @@ class StubClient:
         return []
 
 
+def choosePointModel(editor):
+    """Choose a model that takes clicks (LiteMedSAM, the default, takes only a box) in the editor's
+    parameters, where the effect keeps its choices, so it starts with it."""
+    editor.node.SetAttribute("SAM.Model", "mobile_sam")
+
+
 @pytest.fixture
 def stubEffect(samModule, editor, packages, monkeypatch):
     client = StubClient()
     monkeypatch.setattr(slicer.util.getModuleLogic("SAMSegment"), "workerClient", lambda: client)
+    choosePointModel(editor)
     effect = editor.activate()
     assert effect.session is not None
     effect.client = client
@@ -159,6 +166,20 @@ def test_left_click_adds_a_positive_point_and_is_aborted(stubEffect, editor):
     (point,) = stubEffect.session.prompts.points
     assert point.positive and stubEffect.session.prompts.index == 6
     assert np.allclose(point.xy, (32, 30), atol=0.6)
+
+
+def test_a_click_with_a_box_only_model_is_refused_with_a_message(samModule, editor, packages, monkeypatch):
+    client = StubClient()
+    monkeypatch.setattr(slicer.util.getModuleLogic("SAMSegment"), "workerClient", lambda: client)
+    effect = editor.activate()  # the default model, LiteMedSAM
+    assert effect.scriptedEffect.parameter("Model") == "litemedsam"
+    aborted = editor.widget.click(editor.red, editor.xyOf(32, 30))
+    assert aborted == [True, True]  # the click is the effect's, not the view's
+    assert effect.session.prompts.empty
+    assert "takes only a box" in effect.options.statusLabel.text
+    assert not any(type(request).__name__ == "Predict" for request in client.submitted)
+    editor.widget.drag(editor.red, editor.xyOf(16, 14), editor.xyOf(48, 50))
+    assert effect.session.prompts.box is not None
 
 
 def test_right_click_adds_a_negative_point_and_leaves_no_zoom(stubEffect, editor):
@@ -271,6 +292,7 @@ def test_gui_thread_steps_do_not_import_torch(samModule, editor, packages, monke
         monkeypatch.delitem(sys.modules, name)  # imported again, as in a fresh Slicer session
     client = StubClient()
     monkeypatch.setattr(slicer.util.getModuleLogic("SAMSegment"), "workerClient", lambda: client)
+    choosePointModel(editor)
     effect = editor.activate()
     assert effect.session is not None, effect.options.statusLabel.text
     effect.options.deviceSelector.select("cpu")
