@@ -4,6 +4,8 @@ previews, Apply, propagation, cancel, undo, stale answers and worker errors."""
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numpy as np
 import pytest
@@ -226,29 +228,36 @@ def _permissive():
     return StopRule.keep_going()
 
 
-def test_a_box_only_model_refuses_a_click_and_keeps_the_prompts(editor, scene):
-    from tiny_models import tiny_sam, zooming
-
+@contextmanager
+def sessionWith(model, modelName: str, editor, scene) -> Iterator[EditorSession]:
+    """A session on a worker of its own that serves ``model`` (as ``modelName``), once it is loaded."""
     from SAMSegmentLib.worker import InferenceWorker, WorkerSettings
 
-    with InferenceWorker(WorkerSettings(prefetch_slices=0), loader=lambda request: zooming(tiny_sam())) as boxOnly:
+    with InferenceWorker(WorkerSettings(prefetch_slices=0), loader=lambda request: model) as worker:
         session = EditorSession(
-            RecordingWorker(boxOnly),
+            RecordingWorker(worker),
             scene,
             editor.segmentation,
             editor.logic.GetAlignedSourceVolume(),
             EditorLogicEditing(editor.logic),
         )
         try:
-            session.loadModel("litemedsam", "cpu")
+            session.loadModel(modelName, "cpu")
             session.setVolume("soft_tissue")
             _pump(session, lambda notices: session.modelReady)
-            session.setBox(*_box(session))
-            _pump(session, lambda notices: session.canApply)
-            box = session.prompts.box
-            with pytest.raises(ValueError, match="takes only a box"):
-                session.addPoint(SlicePosition(Axis.AXIAL, 5, (24.0, 20.0)), True)
-            assert session.prompts.points == [] and session.prompts.box == box
-            assert session.canApply  # the preview of the box stays
+            yield session
         finally:
             session.close()
+
+
+def test_a_box_only_model_refuses_a_click_and_keeps_the_prompts(editor, scene):
+    from tiny_models import tiny_sam, zooming
+
+    with sessionWith(zooming(tiny_sam()), "litemedsam", editor, scene) as session:
+        session.setBox(*_box(session))
+        _pump(session, lambda notices: session.canApply)
+        box = session.prompts.box
+        with pytest.raises(ValueError, match="takes only a box"):
+            session.addPoint(SlicePosition(Axis.AXIAL, 5, (24.0, 20.0)), True)
+        assert session.prompts.points == [] and session.prompts.box == box
+        assert session.canApply  # the preview of the box stays

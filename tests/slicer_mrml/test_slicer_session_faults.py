@@ -9,7 +9,7 @@ import slicer
 from test_slicer_session import _box, _permissive, _pump, _segment, editor, session, worker  # noqa: F401 - fixtures
 
 from SAMSegmentLib.protocol import MessageKind
-from SAMSegmentMRML.session import EditorSession, NoticeKind
+from SAMSegmentMRML.session import NoticeKind
 
 pytestmark = pytest.mark.slicer
 
@@ -80,24 +80,10 @@ class _OutOfMemoryAfter:
 
 
 def test_running_out_of_memory_mid_propagation_leaves_no_preview_and_the_segment_as_it_was(editor, scene):
-    from test_slicer_session import RecordingWorker
+    from test_slicer_session import sessionWith
     from tiny_models import tiny_sam
 
-    from SAMSegmentLib.worker import InferenceWorker, WorkerSettings
-    from SAMSegmentMRML.segment_writer import EditorLogicEditing
-
-    model = _OutOfMemoryAfter(tiny_sam(), 3)
-    with InferenceWorker(WorkerSettings(prefetch_slices=0), loader=lambda request: model) as worker:
-        session = EditorSession(
-            RecordingWorker(worker),
-            scene,
-            editor.segmentation,
-            editor.logic.GetAlignedSourceVolume(),
-            EditorLogicEditing(editor.logic),
-        )
-        session.loadModel("sam_vit_b", "cpu")
-        session.setVolume("soft_tissue")
-        _pump(session, lambda notices: session.modelReady)
+    with sessionWith(_OutOfMemoryAfter(tiny_sam(), 3), "sam_vit_b", editor, scene) as session:
         session.setBox(*_box(session))
         session.propagate(editor.segmentID, "forward", stopRule=_permissive())
         notices = []
@@ -105,4 +91,3 @@ def test_running_out_of_memory_mid_propagation_leaves_no_preview_and_the_segment
             notices += _pump(session, lambda got: bool(got), timeout=60)
         assert session.preview.node is None and not session.propagating
         assert not _segment(editor).any()
-        session.close()
