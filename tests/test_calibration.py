@@ -115,3 +115,21 @@ def test_the_replay_stops_where_the_mask_moved_toward_the_surroundings_as_the_ru
         evidence = {key: value for key, value in walk.backward[1].evidence.items() if key != "legacy_shift"}
         refused = "surroundings" in rule.judge(SliceEvidence(**evidence))
         assert refused == (last == 4)
+
+
+def test_the_replay_stops_where_the_encoder_sees_none_of_the_object_as_the_rule_does():
+    walk = lesion_walk()
+    rule = StopRule(min_score=-math.inf, max_intensity_shift=2.0, min_overlap=0.0)
+    cases = (  # (likeness, shift, overlap): refused only when all three say the object has gone
+        (0.05, 0.5, 0.6),
+        (0.5, 0.5, 0.6),
+        (None, 0.5, 0.6),
+        (0.05, 0.1, 0.6),
+        (0.05, 0.5, 0.95),
+    )
+    for number, (likeness, shift, overlap) in enumerate(cases):
+        walk.backward[1] = step(3, 50, 0, shift=shift, overlap=overlap, distance_mm=2.0, likeness=likeness)
+        evidence = {key: value for key, value in walk.backward[1].evidence.items() if key != "legacy_shift"}
+        refused = "see none of the object" in rule.judge(SliceEvidence(**evidence))
+        assert refused == (number == 0)
+        assert WalkTable.of([walk]).measures(rule)["last"].tolist() == [[8, 4 if refused else 3]]

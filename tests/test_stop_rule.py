@@ -154,6 +154,21 @@ def test_the_share_toward_the_surroundings_grows_with_the_walk_where_the_object_
     assert rule.check(track, prediction(disc(10)), two_thirds, likeness=0.9) == ""
 
 
+def test_a_mask_the_encoder_sees_none_of_the_object_in_ends_where_its_outline_and_intensity_moved():
+    rule = StopRule()
+    track = rule.start(prediction(disc(10)), faint(0.56))
+    moved = faint(0.5)
+    moved[disc(10)] = 0.56 - 0.3 * rule.min_intensity_spread  # 0.3 spreads from the seed's median
+    assert "see none of the object" in rule.check(track.copy(), prediction(disc(7)), moved, likeness=0.05)
+    # Each condition is needed: the encoder seeing some of the object, the outline held (a vessel,
+    # whose look to the encoder changes along it), or the intensity as it was.
+    assert rule.check(track.copy(), prediction(disc(7)), moved, likeness=0.3) == ""
+    assert rule.check(track.copy(), prediction(disc(7)), moved, likeness=None) == ""
+    assert rule.check(track.copy(), prediction(disc(10)), moved, likeness=0.05) == ""
+    assert rule.check(track.copy(), prediction(disc(7)), faint(0.56), likeness=0.05) == ""
+    assert StopRule.keep_going().check(track.copy(), prediction(disc(7)), moved, likeness=0.0) == ""
+
+
 def test_a_few_pixels_of_another_tissue_do_not_shift_the_robust_intensity(image):
     rule = StopRule(max_intensity_shift=1.5)
     track = rule.start(prediction(disc(10)), image)

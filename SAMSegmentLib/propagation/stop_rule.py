@@ -99,6 +99,13 @@ class StopRule:
       the model sees (a faint lesion, or an MR lesion under a mapping set by brighter fat), the
       carried mask lies on the surroundings and the shift check alone lets it run through the
       volume. This share grows with the intensity limit along the walk;
+    - the encoder sees none of the object in it (at most ``max_unlike_likeness`` of its pixels look
+      like the prompted object, see ``appearance_gate``), its median has moved at least
+      ``unlike_min_shift`` robust spreads from the prompted slice's and its outline changed (Dice
+      with the previous slice's below ``unlike_max_overlap``): past the end of a faint lesion the
+      carried mask lies on tissue that neither stands out from the lesion's surroundings nor moves
+      far enough in intensity for the checks above. Along a vessel the encoder's view changes where
+      the outline holds, so a steady outline is not judged by appearance;
     - checked both ways (``min_reverse_overlap`` not None): the box of this slice's mask, carried
       back to the previous slice, gives a mask overlapping the accepted one there by less than
       ``min_reverse_overlap`` Dice. Past an object's end the model segments whatever the carried box
@@ -174,6 +181,16 @@ class StopRule:
     # short (0.28 -> 0.12): a thin bone's 3 mm ring mixes bone and fat.
     max_toward_surroundings: float = 0.5
     surroundings_min_separation: float = 4.0
+    # Trial of 2026-12-01 (Testing/calibration/2026-12-01_unlike_the_object.json), replayed on walks of
+    # the shipped carry over the shared sets. LiteMedSAM: the 1 mm CT's pancreas 0.53 -> 0.59 (2 slices
+    # past its end -> 0), no other structure moves by 0.01; MobileSAM: gallbladder 0.64 -> 0.76 and right
+    # iliopsoas 0.57 -> 0.70 (6 slices past their ends -> 0), the 3 mm CT's aorta 0.61 -> 0.57. Synthetic
+    # 3-slice MR lesions 40 above or below their tissue (0.02 of the scale) no longer run 9-11 slices
+    # past an end. Without the outline condition MobileSAM's MR inferior vena cava stops halfway (0.83
+    # -> 0.50), without the shift condition LiteMedSAM's 3 mm CT one (0.81 -> 0.71).
+    max_unlike_likeness: float = 0.1
+    unlike_min_shift: float = 0.25
+    unlike_max_overlap: float = 0.9
     # The absence thresholds and scales: calibrated 2026-11-30 with
     # ``SAMSegmentLib.research.seed_absence`` on the shared sets' reference boxes (structures that
     # must be kept) and boxes on synthetic plain tissue at 0.8 and 3 mm pixels (which must not), with
@@ -201,6 +218,7 @@ class StopRule:
             max_area_growth=math.inf,
             max_intensity_shift=math.inf,
             max_toward_surroundings=math.inf,
+            max_unlike_likeness=-math.inf,
             min_reverse_overlap=None,
             absent_score=-math.inf,
             appearance_gate=False,
@@ -389,6 +407,16 @@ class StopRule:
             return (
                 f"object ended: intensity moved {evidence.toward_surroundings:.0%} of the way to its "
                 "surroundings' on the prompted slice"
+            )
+        if (
+            evidence.likeness is not None
+            and evidence.likeness <= self.max_unlike_likeness
+            and evidence.intensity_shift >= self.unlike_min_shift
+            and evidence.overlap < self.unlike_max_overlap
+        ):
+            return (
+                f"object ended: the model's features see none of the object (likeness {evidence.likeness:.2f}) "
+                f"and its intensity moved {evidence.intensity_shift:.1f} standard deviations"
             )
         if (
             self.min_reverse_overlap is not None

@@ -46,7 +46,7 @@ _FEATURES = (
     "legacy_shift",
     "reverse_overlap",
     "distance_mm",
-    "likeness",  # not recorded by the walks (they are not gated by appearance): NaN, no drift allowance
+    "likeness",  # NaN where not recorded (walks before 2026-12-01 were not gated by appearance) or not learnt
     "toward_surroundings",  # NaN where not recorded (walks before 2026-12-01) or not standing apart
 )
 
@@ -108,6 +108,11 @@ class WalkTable:
         refuse |= f["area_growth"] > rule.max_area_growth
         refuse |= shift > rule.intensity_limit(f["distance_mm"], f["likeness"])
         refuse |= f["toward_surroundings"] > rule.surroundings_limit(f["distance_mm"], f["likeness"])
+        refuse |= (
+            (f["likeness"] <= rule.max_unlike_likeness)
+            & (shift >= rule.unlike_min_shift)
+            & (f["overlap"] < rule.unlike_max_overlap)
+        )
         if rule.min_reverse_overlap is not None:
             refuse |= f["reverse_overlap"] < rule.min_reverse_overlap
         refuse = np.concatenate([refuse, np.ones((refuse.shape[0], 1), bool)], axis=1)
