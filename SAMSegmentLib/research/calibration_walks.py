@@ -81,9 +81,8 @@ class WalkStep:
     index: int
     area: int  # pixels of the mask
     hits: int  # pixels of the mask inside the reference
-    evidence: (
-        dict | None
-    )  # asdict(SliceEvidence) plus "legacy_shift"; None when the mask is empty (walks before 2026-12-01)
+    # asdict(SliceEvidence) plus "legacy_shift"; None for an empty mask (recorded by walks before 2026-12-01)
+    evidence: dict | None
 
 
 @dataclass
