@@ -115,6 +115,10 @@ def test_the_replay_stops_where_the_mask_moved_toward_the_surroundings_as_the_ru
         evidence = {key: value for key, value in walk.backward[1].evidence.items() if key != "legacy_shift"}
         refused = "surroundings" in rule.judge(SliceEvidence(**evidence))
         assert refused == (last == 4)
+    # Recorded with its separation: refused only where object and surroundings stand apart enough.
+    for separation, last in ((3.0, 3), (5.0, 4)):
+        walk.backward[1] = step(3, 50, 0, distance_mm=2.0, toward_surroundings=0.6, surroundings_separation=separation)
+        assert WalkTable.of([walk]).measures(rule)["last"].tolist() == [[8, last]]
 
 
 def test_the_replay_stops_where_the_encoder_sees_none_of_the_object_as_the_rule_does():

@@ -142,7 +142,8 @@ def test_the_surroundings_check_needs_an_object_that_stands_apart_from_them():
     noisy = faint(0.56, background_noise=0.02)  # 0.06 is under 4 of the surroundings' spreads
     track = rule.start(prediction(disc(10)), noisy)
     evidence = rule.measure(track, prediction(disc(9)), faint(0.5, background_noise=0.02))
-    assert evidence.toward_surroundings is None
+    assert evidence.toward_surroundings == pytest.approx(1.0, abs=0.2)  # all the way there, but
+    assert evidence.surroundings_separation < rule.surroundings_min_separation
     assert rule.judge(evidence) == ""
 
 

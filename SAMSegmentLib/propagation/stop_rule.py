@@ -53,9 +53,10 @@ class SliceEvidence:
     reverse_overlap: float | None  # Dice of the reverse prediction with the previous mask
     distance_mm: float  # from the prompted slice
     likeness: float | None  # share of the mask's pixels that look like the object (None: no appearance)
-    # share of the way from the seed's median to its surroundings' the median moved (None: the seed
-    # does not stand apart from its surroundings, see StopRule.surroundings_min_separation)
+    # share of the way from the seed's median to its surroundings' the median moved, and how far the
+    # seed stands apart from them in the larger of their robust spreads (None: no ring, or no contrast)
     toward_surroundings: float | None = None
+    surroundings_separation: float | None = None
 
 
 @dataclass(frozen=True)
@@ -354,9 +355,8 @@ class StopRule:
         median, _ = robust_stats(image01[mask])
         change = abs(median - track.seed_median)
         contrast = track.surroundings_median - track.seed_median
-        stands_apart = abs(contrast) > self.surroundings_min_separation * max(
-            track.seed_spread, track.surroundings_spread
-        )
+        has_contrast = math.isfinite(contrast) and contrast != 0.0
+        spread = max(track.seed_spread, track.surroundings_spread)
         return SliceEvidence(
             area_mm2=area,
             area_fraction=area / track.seed_area_mm2,
@@ -368,7 +368,8 @@ class StopRule:
             reverse_overlap=None if reverse is None else dice(reverse.mask, track.previous_mask),
             distance_mm=track.walked_mm + track.slice_spacing_mm,
             likeness=likeness,
-            toward_surroundings=(median - track.seed_median) / contrast if stands_apart else None,
+            toward_surroundings=(median - track.seed_median) / contrast if has_contrast else None,
+            surroundings_separation=(abs(contrast) / spread if spread > 0 else math.inf) if has_contrast else None,
         )
 
     def intensity_limit(self, distance_mm: npt.ArrayLike, likeness: npt.ArrayLike | None) -> np.ndarray:
@@ -401,8 +402,11 @@ class StopRule:
             return f"object ended: area grew {evidence.area_growth:.1f} times from the previous slice"
         if evidence.intensity_shift > self.intensity_limit(evidence.distance_mm, evidence.likeness):
             return f"object ended: intensity changed by {evidence.intensity_shift:.1f} standard deviations"
-        if evidence.toward_surroundings is not None and evidence.toward_surroundings > self.surroundings_limit(
-            evidence.distance_mm, evidence.likeness
+        if (
+            evidence.toward_surroundings is not None
+            and evidence.surroundings_separation is not None
+            and evidence.surroundings_separation > self.surroundings_min_separation
+            and evidence.toward_surroundings > self.surroundings_limit(evidence.distance_mm, evidence.likeness)
         ):
             return (
                 f"object ended: intensity moved {evidence.toward_surroundings:.0%} of the way to its "

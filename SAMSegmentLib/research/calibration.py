@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import pickle
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
@@ -47,7 +48,8 @@ _FEATURES = (
     "reverse_overlap",
     "distance_mm",
     "likeness",  # NaN where not recorded (walks before 2026-12-01 were not gated by appearance) or not learnt
-    "toward_surroundings",  # NaN where not recorded (walks before 2026-12-01) or not standing apart
+    "toward_surroundings",  # NaN where not recorded (walks before 2026-12-01), no ring or no contrast
+    "surroundings_separation",  # NaN where not recorded (see WalkTable.of for the walks before it was)
 )
 
 
@@ -87,6 +89,12 @@ class WalkTable:
                 if "intensity_change" not in step.evidence:  # recorded before the change was kept apart
                     spread = walk.seed_spread if walk.seed_spread is not None else 0.0
                     step.evidence["intensity_change"] = step.evidence["intensity_shift"] * max(spread, 0.02)
+                if (
+                    "surroundings_separation" not in step.evidence
+                    and step.evidence.get("toward_surroundings") is not None
+                ):
+                    # recorded before the separation was: the share only where it passed the rule's 4
+                    step.evidence["surroundings_separation"] = math.inf
                 for name in _FEATURES:
                     value = step.evidence.get(name)
                     features[name][row, column] = np.nan if value is None else value
@@ -107,7 +115,9 @@ class WalkTable:
         refuse |= f["overlap"] < rule.min_overlap
         refuse |= f["area_growth"] > rule.max_area_growth
         refuse |= shift > rule.intensity_limit(f["distance_mm"], f["likeness"])
-        refuse |= f["toward_surroundings"] > rule.surroundings_limit(f["distance_mm"], f["likeness"])
+        refuse |= (f["surroundings_separation"] > rule.surroundings_min_separation) & (
+            f["toward_surroundings"] > rule.surroundings_limit(f["distance_mm"], f["likeness"])
+        )
         refuse |= (
             (f["likeness"] <= rule.max_unlike_likeness)
             & (shift >= rule.unlike_min_shift)
