@@ -179,7 +179,9 @@ class StopRule:
     # MR-like volume (lesion 40-300 above tissue, a bright fat rim setting the mapping) that ran to the
     # volume's ends stop at them; no structure of the shared sets changes, with either model.
     # Separation counted in the seed's spread alone stopped MobileSAM's 3 mm CT rib 11 right 22 slices
-    # short (0.28 -> 0.12): a thin bone's 3 mm ring mixes bone and fat.
+    # short (0.28 -> 0.12): a thin bone's 3 mm ring mixes bone and fat. Replayed at 1.5-3.5 on walks of
+    # both models (Testing/calibration/2026-12-01_surroundings_separation.json): below 3 ribs of the
+    # 3 mm CT stop early; 3 and 3.5 change no structure of the shared sets.
     max_toward_surroundings: float = 0.5
     surroundings_min_separation: float = 4.0
     # Trial of 2026-12-01 (Testing/calibration/2026-12-01_unlike_the_object.json), replayed on walks of
