@@ -116,6 +116,12 @@ def mapping_for(volume: Volume, preset: str = AUTO_PRESET, prompted: np.ndarray 
     raise ValueError(f"Unknown intensity preset '{preset}'. Choose one of: {', '.join(PRESETS)}.")
 
 
+def auto_started_on_ct(start: IntensityMapping) -> bool:
+    """Whether ``start``, what ``auto`` gave a volume before any prompt, was a CT's: ``auto`` gives a CT a
+    window and any other image its percentiles, so the volume need not be examined again."""
+    return start.preset in CT_WINDOWS
+
+
 def ct_auto_preset(prompted: np.ndarray | None) -> str:
     """``auto`` on a CT without a model to ask: the first of ``ct_auto_presets``."""
     return ct_auto_presets(prompted)[0]

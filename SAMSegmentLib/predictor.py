@@ -15,8 +15,8 @@ from .errors import CheckpointError, InferenceOutOfMemoryError, PromptError
 from .intensity import (
     AUTO_PRESET,
     BONE_WINDOW_MIN_QUALITY_GAIN,
-    CT_WINDOWS,
     IntensityMapping,
+    auto_started_on_ct,
     ct_auto_presets,
     mapping_for,
     prompted_values,
@@ -63,8 +63,7 @@ class VolumePredictor:
         self.volume = volume
         self.mapping = intensity if isinstance(intensity, IntensityMapping) else mapping_for(volume, intensity)
         self._auto_start = self.mapping if intensity == AUTO_PRESET else None
-        # Before a prompt, auto gives a CT a window and any other image its percentiles.
-        ct = self._auto_start is not None and self.mapping.preset in CT_WINDOWS
+        ct = self._auto_start is not None and auto_started_on_ct(self._auto_start)
         self._auto_mappings = {self.mapping.preset: self.mapping} if ct else None
         self.volume_key = volume_key or uuid.uuid4().hex
         self.content = content_fingerprint(volume.array)

@@ -12,7 +12,15 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ...errors import PromptError
-from ...intensity import AUTO_PRESET, IntensityMapping, mapping_for, prompted_values
+from ...intensity import (
+    AUTO_PRESET,
+    IntensityMapping,
+    auto_started_on_ct,
+    ct_auto_preset,
+    mapping_for,
+    prompted_values,
+    widened_to_prompt,
+)
 from ...prompts import Prompts
 from ...registry import ModelSpec
 from ...volume import Axis, Volume
@@ -132,11 +140,17 @@ class SAM2VolumeSession:
         return self.propagate(request.direction, request.slice_range, request.seed_index, stop_rule, cancel, progress)
 
     def _decide_intensity(self, index: int, prompts: Prompts) -> None:
-        """``auto`` from the voxels under the first prompt (``intensity.mapping_for``; no slice is encoded
-        yet). The bone window, which ``VolumePredictor.choose_intensity`` offers the model for bright
-        prompts on a CT, is not tried: SAM 2 would encode the slice twice and keep both in its state."""
+        """``auto`` from the voxels under the first prompt, as ``VolumePredictor.choose_intensity`` decides
+        it (no slice is encoded yet), from the mapping ``auto`` started with. The bone window, which the
+        predictor offers the model for bright prompts on a CT, is not tried: SAM 2 would encode the
+        slice twice and keep both in its state."""
         values = prompted_values(self.volume.slice_2d(self.axis, index), prompts, self.volume.slice_spacing(self.axis))
-        self.frames.mapping = mapping_for(self.volume, AUTO_PRESET, values)
+        start = self.frames.mapping
+        self.frames.mapping = (
+            mapping_for(self.volume, ct_auto_preset(values))
+            if auto_started_on_ct(start)
+            else widened_to_prompt(start, values)
+        )
         self._intensity_undecided = False
 
     def frame_output(self, object_id: str, index: int) -> dict[str, Any] | None:
