@@ -68,7 +68,7 @@ class SegmentEditorEffect(AbstractScriptedSegmentEditorEffect):
             """Segment with Segment Anything models from a few prompts.<p>
             <ul style="margin: 0">
             <li><b>Left-click:</b> add a point inside the structure (models listed as "box only", such
-            as LiteMedSAM, take a box alone).</li>
+            as LiteMedSAM, take a box alone; choosing one removes the points placed).</li>
             <li><b>Ctrl + left-click</b> or <b>right-click:</b> add a point outside it (right-drag zooms
             only when another effect is active).</li>
             <li><b>Left-drag:</b> draw a box around it.</li>
@@ -247,13 +247,17 @@ class SegmentEditorEffect(AbstractScriptedSegmentEditorEffect):
 
     def _loadModel(self):
         name, device = self.scriptedEffect.parameter("Model"), self.scriptedEffect.parameter("Device")
-        self.session.modelSpec = self.options.modelSpec(name)
         logic = slicer.util.getModuleLogic("SAMSegment")
         if logic.loadedModel == (name, device):
             self.session.modelReady = True
-            return
-        self.options.status(_("Loading {model}...").format(model=name))
-        self.session.loadModel(name, device)
+        else:
+            self.options.status(_("Loading {model}...").format(model=name))
+            self.session.loadModel(name, device)
+        # After the load request, so a preview of the prompts left is asked of the new model.
+        notices = self.session.useModelSpec(self.options.modelSpec(name))
+        if notices:
+            self._showAll(notices)
+            self._drawAllPrompts()
 
     def _closeSession(self):
         if self.session is not None and self.session.close():

@@ -71,6 +71,16 @@ class PromptSession:
         self._changed()
         return True
 
+    def dropPoints(self) -> int:
+        """Remove every point, keeping the box; how many were removed."""
+        count = len(self.points)
+        if count:
+            self.points = []
+            if self.box is None:
+                self.axis = self.index = None
+            self._changed()
+        return count
+
     def clear(self) -> None:
         if self.empty and self.axis is None:
             return

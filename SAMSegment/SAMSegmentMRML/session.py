@@ -127,6 +127,24 @@ class EditorSession:
         self.modelReady = False
         self.tracker.track(self.worker.submit(LoadModel(modelName, device)), Purpose.MODEL)
 
+    def useModelSpec(self, spec: ModelSpec | None) -> list[Notice]:
+        """Take ``spec`` as the chosen model's (None: not known). Clicks it cannot take are removed
+        from the prompts, and the box left is segmented again, so no prompt stays on screen that the
+        model would ignore or refuse on every preview."""
+        self.modelSpec = spec
+        if spec is None or spec.accepts(PromptKind.POINT):
+            return []
+        count = self.prompts.dropPoints()
+        if not count:
+            return []
+        self._promptsChanged()
+        return [
+            Notice(
+                NoticeKind.STATUS,
+                tr("{model} takes only a box: {count} click(s) removed.").format(model=spec.name, count=count),
+            )
+        ]
+
     def setVolume(
         self,
         intensity: str | IntensityMapping,
@@ -341,15 +359,11 @@ class EditorSession:
         if purpose is Purpose.MODEL and kind is MessageKind.RESULT:
             self.modelReady = True
             self.modelDevice = str(message.value.device)
-            self.modelSpec = message.value.spec
-            return [
-                Notice(
-                    NoticeKind.MODEL,
-                    tr("{model} is ready on {device}.").format(
-                        model=message.value.spec.name, device=message.value.device
-                    ),
-                )
-            ]
+            ready = Notice(
+                NoticeKind.MODEL,
+                tr("{model} is ready on {device}.").format(model=message.value.spec.name, device=message.value.device),
+            )
+            return [ready, *self.useModelSpec(message.value.spec)]
         if purpose is Purpose.DOWNLOAD:
             if kind is MessageKind.PROGRESS:
                 return [Notice(NoticeKind.DOWNLOAD, progress=message.value)]

@@ -55,6 +55,23 @@ def test_remove_nearest_point_then_box_then_nothing():
     assert not session.removeAt(_at(60, 60), radius=3)
 
 
+def test_dropping_points_keeps_the_box_or_empties_the_set():
+    session = PromptSession()
+    session.addPoint(_at(10, 12), positive=True)
+    session.setBox(_at(40, 50), _at(20, 8))
+    session.addPoint(_at(30, 5), positive=False)
+    revision = session.revision
+    assert session.dropPoints() == 2
+    assert session.points == [] and session.box == (20, 8, 40, 50) and session.onSlice(_at(0, 0))
+    assert session.revision > revision
+    assert session.dropPoints() == 0 and session.revision == revision + 1  # nothing to drop: no edit
+
+    clicksOnly = PromptSession()
+    clicksOnly.addPoint(_at(10, 12), positive=True)
+    assert clicksOnly.dropPoints() == 1
+    assert clicksOnly.empty and clicksOnly.axis is None  # no slice is prompted any more
+
+
 def test_revision_counts_edits():
     session = PromptSession()
     revisions = [session.revision]

@@ -261,3 +261,38 @@ def test_a_box_only_model_refuses_a_click_and_keeps_the_prompts(editor, scene):
             session.addPoint(SlicePosition(Axis.AXIAL, 5, (24.0, 20.0)), True)
         assert session.prompts.points == [] and session.prompts.box == box
         assert session.canApply  # the preview of the box stays
+
+
+def test_switching_to_a_box_only_model_removes_the_clicks_and_segments_the_box_again(editor, scene):
+    from tiny_models import tiny_sam, zooming
+
+    from SAMSegmentLib.worker import InferenceWorker, WorkerSettings
+
+    clickModel = tiny_sam()
+    models = {"mobile_sam": clickModel, "litemedsam": zooming(clickModel)}
+    with InferenceWorker(WorkerSettings(prefetch_slices=0), loader=lambda request: models[request.model]) as worker:
+        recording = RecordingWorker(worker)
+        session = EditorSession(
+            recording,
+            scene,
+            editor.segmentation,
+            editor.logic.GetAlignedSourceVolume(),
+            EditorLogicEditing(editor.logic),
+        )
+        try:
+            session.loadModel("mobile_sam", "cpu")
+            session.setVolume("soft_tissue")
+            session.setBox(*_box(session))
+            session.addPoint(SlicePosition(Axis.AXIAL, 5, (24.0, 20.0)), True)
+            _pump(session, lambda notices: session.canApply)
+            box, revision = session.prompts.box, session.prompts.revision
+
+            session.loadModel("litemedsam", "cpu")
+            notices = _pump(session, lambda notices: session.modelReady and session.canApply)
+            assert session.prompts.points == [] and session.prompts.box == box
+            assert session.prompts.revision > revision  # the preview shown is the box's, asked anew
+            assert any(n.kind is NoticeKind.STATUS and "1 click(s) removed" in n.text for n in notices), notices
+            with pytest.raises(ValueError, match="takes only a box"):
+                session.addPoint(SlicePosition(Axis.AXIAL, 5, (24.0, 20.0)), True)
+        finally:
+            session.close()

@@ -182,6 +182,20 @@ def test_a_click_with_a_box_only_model_is_refused_with_a_message(samModule, edit
     assert effect.session.prompts.box is not None
 
 
+def test_choosing_a_box_only_model_removes_the_clicks_with_a_message(stubEffect, editor):
+    editor.widget.click(editor.red, editor.xyOf(32, 30))
+    editor.widget.drag(editor.red, editor.xyOf(16, 14), editor.xyOf(48, 50))
+    options = stubEffect.options
+    options.modelSelector.currentIndex = options.modelSelector.findData("litemedsam")
+    assert stubEffect.scriptedEffect.parameter("Model") == "litemedsam"
+    assert stubEffect.session.prompts.points == [] and stubEffect.session.prompts.box is not None
+    assert "takes only a box" in options.statusLabel.text
+    markers = stubEffect.drawing.markers[editor.red]
+    assert markers.positive.GetMapper().GetInput().GetNumberOfPoints() == 0  # the click is no longer drawn
+    predicts = [request for request in stubEffect.client.submitted if type(request).__name__ == "Predict"]
+    assert predicts[-1].prompts.points == [] and predicts[-1].prompts.box is not None
+
+
 def test_right_click_adds_a_negative_point_and_leaves_no_zoom(stubEffect, editor):
     aborted = editor.widget.click(editor.red, editor.xyOf(20, 20), button="right")
     assert aborted == [True, True]
