@@ -22,7 +22,6 @@ def step(index, area, hits, score=0.9, overlap=0.8, shift=0.5, **recorded):
         "intensity_shift": shift,
         "intensity_change": shift * 0.05,
         "legacy_shift": shift,
-        "reverse_overlap": None,
         **recorded,
     }
     return WalkStep(index, area, hits, evidence)

@@ -17,7 +17,7 @@ def test_the_shipped_rule_replayed_on_a_walk_stops_where_the_engine_does(litemed
     volume, lesion = lesion_volume(10, 80, shape=(24, 64, 64))
     predictor = VolumePredictor(litemedsam)
     predictor.set_volume(volume, "soft_tissue")
-    walk = walk_structure(predictor, lesion, "phantom", "lesion", StopRule(), reverse=False, oracle=False)
+    walk = walk_structure(predictor, lesion, "phantom", "lesion", StopRule(), oracle=False)
 
     seed = largest_slice(lesion, AXIS)
     request = PropagationRequest(AXIS, seed, [ObjectPrompts("lesion", box_from_reference(lesion[seed]))])

@@ -178,15 +178,6 @@ def test_a_few_pixels_of_another_tissue_do_not_shift_the_robust_intensity(image)
     assert rule.check(track, prediction(disc(10)), speckled) == ""
 
 
-def test_checked_both_ways_a_slice_whose_box_does_not_find_the_previous_mask_stops(image):
-    rule = StopRule(min_reverse_overlap=0.5)
-    track = rule.start(prediction(disc(10)), image)
-    assert rule.check(track, prediction(disc(10)), image, reverse=prediction(disc(10))) == ""
-    moved_back = prediction(disc(6, centre=(14, 14)))
-    assert "checked back" in rule.check(track, prediction(disc(10)), image, reverse=moved_back)
-    assert StopRule().checks_both_ways is False and rule.checks_both_ways
-
-
 def _scene(pixel_mm):
     """A disc of 15 mm radius on a ramp, darker beyond 24 mm, sampled at ``pixel_mm``: the same
     anatomy at two resolutions."""

@@ -120,14 +120,7 @@ class MaskCarryPropagation(SliceWalk[StopRule]):
                 prediction, likeness = self._gated(
                     carry, index, self.predictor.predict(axis, index, prompts, mask_logits, as_given=True)
                 )
-                reverse = None
-                if self.stop_rule.checks_both_ways and prediction.mask.any():
-                    # The previous slice is embedded already (its window too, unless the model
-                    # zooms to a box that moved): checking back costs a decoder call.
-                    reverse = self.predictor.predict(
-                        axis, index - step, *self._carried_prompt(prediction), as_given=True
-                    )
-                reason = self.stop_rule.check(carry.track, prediction, image, reverse, likeness)
+                reason = self.stop_rule.check(carry.track, prediction, image, likeness)
                 if reason:
                     self._stop(carry.object_id, step, last_index[carry.object_id], reason)
                     continue

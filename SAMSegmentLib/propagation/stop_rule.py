@@ -50,7 +50,6 @@ class SliceEvidence:
     score: float  # the model's predicted quality
     intensity_shift: float  # |median - seed median| in seed spreads (at least min_intensity_spread)
     intensity_change: float  # |median - seed median| on the [0, 1] scale the model sees
-    reverse_overlap: float | None  # Dice of the reverse prediction with the previous mask
     distance_mm: float  # from the prompted slice
     likeness: float | None  # share of the mask's pixels that look like the object (None: no appearance)
     # share of the way from the seed's median to its surroundings' the median moved, and how far the
@@ -106,11 +105,12 @@ class StopRule:
       with the previous slice's below ``unlike_max_overlap``): past the end of a faint lesion the
       carried mask lies on tissue that neither stands out from the lesion's surroundings nor moves
       far enough in intensity for the checks above. Along a vessel the encoder's view changes where
-      the outline holds, so a steady outline is not judged by appearance;
-    - checked both ways (``min_reverse_overlap`` not None): the box of this slice's mask, carried
-      back to the previous slice, gives a mask overlapping the accepted one there by less than
-      ``min_reverse_overlap`` Dice. Past an object's end the model segments whatever the carried box
-      holds; carried back, that box no longer finds the object.
+      the outline holds, so a steady outline is not judged by appearance.
+
+    Checking back (the box of a carried slice's mask, carried back to the previous slice, must find
+    the accepted mask there) was measured and dropped: past an end the mask slides into a neighbour
+    that looks the same, and the slide is as consistent backwards as forwards
+    (``Testing/calibration/2026-12-01_checked_both_ways.json``).
 
     The prompted slice itself is judged absent when three signals agree: the model is unsure
     (score below ``absent_score``), the mask does not stand out from a ring ``contrast_ring_mm``
@@ -145,7 +145,6 @@ class StopRule:
     max_area_growth: float = math.inf
     max_intensity_shift: float = 2.0
     min_intensity_spread: float = 0.05
-    min_reverse_overlap: float | None = None
     # The share of the mask's size keeps an organ from shrinking inside its box slice by slice (3 mm CT
     # spleen: 0.96 with it, 0.85 with the floors alone, or with a margin that follows each side's
     # motion) but feeds the 3 mm MR liver's leak (0.51 with it, 0.86 without); no margin rule tried
@@ -222,14 +221,9 @@ class StopRule:
             max_intensity_shift=math.inf,
             max_toward_surroundings=math.inf,
             max_unlike_likeness=-math.inf,
-            min_reverse_overlap=None,
             absent_score=-math.inf,
             appearance_gate=False,
         )
-
-    @property
-    def checks_both_ways(self) -> bool:
-        return self.min_reverse_overlap is not None
 
     def box_margin(
         self, width: float, height: float, spacing_xy: tuple[float, float] = (1.0, 1.0)
@@ -345,12 +339,10 @@ class StopRule:
         track: ObjectTrack,
         prediction: Prediction,
         image01: np.ndarray,
-        reverse: Prediction | None = None,
         likeness: float | None = None,
     ) -> SliceEvidence:
-        """The evidence on a non-empty propagated slice; ``reverse`` is the prediction on the previous
-        slice from this slice's carried box (needed when the rule checks both ways); ``likeness`` the
-        share of the mask's pixels that look like the prompted object (None: no appearance learnt)."""
+        """The evidence on a non-empty propagated slice; ``likeness`` is the share of the mask's pixels
+        that look like the prompted object (None: no appearance learnt)."""
         mask = prediction.mask
         area = float(mask.sum()) * track.pixel_area_mm2
         previous_area = float(track.previous_mask.sum()) * track.pixel_area_mm2
@@ -367,7 +359,6 @@ class StopRule:
             score=float(prediction.score),
             intensity_shift=change / max(track.seed_spread, self.min_intensity_spread),
             intensity_change=change,
-            reverse_overlap=None if reverse is None else dice(reverse.mask, track.previous_mask),
             distance_mm=track.walked_mm + track.slice_spacing_mm,
             likeness=likeness,
             toward_surroundings=(median - track.seed_median) / contrast if has_contrast else None,
@@ -424,15 +415,6 @@ class StopRule:
                 f"object ended: the model's features see none of the object (likeness {evidence.likeness:.2f}) "
                 f"and its intensity moved {evidence.intensity_shift:.1f} standard deviations"
             )
-        if (
-            self.min_reverse_overlap is not None
-            and evidence.reverse_overlap is not None
-            and evidence.reverse_overlap < self.min_reverse_overlap
-        ):
-            return (
-                f"object ended: checked back, the previous slice is not reproduced "
-                f"(overlap {evidence.reverse_overlap:.2f})"
-            )
         return ""
 
     def check(
@@ -440,13 +422,12 @@ class StopRule:
         track: ObjectTrack,
         prediction: Prediction,
         image01: np.ndarray,
-        reverse: Prediction | None = None,
         likeness: float | None = None,
     ) -> str:
         """The reason to stop before this slice, or "" to accept it (and update the track)."""
         if not prediction.mask.any():
             return "object ended: empty mask"
-        evidence = self.measure(track, prediction, image01, reverse, likeness)
+        evidence = self.measure(track, prediction, image01, likeness)
         reason = self.judge(evidence)
         if not reason:
             track.previous_mask = prediction.mask

@@ -45,7 +45,6 @@ _FEATURES = (
     "area_growth",
     "intensity_change",
     "legacy_shift",
-    "reverse_overlap",
     "distance_mm",
     "likeness",  # NaN where not recorded (walks before 2026-12-01 were not gated by appearance) or not learnt
     "toward_surroundings",  # NaN where not recorded (walks before 2026-12-01), no ring or no contrast
@@ -123,8 +122,6 @@ class WalkTable:
             & (shift >= rule.unlike_min_shift)
             & (f["overlap"] < rule.unlike_max_overlap)
         )
-        if rule.min_reverse_overlap is not None:
-            refuse |= f["reverse_overlap"] < rule.min_reverse_overlap
         refuse = np.concatenate([refuse, np.ones((refuse.shape[0], 1), bool)], axis=1)
         return np.argmax(refuse, axis=1)
 
@@ -293,14 +290,13 @@ def legacy_rule() -> StopRule:
         min_overlap=0.4,
         max_area_growth=float("inf"),
         max_intensity_shift=1.5,
-        min_reverse_overlap=None,
     )
 
 
 def _thresholds(rule: StopRule) -> dict:
     return {
         name: (None if value is None else float(value))
-        for name, value in ((name, getattr(rule, name)) for name in (*GRID, "min_reverse_overlap"))
+        for name, value in ((name, getattr(rule, name)) for name in GRID)
     }
 
 
@@ -451,7 +447,6 @@ def main(argv: list[str] | None = None) -> int:
             preset,
             args.cache,
             before_margin,
-            reverse=False,
             oracle=False,
             structures=calibrated_structure,
         )
@@ -466,7 +461,6 @@ def main(argv: list[str] | None = None) -> int:
                 "percentile",
                 args.cache,
                 before_margin,
-                reverse=False,
                 oracle=False,
                 structures=AIR_SUSPECTS.__contains__,
             )

@@ -123,11 +123,10 @@ class EvidenceRecorder(StopRule):
     recorded: list[SliceEvidence] = field(default_factory=list)
 
     @classmethod
-    def following(cls, rule: StopRule, reverse: bool) -> EvidenceRecorder:
-        """Records ``rule``'s evidence (the reverse overlap too, with ``reverse``); never judges the
-        prompted slice absent."""
+    def following(cls, rule: StopRule) -> EvidenceRecorder:
+        """Records ``rule``'s evidence; never judges the prompted slice absent."""
         settings = {f.name: getattr(rule, f.name) for f in dataclasses.fields(StopRule)}
-        settings.update(absent_score=-math.inf, min_reverse_overlap=-math.inf if reverse else None)
+        settings.update(absent_score=-math.inf)
         return cls(**settings)
 
     def judge(self, evidence: SliceEvidence) -> str:
@@ -141,7 +140,6 @@ def walk_structure(
     dataset: str,
     structure: str,
     walk_rule: StopRule,
-    reverse: bool = True,
     oracle: bool = True,
     past_end: int = 4,
 ) -> StructureWalk:
@@ -163,7 +161,7 @@ def walk_structure(
         found = predictor.predict(AXIS, int(index), box).mask
         oracle_area += int(found.sum())
         oracle_hits += int((found & reference[index]).sum())
-    recorder = EvidenceRecorder.following(walk_rule, reverse)
+    recorder = EvidenceRecorder.following(walk_rule)
     request = PropagationRequest(
         AXIS,
         seed,
@@ -230,7 +228,6 @@ def walk_dataset(
     preset: str,
     cache_dir: Path,
     walk_rule: StopRule,
-    reverse: bool = True,
     oracle: bool = True,
     structures: Callable[[str], bool] | None = None,
     tag: str = "",
@@ -243,16 +240,13 @@ def walk_dataset(
     for value, name in sorted(case.names.items()):
         if structures is not None and not structures(name):
             continue
-        stored = (
-            cache_dir
-            / f"walk{tag}_{model.spec.name}_{dataset}_{preset}_{name}_{'reverse' if reverse else 'forward'}.pkl"
-        )
+        stored = cache_dir / f"walk{tag}_{model.spec.name}_{dataset}_{preset}_{name}.pkl"
         if stored.exists():
             walks.append(pickle.loads(stored.read_bytes()))
             continue
         started = time.perf_counter()
         try:
-            walk = walk_structure(predictor, case.labels == value, dataset, name, walk_rule, reverse, oracle)
+            walk = walk_structure(predictor, case.labels == value, dataset, name, walk_rule, oracle)
         except PromptError as error:  # e.g. a structure one pixel wide on its largest slice
             log(f"  skipped {dataset}/{name}: {error}")
             continue
