@@ -30,6 +30,7 @@ from ..propagation import StopRule
 from .calibration_walks import (
     SHARED_SETS,
     StructureWalk,
+    add_data_arguments,
     annotate_seed_spread,
     load_case,
     walk_dataset,
@@ -419,13 +420,7 @@ def main(argv: list[str] | None = None) -> int:
     from ..registry import get_spec
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data-root", type=Path, default=Path("..") / "shared" / "data")
-    parser.add_argument(
-        "--cache",
-        type=Path,
-        default=Path("/tmp/samsegment-calibration"),
-        help="embeddings and walks, reused by later runs",
-    )
+    add_data_arguments(parser)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args(argv)

@@ -4,6 +4,7 @@ recorded (see ``calibration``, which judges rule variants on these records)."""
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import math
 import os
@@ -41,6 +42,18 @@ SHARED_SETS = (
 )
 
 Log = Callable[[str], None]  # where progress lines go (print by default)
+
+
+def add_data_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--data-root`` (the shared labelled sets) and ``--cache`` (embeddings and walks, kept between
+    runs and shared by every calibration tool)."""
+    parser.add_argument("--data-root", type=Path, default=Path("..") / "shared" / "data")
+    parser.add_argument(
+        "--cache",
+        type=Path,
+        default=Path("/tmp/samsegment-calibration"),
+        help="embeddings and walks kept between runs (shared by the calibration tools)",
+    )
 
 
 def load_case(folder: Path, image_name: str) -> LabelledCase:

@@ -25,7 +25,7 @@ from ..evaluation.runner import EvaluationSettings, evaluate_oracle, evaluate_st
 from ..intensity import mapping_for
 from ..models import PromptableModel, load_model
 from ..registry import get_spec
-from .calibration_walks import SHARED_SETS, embedded_predictor, load_case
+from .calibration_walks import SHARED_SETS, add_data_arguments, embedded_predictor, load_case
 
 # What each set is mapped with: ``auto``'s choice for every structure of these sets but the CT's lung lobes.
 PRESETS = {"abdomen-ct": "soft_tissue", "abdomen-mr": "percentile", "abdomen-ct-dicom": "soft_tissue"}
@@ -84,13 +84,7 @@ def summarise(rows: list[dict]) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data-root", type=Path, default=Path("..") / "shared" / "data")
-    parser.add_argument(
-        "--cache",
-        type=Path,
-        default=Path("/tmp/samsegment-calibration"),
-        help="embeddings kept between runs (shared with the stop-rule calibration)",
-    )
+    add_data_arguments(parser)
     parser.add_argument("--model", default="litemedsam")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)

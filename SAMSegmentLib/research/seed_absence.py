@@ -44,7 +44,7 @@ from ..prompts import Prompts
 from ..propagation import StopRule
 from ..propagation.stop_rule import SeedEvidence
 from ..registry import get_spec
-from .calibration_walks import AXIS, SHARED_SETS, embedded_predictor, load_case
+from .calibration_walks import AXIS, SHARED_SETS, add_data_arguments, embedded_predictor, load_case
 from .drawn_box import PRESETS
 from .phantoms import lesion_volume
 
@@ -221,13 +221,7 @@ def _evidence_row(example: Example, pair: Evidence) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data-root", type=Path, default=Path("..") / "shared" / "data")
-    parser.add_argument(
-        "--cache",
-        type=Path,
-        default=Path("/tmp/samsegment-calibration"),
-        help="embeddings kept between runs (shared with the stop-rule calibration)",
-    )
+    add_data_arguments(parser)
     parser.add_argument("--model", action="append", help="a model to calibrate on (repeatable; default litemedsam)")
     parser.add_argument(
         "--checkpoint",
